@@ -1,0 +1,176 @@
+//! `/healthz` (the process answers), `/readyz` (every named readiness check
+//! holds: model loaded, broker reachable, partitions assigned ...) and
+//! `/metrics` (Prometheus text format) for every service.
+
+use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Json, Router};
+use prometheus::{Encoder, Registry, TextEncoder};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot bind the health/metrics server to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Named readiness checks. A service registers every check it needs as
+/// `false` at start, so `/readyz` cannot report ready before each one has
+/// actually been satisfied.
+#[derive(Clone, Default)]
+pub struct Health {
+    checks: Arc<Mutex<BTreeMap<String, bool>>>,
+}
+
+impl Health {
+    pub fn new(checks: &[&str]) -> Self {
+        let health = Health::default();
+        for check in checks {
+            health.set(check, false);
+        }
+        health
+    }
+
+    pub fn set(&self, check: &str, ok: bool) {
+        self.lock().insert(check.to_owned(), ok);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.lock().values().all(|ok| *ok)
+    }
+
+    pub fn checks(&self) -> BTreeMap<String, bool> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
+        // A panic elsewhere while holding this lock leaves only booleans
+        // behind, which are still meaningful.
+        self.checks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    registry: Registry,
+    health: Health,
+}
+
+/// Binds `addr` (port 0 picks a free port) and serves until `shutdown`.
+/// Returns the bound address so tests and logs know where it listens.
+pub async fn serve_http(
+    addr: SocketAddr,
+    registry: Registry,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, JoinHandle<()>), HttpError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| HttpError::Bind { addr, source })?;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { registry, health });
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "health/metrics server failed");
+        }
+    });
+    tracing::info!(%bound, "health and metrics on http://{bound}/metrics");
+    Ok((bound, handle))
+}
+
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let ready = state.health.is_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({ "ready": ready, "checks": state.health.checks() })),
+    )
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let mut body = Vec::new();
+    match TextEncoder::new().encode(&state.registry.gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", prometheus::TEXT_FORMAT)],
+            body,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "text/plain")],
+            e.to_string().into_bytes(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn readyz_turns_ready_only_when_every_check_holds() {
+        let registry = Registry::new();
+        let counter = prometheus::IntCounter::new("patroli_test_total", "test").unwrap();
+        registry.register(Box::new(counter.clone())).unwrap();
+        counter.inc_by(3);
+        let health = Health::new(&["model_loaded", "partitions_assigned"]);
+        let shutdown = CancellationToken::new();
+        let (addr, handle) = serve_http(
+            "127.0.0.1:0".parse().unwrap(),
+            registry,
+            health.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+
+        assert_eq!(get(addr, "/healthz").await, (200, "ok\n".into()));
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 503);
+        assert!(body.contains(r#""model_loaded":false"#), "{body}");
+        health.set("model_loaded", true);
+        assert_eq!(get(addr, "/readyz").await.0, 503);
+        health.set("partitions_assigned", true);
+        let (status, body) = get(addr, "/readyz").await;
+        assert_eq!(status, 200);
+        assert!(body.contains(r#""ready":true"#), "{body}");
+
+        let (status, body) = get(addr, "/metrics").await;
+        assert_eq!(status, 200);
+        assert!(body.contains("patroli_test_total 3"), "{body}");
+
+        shutdown.cancel();
+        handle.await.unwrap();
+    }
+}

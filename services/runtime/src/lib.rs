@@ -1,0 +1,18 @@
+//! What every patroli service shares: layered configuration, the Kafka client
+//! factory, the health/metrics HTTP server, graceful shutdown and tracing.
+//! Kept free of any one service's logic so `classifier`, `takedown`,
+//! `dashboard` and `gateway` start and stop the same way.
+
+pub mod config;
+pub mod http;
+pub mod kafka;
+pub mod local_broker;
+pub mod shutdown;
+pub mod telemetry;
+
+pub use config::{load_config, ConfigError};
+pub use local_broker::{find_repo_root, BrokerError, LocalBroker};
+pub use http::{serve_http, Health, HttpError};
+pub use kafka::{ensure_topics, KafkaConfig};
+pub use shutdown::shutdown_on_signals;
+pub use telemetry::init_tracing;
