@@ -1,0 +1,254 @@
+//! A plain BERT encoder over candle tensors. Written out (rather than using
+//! `candle_transformers::models::bert::BertModel`, which loads the same
+//! weights) because training needs to run the lower and upper layers
+//! separately and to swap fine-tuned top layers in, which that type hides.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// The subset of a Hugging Face `BertConfig` this encoder needs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub hidden_act: String,
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub pad_token_id: usize,
+}
+
+impl BertConfig {
+    pub fn load(path: &Path) -> Result<Self, ModelError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+        let cfg: Self = serde_json::from_str(&text)
+            .map_err(|e| ModelError::Format(format!("{}: {e}", path.display())))?;
+        if cfg.hidden_act != "gelu" {
+            return Err(ModelError::Format(format!(
+                "{}: hidden_act {:?} unsupported (only erf gelu)",
+                path.display(),
+                cfg.hidden_act
+            )));
+        }
+        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+            return Err(ModelError::Format(format!(
+                "{}: hidden_size not divisible by heads",
+                path.display()
+            )));
+        }
+        Ok(cfg)
+    }
+
+    pub fn save(&self, path: &Path) -> Result<(), ModelError> {
+        let mut v = serde_json::to_value(self).expect("config serialises");
+        // Extra keys so Hugging Face tooling recognises the directory.
+        v["model_type"] = "bert".into();
+        v["architectures"] = serde_json::json!(["BertModel"]);
+        v["position_embedding_type"] = "absolute".into();
+        let text = serde_json::to_string_pretty(&v).expect("json");
+        std::fs::write(path, text).map_err(|e| ModelError::io(path, e))
+    }
+}
+
+pub(crate) struct Linear {
+    pub w: Tensor,
+    pub b: Tensor,
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        // x: [B, S, in]; candle's batched matmul wants a broadcast weight.
+        let wt = self.w.t()?;
+        x.broadcast_matmul(&wt)?.broadcast_add(&self.b)
+    }
+}
+
+pub(crate) struct LayerNorm {
+    pub w: Tensor,
+    pub b: Tensor,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: &Tensor, differentiable: bool) -> candle_core::Result<Tensor> {
+        if differentiable {
+            // The fused kernel has no backward pass.
+            candle_nn::ops::layer_norm_slow(x, &self.w, &self.b, self.eps as f32)
+        } else {
+            candle_nn::ops::layer_norm(&x.contiguous()?, &self.w, &self.b, self.eps as f32)
+        }
+    }
+}
+
+pub(crate) struct Layer {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub ao: Linear,
+    pub aln: LayerNorm,
+    pub fi: Linear,
+    pub fo: Linear,
+    pub oln: LayerNorm,
+}
+
+/// Hugging Face suffixes of one layer's tensors, in a fixed order.
+pub(crate) const LAYER_TENSORS: [&str; 16] = [
+    "attention.self.query.weight",
+    "attention.self.query.bias",
+    "attention.self.key.weight",
+    "attention.self.key.bias",
+    "attention.self.value.weight",
+    "attention.self.value.bias",
+    "attention.output.dense.weight",
+    "attention.output.dense.bias",
+    "attention.output.LayerNorm.weight",
+    "attention.output.LayerNorm.bias",
+    "intermediate.dense.weight",
+    "intermediate.dense.bias",
+    "output.dense.weight",
+    "output.dense.bias",
+    "output.LayerNorm.weight",
+    "output.LayerNorm.bias",
+];
+
+impl Layer {
+    /// Builds a layer from tensors named `prefix + LAYER_TENSORS[i]`.
+    pub fn from_map(
+        map: &HashMap<String, Tensor>,
+        prefix: &str,
+        eps: f64,
+    ) -> Result<Self, ModelError> {
+        let get = |s: &str| -> Result<Tensor, ModelError> {
+            let name = format!("{prefix}{s}");
+            map.get(&name)
+                .cloned()
+                .ok_or_else(|| ModelError::Format(format!("weights lack tensor {name}")))
+        };
+        let lin = |w: &str, b: &str| -> Result<Linear, ModelError> {
+            Ok(Linear { w: get(w)?, b: get(b)? })
+        };
+        let ln = |w: &str, b: &str| -> Result<LayerNorm, ModelError> {
+            Ok(LayerNorm { w: get(w)?, b: get(b)?, eps })
+        };
+        let t = LAYER_TENSORS;
+        Ok(Self {
+            q: lin(t[0], t[1])?,
+            k: lin(t[2], t[3])?,
+            v: lin(t[4], t[5])?,
+            ao: lin(t[6], t[7])?,
+            aln: ln(t[8], t[9])?,
+            fi: lin(t[10], t[11])?,
+            fo: lin(t[12], t[13])?,
+            oln: ln(t[14], t[15])?,
+        })
+    }
+
+    /// The layer's tensors in `LAYER_TENSORS` order.
+    pub fn tensors(&self) -> [&Tensor; 16] {
+        [
+            &self.q.w, &self.q.b, &self.k.w, &self.k.b, &self.v.w, &self.v.b, &self.ao.w,
+            &self.ao.b, &self.aln.w, &self.aln.b, &self.fi.w, &self.fi.b, &self.fo.w,
+            &self.fo.b, &self.oln.w, &self.oln.b,
+        ]
+    }
+
+    /// x: [B, S, H]; mask: additive [B, 1, 1, S].
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        heads: usize,
+        differentiable: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (b, s, h) = x.dims3()?;
+        let hd = h / heads;
+        let split = |t: Tensor| -> candle_core::Result<Tensor> {
+            t.reshape((b, s, heads, hd))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split(self.q.forward(x)?)?;
+        let k = split(self.k.forward(x)?)?;
+        let v = split(self.v.forward(x)?)?;
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let probs = if differentiable {
+            candle_nn::ops::softmax(&scores, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&scores)?
+        };
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
+        let x = self.aln.forward(&(self.ao.forward(&ctx)? + x)?, differentiable)?;
+        let mid = self.fi.forward(&x)?.gelu_erf()?;
+        self.oln.forward(&(self.fo.forward(&mid)? + x)?, differentiable)
+    }
+}
+
+/// Embedding tables and the frozen lower part of the encoder.
+pub(crate) struct Embeddings {
+    word: Tensor,
+    pos: Tensor,
+    type0: Tensor,
+    ln: LayerNorm,
+}
+
+impl Embeddings {
+    pub fn from_map(map: &HashMap<String, Tensor>, eps: f64) -> Result<Self, ModelError> {
+        let get = |s: &str| -> Result<Tensor, ModelError> {
+            map.get(s).cloned().ok_or_else(|| ModelError::Format(format!("weights lack tensor {s}")))
+        };
+        Ok(Self {
+            word: get("embeddings.word_embeddings.weight")?,
+            pos: get("embeddings.position_embeddings.weight")?,
+            type0: get("embeddings.token_type_embeddings.weight")?.get(0)?,
+            ln: LayerNorm {
+                w: get("embeddings.LayerNorm.weight")?,
+                b: get("embeddings.LayerNorm.bias")?,
+                eps,
+            },
+        })
+    }
+
+    /// ids: [B, S] u32 -> [B, S, H]; positions count from 0 like e5's BertModel.
+    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, s) = ids.dims2()?;
+        let h = self.word.dim(1)?;
+        let words = self.word.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, h))?;
+        let pos = self.pos.narrow(0, 0, s)?;
+        let x = words.broadcast_add(&pos)?.broadcast_add(&self.type0)?;
+        self.ln.forward(&x, false)
+    }
+}
+
+/// Additive attention mask [B, 1, 1, S] from a 0/1 mask [B, S].
+pub(crate) fn additive_mask(mask01: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, s) = mask01.dims2()?;
+    // A large finite negative keeps softmax free of inf - inf.
+    ((mask01.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, s))
+}
+
+/// Mean of hidden states over real tokens: [B, S, H] x [B, S] -> [B, H].
+pub(crate) fn mean_pool(hidden: &Tensor, mask01: &Tensor) -> candle_core::Result<Tensor> {
+    let m = mask01.to_dtype(DType::F32)?.unsqueeze(2)?;
+    let sum = hidden.broadcast_mul(&m)?.sum(1)?;
+    let count = m.sum(1)?;
+    sum.broadcast_div(&count)
+}
+
+/// Loads every tensor of a safetensors file as f32 on the CPU.
+pub(crate) fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
+    if !path.exists() {
+        return Err(ModelError::MissingFile(path.to_path_buf()));
+    }
+    let map = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| ModelError::Format(format!("{}: {e}", path.display())))?;
+    map.into_iter()
+        .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?)))
+        .collect::<Result<_, candle_core::Error>>()
+        .map_err(ModelError::from)
+}

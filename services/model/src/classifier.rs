@@ -1,0 +1,355 @@
+//! Inference: load a model directory and score posts in length-sorted,
+//! dynamically padded, token-budget batches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, D};
+
+use crate::bert::{additive_mask, load_safetensors, mean_pool, BertConfig, Embeddings, Layer, Linear};
+use crate::spec::{ModelSpec, WEIGHTS_FILE};
+use crate::text::{TextEncoder, Tokenized};
+use crate::ModelError;
+
+/// Padded tokens per forward pass. Larger batches stop paying off on CPU
+/// beyond a few thousand tokens and only add latency and memory.
+const TOKEN_BUDGET: usize = 2048;
+const MAX_BATCH: usize = 32;
+const TOP_TOKENS: usize = 5;
+
+#[derive(Debug, Clone)]
+pub struct InferenceOptions {
+    /// Token limit incl. special tokens; longer texts are truncated. 0 means
+    /// the model's own `max_len`.
+    pub max_len: usize,
+    /// Compute threads (process-wide, see `Classifier::load`); `None` sizes
+    /// them from the CPU quota.
+    pub threads: Option<usize>,
+}
+
+impl Default for InferenceOptions {
+    fn default() -> Self {
+        Self { max_len: 0, threads: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: String,
+    pub threshold: f32,
+    pub categories: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Calibrated P(disinformation): the summed probability of the hoax categories.
+    pub score: f32,
+    /// `score >= threshold`.
+    pub label: bool,
+    /// Most probable category.
+    pub category: String,
+    pub categories: BTreeMap<String, f32>,
+    /// Up to five words of the post that push the score up most: each
+    /// word's share of the head's input (its final hidden states, which
+    /// mean pooling sums linearly) projected on the score's gradient with
+    /// respect to the logits. Empty when no word raises the score.
+    pub top_tokens: Vec<String>,
+}
+
+/// The encoder; shared by inference and training.
+pub(crate) struct Network {
+    pub emb: Embeddings,
+    pub layers: Vec<Layer>,
+    pub heads: usize,
+    pub pad_id: u32,
+}
+
+impl Network {
+    /// Base encoder with its top `finetuned` layers taken from `trained`
+    /// (names `top.<layer>.<hf suffix>`).
+    pub fn assemble(
+        cfg: &BertConfig,
+        base: &HashMap<String, Tensor>,
+        trained: &HashMap<String, Tensor>,
+        finetuned: usize,
+        pad_id: u32,
+    ) -> Result<Self, ModelError> {
+        let n = cfg.num_hidden_layers;
+        if finetuned > n {
+            return Err(ModelError::Format(format!(
+                "{finetuned} fine-tuned layers but the encoder has {n}"
+            )));
+        }
+        let eps = cfg.layer_norm_eps;
+        let layers = (0..n)
+            .map(|l| {
+                if l >= n - finetuned {
+                    Layer::from_map(trained, &format!("top.{l}."), eps)
+                } else {
+                    Layer::from_map(base, &format!("encoder.layer.{l}."), eps)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            emb: Embeddings::from_map(base, eps)?,
+            layers,
+            heads: cfg.num_attention_heads,
+            pad_id,
+        })
+    }
+
+    /// Pads a batch: ids [B, S] and a 0/1 mask [B, S].
+    pub fn pad(&self, batch: &[&[u32]]) -> Result<(Tensor, Tensor), ModelError> {
+        let s = batch.iter().map(|t| t.len()).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(batch.len() * s);
+        let mut mask = Vec::with_capacity(batch.len() * s);
+        for t in batch {
+            ids.extend_from_slice(t);
+            ids.extend(std::iter::repeat_n(self.pad_id, s - t.len()));
+            mask.extend(std::iter::repeat_n(1u32, t.len()));
+            mask.extend(std::iter::repeat_n(0u32, s - t.len()));
+        }
+        let dev = Device::Cpu;
+        Ok((
+            Tensor::from_vec(ids, (batch.len(), s), &dev)?,
+            Tensor::from_vec(mask, (batch.len(), s), &dev)?,
+        ))
+    }
+
+    /// Hidden states after layers `[0, upto)`.
+    pub fn lower(&self, ids: &Tensor, mask: &Tensor, upto: usize) -> Result<Tensor, ModelError> {
+        let amask = additive_mask(mask)?;
+        let mut x = self.emb.forward(ids)?;
+        for layer in &self.layers[..upto] {
+            x = layer.forward(&x, &amask, self.heads, false)?;
+        }
+        Ok(x)
+    }
+}
+
+pub struct Classifier {
+    net: Network,
+    head: Linear,
+    text: TextEncoder,
+    spec: ModelSpec,
+    info: ModelInfo,
+    disinfo: Vec<bool>,
+}
+
+impl Classifier {
+    /// Loads `model_dir` (see `ModelSpec`) and its base encoder. Sets the
+    /// process-wide compute thread count (`RAYON_NUM_THREADS`, which candle's
+    /// matmuls read) to `opts.threads` or the CPU quota, unless already set.
+    pub fn load(model_dir: &Path, opts: &InferenceOptions) -> Result<Self, ModelError> {
+        configure_threads(opts.threads);
+        let spec = ModelSpec::load(model_dir)?;
+        let base_dir = spec.resolve_base_dir(model_dir);
+        let cfg = BertConfig::load(&base_dir.join("config.json"))?;
+        let base = load_safetensors(&base_dir.join("model.safetensors"))?;
+        let trained = load_safetensors(&model_dir.join(WEIGHTS_FILE))?;
+        let net = Network::assemble(&cfg, &base, &trained, spec.finetuned_layers, spec.pad_id)?;
+        let head = load_head(&trained, cfg.hidden_size, spec.categories.len())?;
+        let max_len = match opts.max_len {
+            0 => spec.max_len,
+            n => n,
+        }
+        .min(cfg.max_position_embeddings);
+        let text = TextEncoder::load(
+            &base_dir.join("tokenizer.json"),
+            &spec.text_prefix,
+            spec.bos_id,
+            spec.eos_id,
+            max_len,
+        )?;
+        let info = ModelInfo {
+            name: spec.name.clone(),
+            version: spec.version.clone(),
+            threshold: spec.threshold,
+            categories: spec.categories.clone(),
+        };
+        let disinfo =
+            spec.categories.iter().map(|c| spec.disinformation_categories.contains(c)).collect();
+        Ok(Self { net, head, text, spec, info, disinfo })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Tokens fed to the encoder for `text` (after truncation, incl. specials).
+    pub fn token_count(&self, text: &str) -> usize {
+        self.text.encode(text).map(|t| t.ids.len()).unwrap_or(2)
+    }
+
+    pub fn score(&self, texts: &[&str]) -> Result<Vec<Prediction>, ModelError> {
+        let toks = texts.iter().map(|t| self.text.encode(t)).collect::<Result<Vec<_>, _>>()?;
+        let mut out: Vec<Option<Prediction>> = vec![None; texts.len()];
+        for batch in token_budget_batches(&toks.iter().map(|t| t.ids.len()).collect::<Vec<_>>()) {
+            let items: Vec<&Tokenized> = batch.iter().map(|&i| &toks[i]).collect();
+            for (i, p) in batch.iter().zip(self.score_batch(&items)?) {
+                out[*i] = Some(p);
+            }
+        }
+        Ok(out.into_iter().map(|p| p.expect("every input is in one batch")).collect())
+    }
+
+    fn score_batch(&self, items: &[&Tokenized]) -> Result<Vec<Prediction>, ModelError> {
+        let id_refs: Vec<&[u32]> = items.iter().map(|t| t.ids.as_slice()).collect();
+        let (ids, mask) = self.net.pad(&id_refs)?;
+        let hidden = self.net.lower(&ids, &mask, self.net.layers.len())?;
+        let pooled = mean_pool(&hidden, &mask)?;
+        let logits = self.head.forward(&pooled.unsqueeze(1)?)?.squeeze(1)?;
+        let probs = candle_nn::ops::softmax(&(logits / self.spec.temperature as f64)?, D::Minus1)?
+            .to_vec2::<f32>()?;
+        // Per-token logits without the bias: pooled logits are their mean plus the bias.
+        let token_logits = hidden.broadcast_matmul(&self.head.w.t()?)?.to_vec3::<f32>()?;
+        let mut preds = Vec::with_capacity(items.len());
+        for ((item, p), tl) in items.iter().zip(probs).zip(token_logits) {
+            preds.push(self.prediction(item, p, &tl[..item.ids.len()]));
+        }
+        Ok(preds)
+    }
+
+    fn prediction(&self, item: &Tokenized, probs: Vec<f32>, token_logits: &[Vec<f32>]) -> Prediction {
+        let score: f32 =
+            probs.iter().zip(&self.disinfo).filter(|(_, &d)| d).map(|(p, _)| p).sum::<f32>();
+        let score = score.clamp(0.0, 1.0);
+        // d score / d logit_c = p_c (1[c is hoax] - score) / T.
+        let grad: Vec<f32> = probs
+            .iter()
+            .zip(&self.disinfo)
+            .map(|(p, &d)| p * (f32::from(u8::from(d)) - score) / self.spec.temperature)
+            .collect();
+        let weights: Vec<f32> =
+            token_logits.iter().map(|tl| tl.iter().zip(&grad).map(|(a, g)| a * g).sum()).collect();
+        let mut words = self.text.words(&item.pieces, &weights);
+        words.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let mut top_tokens: Vec<String> = Vec::new();
+        for (w, s) in words {
+            if s <= 0.0 || top_tokens.len() == TOP_TOKENS {
+                break;
+            }
+            if !top_tokens.iter().any(|t| t.eq_ignore_ascii_case(&w)) {
+                top_tokens.push(w);
+            }
+        }
+        let best = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map_or(0, |(i, _)| i);
+        Prediction {
+            score,
+            label: score >= self.spec.threshold,
+            category: self.spec.categories[best].clone(),
+            categories: self.spec.categories.iter().cloned().zip(probs).collect(),
+            top_tokens,
+        }
+    }
+
+}
+
+/// Groups item indices into batches of similar length: sorted by length,
+/// cut when the padded size would exceed the token budget.
+pub(crate) fn token_budget_batches(lens: &[usize]) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..lens.len()).collect();
+    order.sort_by_key(|&i| (lens[i], i));
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut cur: Vec<usize> = Vec::new();
+    for i in order {
+        // Sorted ascending, so the newest item is the longest in the batch.
+        if !cur.is_empty() && ((cur.len() + 1) * lens[i] > TOKEN_BUDGET || cur.len() == MAX_BATCH) {
+            batches.push(std::mem::take(&mut cur));
+        }
+        cur.push(i);
+    }
+    if !cur.is_empty() {
+        batches.push(cur);
+    }
+    batches
+}
+
+fn configure_threads(threads: Option<usize>) {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() && threads.is_none() {
+        return;
+    }
+    let n = threads.unwrap_or_else(crate::cpu_threads_from_quota).max(1);
+    // Read by candle on every matmul; this crate sets it only here, at load time.
+    std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+}
+
+pub(crate) fn load_head(
+    trained: &HashMap<String, Tensor>,
+    hidden: usize,
+    classes: usize,
+) -> Result<Linear, ModelError> {
+    let get = |s: &str| {
+        trained.get(s).cloned().ok_or_else(|| ModelError::Format(format!("weights lack {s}")))
+    };
+    let head = Linear { w: get("head.weight")?, b: get("head.bias")? };
+    if head.w.dims() != [classes, hidden] || head.b.dims() != [classes] {
+        return Err(ModelError::Format(format!(
+            "head is {:?}, expected [{classes}, {hidden}] for the categories and encoder",
+            head.w.dims()
+        )));
+    }
+    Ok(head)
+}
+
+/// The base encoder alone (no fine-tuned layers), e.g. to check it against
+/// reference embeddings.
+pub struct BaseEncoder {
+    net: Network,
+    text: TextEncoder,
+}
+
+impl BaseEncoder {
+    /// Loads `base_dir` (config.json, model.safetensors, tokenizer.json);
+    /// texts get `prefix` and `<s>`=`bos`, `</s>`=`eos`.
+    pub fn load(base_dir: &Path, prefix: &str, bos: u32, eos: u32) -> Result<Self, ModelError> {
+        let cfg = BertConfig::load(&base_dir.join("config.json"))?;
+        let base = load_safetensors(&base_dir.join("model.safetensors"))?;
+        let net = Network::assemble(&cfg, &base, &HashMap::new(), 0, cfg.pad_token_id as u32)?;
+        let text = TextEncoder::load(
+            &base_dir.join("tokenizer.json"),
+            prefix,
+            bos,
+            eos,
+            cfg.max_position_embeddings,
+        )?;
+        Ok(Self { net, text })
+    }
+
+    /// Token ids fed to the encoder.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        Ok(self.text.encode(text)?.ids)
+    }
+
+    /// Mean-pooled final hidden states (e5's embedding before L2 normalisation).
+    pub fn pooled(&self, text: &str) -> Result<Vec<f32>, ModelError> {
+        let tok = self.text.encode(text)?;
+        let (ids, mask) = self.net.pad(&[tok.ids.as_slice()])?;
+        let h = self.net.lower(&ids, &mask, self.net.layers.len())?;
+        Ok(mean_pool(&h, &mask)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_budget_and_cover_all() {
+        let lens = vec![10, 500, 3, 64, 64, 128, 7, 512, 512];
+        let batches = token_budget_batches(&lens);
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..lens.len()).collect::<Vec<_>>());
+        for b in &batches {
+            let max = b.iter().map(|&i| lens[i]).max().unwrap();
+            assert!(b.len() == 1 || b.len() * max <= TOKEN_BUDGET);
+        }
+        assert!(token_budget_batches(&[]).is_empty());
+    }
+}

