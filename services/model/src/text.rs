@@ -52,6 +52,8 @@ impl TextEncoder {
     }
 
     pub fn encode(&self, text: &str) -> Result<Tokenized, ModelError> {
+        // Edge whitespace carries nothing and would cost tokens ("▁" pieces).
+        let text = text.trim();
         let cap = self.max_len * BYTES_PER_TOKEN_CAP;
         let mut end = text.len().min(cap);
         while !text.is_char_boundary(end) {

@@ -64,12 +64,13 @@ pub fn build_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
     for l in 0..cfg.num_hidden_layers {
         let last = l + 1 == cfg.num_hidden_layers;
         for name in LAYER_TENSORS {
+            // The base keeps every layer so it can be trained from; the
+            // trained file overrides the last one, as a fine-tuned model does.
             let t = layer_tensor(&mut rng, name, &cfg)?;
             if last {
-                trained.insert(format!("top.{l}.{name}"), t);
-            } else {
-                base.insert(format!("encoder.layer.{l}.{name}"), t);
+                trained.insert(format!("top.{l}.{name}"), layer_tensor(&mut rng, name, &cfg)?);
             }
+            base.insert(format!("encoder.layer.{l}.{name}"), t);
         }
     }
     trained.insert("head.weight".into(), random(&mut rng, &[CATEGORIES.len(), h], 0.5)?);
