@@ -1,0 +1,35 @@
+//! Event contracts shared by every patroli service: topic names, the JSON value of each topic,
+//! input validation with machine-readable DLQ reasons, deterministic event ids, content
+//! fingerprints and the JSON Schemas partners validate against.
+//!
+//! Kafka is the only coupling between services, so these types *are* the interface: a change
+//! here that alters the wire format must bump [`SCHEMA_VERSION`] and regenerate `schemas/`.
+
+mod decode;
+mod events;
+mod fingerprint;
+mod ids;
+pub mod schema;
+
+pub use decode::{decode_input, DlqReason, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES};
+pub use events::{
+    Complaint, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
+    RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
+};
+pub use fingerprint::{fingerprint, hamming};
+pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};
+
+/// Kafka topic names. The `.v1` suffix is part of the contract: an incompatible change gets a
+/// new topic so old and new producers can run side by side during a migration.
+pub mod topics {
+    pub const POSTS_RAW: &str = "posts.raw.v1";
+    pub const COMPLAINTS: &str = "complaints.v1";
+    pub const POSTS_SCORED: &str = "posts.scored.v1";
+    pub const POSTS_DLQ: &str = "posts.dlq.v1";
+
+    /// Every topic this crate defines a value for, in data-flow order.
+    pub const ALL: [&str; 4] = [POSTS_RAW, COMPLAINTS, POSTS_SCORED, POSTS_DLQ];
+}
+
+/// The `schema_version` every event written today carries and every reader accepts.
+pub const SCHEMA_VERSION: u32 = 1;

@@ -1,0 +1,18 @@
+//! JSON Schemas of the topic values, generated from the types so they cannot drift; the
+//! committed copies under `schemas/` are what partners validate against.
+
+use schemars::{schema_for, Schema};
+
+use crate::events::{Complaint, DlqEvent, RawPost, ScoredEvent};
+use crate::topics;
+
+/// The JSON Schema of `topic`'s message value, or `None` for a topic this crate does not define.
+pub fn topic_schema(topic: &str) -> Option<Schema> {
+    Some(match topic {
+        topics::POSTS_RAW => schema_for!(RawPost),
+        topics::COMPLAINTS => schema_for!(Complaint),
+        topics::POSTS_SCORED => schema_for!(ScoredEvent),
+        topics::POSTS_DLQ => schema_for!(DlqEvent),
+        _ => return None,
+    })
+}
