@@ -1,0 +1,92 @@
+use patroli_contracts::topics;
+use patroli_runtime::KafkaConfig;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How results and input offsets become durable together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeliveryMode {
+    /// Idempotent producer; input offsets are stored only after every
+    /// output of a batch is acknowledged. A crash re-delivers, so consumers
+    /// de-duplicate by `event_id`.
+    AtLeastOnce,
+    /// Kafka transactions: outputs and input offsets commit atomically;
+    /// downstream readers use `isolation.level=read_committed`.
+    ExactlyOnce,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchConfig {
+    /// Most posts scored in one model call.
+    pub max_posts: usize,
+    /// Most tokens (after truncation, padding excluded) in one batch, so a
+    /// run of long posts does not blow up latency or memory.
+    pub max_tokens: usize,
+    /// How long the first post of a batch may wait for company.
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig {
+            max_posts: 32,
+            max_tokens: 4096,
+            max_wait_ms: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClassifierConfig {
+    pub kafka: KafkaConfig,
+    pub group_id: String,
+    pub input_topics: Vec<String>,
+    pub output_topic: String,
+    pub dlq_topic: String,
+    pub delivery: DeliveryMode,
+    /// Stable per instance (e.g. the pod name) in exactly-once mode, so a
+    /// restarted instance fences its zombie predecessor.
+    pub transactional_id: String,
+    pub model_dir: PathBuf,
+    /// Tokens per post kept by truncation.
+    pub max_len: usize,
+    /// Inference threads; default: the container's CPU quota.
+    pub threads: Option<usize>,
+    /// Longer posts go to the DLQ with `text_too_long`.
+    pub max_text_bytes: usize,
+    pub batch: BatchConfig,
+    pub session_timeout_ms: u64,
+    pub max_poll_interval_ms: u64,
+    /// How long a rebalance or shutdown waits for in-flight batches.
+    pub drain_timeout_ms: u64,
+    pub http_addr: SocketAddr,
+    pub log_json: bool,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        ClassifierConfig {
+            kafka: KafkaConfig::default(),
+            group_id: "patroli-classifier".into(),
+            input_topics: vec![topics::POSTS_RAW.into(), topics::COMPLAINTS.into()],
+            output_topic: topics::POSTS_SCORED.into(),
+            dlq_topic: topics::POSTS_DLQ.into(),
+            delivery: DeliveryMode::AtLeastOnce,
+            transactional_id: "patroli-classifier-0".into(),
+            model_dir: PathBuf::from("models/patroli-id-v1"),
+            max_len: 128,
+            threads: None,
+            max_text_bytes: 10_000,
+            batch: BatchConfig::default(),
+            session_timeout_ms: 10_000,
+            max_poll_interval_ms: 300_000,
+            drain_timeout_ms: 30_000,
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            log_json: false,
+        }
+    }
+}

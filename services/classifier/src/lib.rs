@@ -1,0 +1,14 @@
+//! The classifier service: `posts.raw.v1` + `complaints.v1` → decode and
+//! validate → token-budget micro-batches → the transformer on a blocking
+//! pool → `posts.scored.v1` (or `posts.dlq.v1`), with input offsets made
+//! durable only together with, or after, the outputs they produced.
+
+pub mod batch;
+pub mod config;
+pub mod metrics;
+pub mod output;
+pub mod service;
+
+pub use config::{BatchConfig, ClassifierConfig, DeliveryMode};
+pub use metrics::Metrics;
+pub use service::{run, ClassifierError};

@@ -1,0 +1,112 @@
+//! Turning consumed messages into the records the service produces: a
+//! scored event for every valid input, a dead-letter event for every
+//! invalid one. Pure functions of their inputs, so redelivery produces the
+//! same `event_id`s.
+
+use patroli_contracts::{
+    fingerprint, now_rfc3339, scored_event_id, DlqEvent, InvalidInput, Label, Latency, ModelRef,
+    Reasons, ScoredEvent, ScoringInput, SourceOffset, SCHEMA_VERSION,
+};
+use patroli_model::Prediction;
+use std::time::Instant;
+
+/// One consumed message, decoded (or not) in the poll loop.
+pub struct Item {
+    pub source: SourceOffset,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    /// When the post entered Kafka (ingest header or message timestamp).
+    pub ingest_ms: Option<i64>,
+    pub received: Instant,
+    /// Trace headers carried through to the outputs.
+    pub trace_headers: Vec<(String, Vec<u8>)>,
+    pub decoded: Result<ScoringInput, InvalidInput>,
+}
+
+/// What the service produces for one item.
+pub struct OutRecord {
+    pub topic: String,
+    pub key: String,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub outcome: Outcome,
+}
+
+/// For counting what was produced, once it is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Scored(Label),
+    DeadLetter(&'static str),
+}
+
+pub fn scored_record(
+    item: &Item,
+    input: &ScoringInput,
+    prediction: Prediction,
+    model: &ModelRef,
+    topic: &str,
+    now_ms: i64,
+) -> OutRecord {
+    let label = if prediction.label {
+        Label::Disinformation
+    } else {
+        Label::NotDisinformation
+    };
+    let event_id = scored_event_id(input, model);
+    let event = ScoredEvent {
+        schema_version: SCHEMA_VERSION,
+        event_id: event_id.clone(),
+        source_kind: input.source_kind,
+        post: input.post.clone(),
+        complaint_id: input.complaint_id.clone(),
+        author: input.author.clone(),
+        created_at: input.created_at.clone(),
+        url: input.url.clone(),
+        region: input.region.clone(),
+        lang: input.lang.clone(),
+        score: prediction.score,
+        label,
+        category: prediction.category,
+        categories: prediction.categories,
+        model: model.clone(),
+        scored_at: now_rfc3339(),
+        latency: Latency {
+            processing_ms: item.received.elapsed().as_secs_f64() * 1000.0,
+            end_to_end_ms: item.ingest_ms.map(|t| (now_ms - t).max(0) as f64),
+        },
+        fingerprint: fingerprint(&input.text),
+        reasons: Reasons {
+            top_tokens: prediction.top_tokens,
+        },
+        source: item.source.clone(),
+    };
+    OutRecord {
+        topic: topic.to_owned(),
+        key: input.post.key(),
+        payload: serde_json::to_vec(&event).expect("scored events always serialise"),
+        headers: with_event_id(&item.trace_headers, &event_id),
+        outcome: Outcome::Scored(label),
+    }
+}
+
+pub fn dead_letter_record(item: &Item, invalid: &InvalidInput, topic: &str) -> OutRecord {
+    let event = DlqEvent::new(
+        item.source.clone(),
+        item.key.as_deref(),
+        item.payload.as_deref(),
+        invalid,
+    );
+    OutRecord {
+        topic: topic.to_owned(),
+        key: event.message_key(),
+        payload: serde_json::to_vec(&event).expect("dead-letter events always serialise"),
+        headers: with_event_id(&item.trace_headers, &event.event_id),
+        outcome: Outcome::DeadLetter(invalid.reason.as_str()),
+    }
+}
+
+fn with_event_id(trace: &[(String, Vec<u8>)], event_id: &str) -> Vec<(String, Vec<u8>)> {
+    let mut headers = trace.to_vec();
+    headers.push(("event_id".into(), event_id.as_bytes().to_vec()));
+    headers
+}

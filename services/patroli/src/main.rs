@@ -1,0 +1,94 @@
+//! `patroli`: one binary for every service and tool. Kubernetes runs
+//! `patroli serve <service>`; people run `patroli up`, `score`, `train` ...
+
+mod model_cmds;
+mod replay;
+mod up;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use patroli_classifier::ClassifierConfig;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "patroli",
+    version,
+    about = "Election-disinformation patrol engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole pipeline locally: broker, topics, classifier, sample stream, live counts.
+    Up(up::UpArgs),
+    /// Run one service until SIGTERM.
+    Serve {
+        #[command(subcommand)]
+        service: Service,
+    },
+    /// Produce a JSONL file of posts into a topic, one message per line.
+    Replay(replay::ReplayArgs),
+    #[command(flatten)]
+    Model(model_cmds::ModelCommand),
+}
+
+#[derive(Subcommand)]
+enum Service {
+    /// posts.raw.v1 + complaints.v1 → posts.scored.v1 (+ posts.dlq.v1).
+    Classifier {
+        /// TOML file layered between the defaults and PATROLI_* env vars.
+        #[arg(long, env = "PATROLI_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) => runtime()?.block_on(up::run(args)),
+        Command::Serve {
+            service: Service::Classifier { config },
+        } => {
+            let config: ClassifierConfig =
+                patroli_runtime::load_config(config.as_deref(), std::env::vars())
+                    .context("loading the classifier configuration")?;
+            patroli_runtime::init_tracing(config.log_json);
+            runtime()?.block_on(async {
+                let shutdown = patroli_runtime::shutdown_on_signals();
+                patroli_classifier::run(config, shutdown)
+                    .await
+                    .context("classifier failed")
+            })
+        }
+        Command::Replay(args) => {
+            patroli_runtime::init_tracing(false);
+            runtime()?.block_on(async {
+                let produced = replay::run(&args).await?;
+                eprintln!("produced {produced} messages to {}", args.topic);
+                Ok(())
+            })
+        }
+        Command::Model(command) => {
+            patroli_runtime::init_tracing(false);
+            model_cmds::run(command)
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // At least two workers even on one CPU: a rebalance blocks one worker
+    // while the write stage finishes in-flight batches on another.
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}

@@ -1,0 +1,221 @@
+//! `patroli up`: the whole pipeline on one machine. Starts a broker unless
+//! `KAFKA_BROKERS` points at one, creates the topics, runs the classifier
+//! in-process, replays the bundled sample stream and shows live results.
+
+use crate::replay::{key_of, produce_lines};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use patroli_classifier::ClassifierConfig;
+use patroli_contracts::{topics, DlqEvent, ScoredEvent};
+use patroli_runtime::{ensure_topics, find_repo_root, LocalBroker};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Posts to replay into posts.raw.v1 (JSONL, one post per line).
+    #[arg(long, default_value = "deploy/local/sample-posts.jsonl")]
+    pub sample: PathBuf,
+    #[arg(
+        long,
+        env = "PATROLI_MODEL_DIR",
+        default_value = "models/patroli-id-v1"
+    )]
+    pub model: PathBuf,
+    /// Posts per second replayed; 0 = all at once.
+    #[arg(long, default_value_t = 25.0)]
+    pub rate: f64,
+    /// Where the classifier serves /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub http_addr: SocketAddr,
+    /// Stop once every sample post is scored or dead-lettered (else: Ctrl-C).
+    #[arg(long)]
+    pub exit_when_done: bool,
+}
+
+/// Partitions per topic locally: enough to show consumer-group scaling.
+const TOPICS: [(&str, i32); 4] = [
+    (topics::POSTS_RAW, 6),
+    (topics::COMPLAINTS, 3),
+    (topics::POSTS_SCORED, 6),
+    (topics::POSTS_DLQ, 1),
+];
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    if std::env::var_os("RUST_LOG").is_none() {
+        // Keep the terminal for the live view; warnings still show.
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    patroli_runtime::init_tracing(false);
+    let shutdown = patroli_runtime::shutdown_on_signals();
+
+    let (_broker, brokers) = match std::env::var("KAFKA_BROKERS") {
+        Ok(brokers) if !brokers.is_empty() => (None, brokers),
+        _ => {
+            let cwd = std::env::current_dir()?;
+            let root = find_repo_root(&cwd).context(
+                "run `patroli up` inside the patroli checkout (it needs deploy/local/broker.sh), or set KAFKA_BROKERS",
+            )?;
+            eprintln!("starting a local tansu broker ...");
+            let broker = tokio::task::spawn_blocking(move || LocalBroker::start(&root)).await??;
+            let brokers = broker.bootstrap_servers();
+            (Some(broker), brokers)
+        }
+    };
+    eprintln!("broker:     {brokers}");
+
+    let mut config: ClassifierConfig = patroli_runtime::load_config(None, std::env::vars())?;
+    config.kafka.brokers = brokers.clone();
+    config.model_dir = args.model.clone();
+    config.http_addr = args.http_addr;
+    ensure_topics(&config.kafka, &TOPICS)
+        .await
+        .context("creating topics")?;
+
+    let sample = std::fs::read(&args.sample)
+        .with_context(|| format!("cannot read the sample stream {}", args.sample.display()))?;
+    let lines: Vec<&[u8]> = sample
+        .split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    let texts: HashMap<String, String> = lines
+        .iter()
+        .filter_map(|line| {
+            let value: serde_json::Value = serde_json::from_slice(line).ok()?;
+            Some((key_of(line)?, value.get("text")?.as_str()?.to_owned()))
+        })
+        .collect();
+
+    let classifier = tokio::spawn(patroli_classifier::run(
+        config.clone(),
+        shutdown.child_token(),
+    ));
+    eprintln!(
+        "metrics:    http://{}/metrics  (readiness: /readyz)",
+        args.http_addr
+    );
+    eprintln!(
+        "dashboard:  not built yet; scored events are on topic {}",
+        topics::POSTS_SCORED
+    );
+    eprintln!(
+        "replaying:  {} posts from {} at {}/s\n",
+        lines.len(),
+        args.sample.display(),
+        args.rate
+    );
+
+    let producer: FutureProducer = config.kafka.idempotent_producer("patroli-up").create()?;
+    let pause = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+    let owned: Vec<Vec<u8>> = lines.iter().map(|l| l.to_vec()).collect();
+    let replay = tokio::spawn(async move {
+        let lines: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+        produce_lines(&producer, topics::POSTS_RAW, &lines, pause).await
+    });
+
+    let outcome = watch(&config, lines.len(), &texts, args.exit_when_done, &shutdown).await;
+    shutdown.cancel();
+    replay.abort();
+    match classifier.await {
+        Ok(result) => result.context("classifier failed")?,
+        Err(e) => anyhow::bail!("classifier task failed: {e}"),
+    }
+    outcome
+}
+
+/// Follows the output topics and draws the live view. Counts distinct
+/// `event_id`s, so re-delivered duplicates are not counted twice.
+async fn watch(
+    config: &ClassifierConfig,
+    expected: usize,
+    texts: &HashMap<String, String>,
+    exit_when_done: bool,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let consumer: StreamConsumer = config
+        .kafka
+        .client_config("patroli-up-watch")
+        .set(
+            "group.id",
+            format!("patroli-up-watch-{}", std::process::id()),
+        )
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topics::POSTS_SCORED, topics::POSTS_DLQ])?;
+    let bar = ProgressBar::new(expected as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} posts  {msg}",
+        )
+        .expect("valid template"),
+    );
+    let mut seen = HashSet::new();
+    let (mut flagged, mut clean, mut dead) = (0usize, 0usize, 0usize);
+    loop {
+        let message = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            m = consumer.recv() => m?,
+        };
+        let Some(payload) = message.payload() else {
+            continue;
+        };
+        if message.topic() == topics::POSTS_DLQ {
+            let event: DlqEvent = serde_json::from_slice(payload)?;
+            if seen.insert(event.event_id.clone()) {
+                dead += 1;
+                bar.println(format!(
+                    "  DLQ    {:<22} {}",
+                    event.reason.as_str(),
+                    event.detail
+                ));
+            }
+        } else {
+            let event: ScoredEvent = serde_json::from_slice(payload)?;
+            if !seen.insert(event.event_id.clone()) {
+                continue;
+            }
+            if event.label == patroli_contracts::Label::Disinformation {
+                flagged += 1;
+                let text = texts
+                    .get(&event.post.key())
+                    .map(String::as_str)
+                    .unwrap_or("");
+                bar.println(format!(
+                    "  FLAG   {:.2} {:<18} {}",
+                    event.score,
+                    event.category,
+                    preview(text, 90)
+                ));
+            } else {
+                clean += 1;
+            }
+        }
+        bar.set_position(seen.len() as u64);
+        bar.set_message(format!(
+            "flagged {flagged}  not flagged {clean}  dead-lettered {dead}"
+        ));
+        if exit_when_done && seen.len() >= expected {
+            break;
+        }
+    }
+    bar.finish();
+    eprintln!(
+        "\n{} posts: {flagged} flagged as disinformation, {clean} not, {dead} dead-lettered",
+        seen.len()
+    );
+    Ok(())
+}
+
+fn preview(text: &str, chars: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &one_line[..cut]),
+        None => one_line,
+    }
+}

@@ -1,0 +1,76 @@
+//! Scaling: two classifier instances in one consumer group split the
+//! partitions; stopping one (SIGTERM, as Kubernetes does) hands its
+//! partitions to the other without losing a post.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const TOTAL_PARTITIONS: f64 = (RAW_PARTITIONS + COMPLAINT_PARTITIONS) as f64;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_split_partitions_and_hand_over_on_stop() {
+    let broker = start_broker();
+    let brokers = broker.bootstrap_servers();
+    create_topics(&brokers).await;
+    let model = tiny_model();
+    let producer = producer(&brokers);
+    let collector = Collector::start(&brokers, "read_committed");
+
+    let mut first = ClassifierProcess::spawn(&brokers, model.path(), "split", &[]);
+    first.wait_for_metric(
+        "patroli_assigned_partitions",
+        |n| n == TOTAL_PARTITIONS,
+        Duration::from_secs(60),
+    );
+    produce_posts(&producer, 0..2000).await;
+
+    let second = ClassifierProcess::spawn(&brokers, model.path(), "split", &[]);
+    let limit = Duration::from_secs(90);
+    let started = std::time::Instant::now();
+    loop {
+        let (a, b) = (
+            first.metric("patroli_assigned_partitions").unwrap_or(0.0),
+            second.metric("patroli_assigned_partitions").unwrap_or(0.0),
+        );
+        if a > 0.0 && b > 0.0 && a + b == TOTAL_PARTITIONS {
+            eprintln!("split: {a} + {b} partitions");
+            break;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "partitions never split (first {a}, second {b})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    produce_posts(&producer, 2000..6000).await;
+    // Stop the first one while posts are still flowing.
+    std::thread::sleep(Duration::from_millis(300));
+    let status = first.terminate();
+    assert!(
+        status.success(),
+        "SIGTERM must end the classifier cleanly, got {status}"
+    );
+    second.wait_for_metric(
+        "patroli_assigned_partitions",
+        |n| n == TOTAL_PARTITIONS,
+        Duration::from_secs(60),
+    );
+    produce_posts(&producer, 6000..8000).await;
+
+    collector.wait_for(8000, Duration::from_secs(300));
+    let outputs = collector.finish();
+    let keys = outputs.scored_keys();
+    let missing = (0..8000)
+        .map(post_key)
+        .filter(|k| !keys.contains(k))
+        .count();
+    assert_eq!(missing, 0, "posts lost in the hand-over");
+    assert_eq!(outputs.unique_scored().len(), 8000);
+    eprintln!(
+        "hand-over: {} scored messages for 8000 posts ({} duplicates)",
+        outputs.scored.len(),
+        outputs.scored.len() - 8000
+    );
+}
