@@ -64,10 +64,16 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
+    /// x: [.., in] -> [.., out]. Folded to one 2-D matmul: a broadcast
+    /// weight makes candle copy it per batch row.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // x: [B, S, in]; candle's batched matmul wants a broadcast weight.
-        let wt = self.w.t()?;
-        x.broadcast_matmul(&wt)?.broadcast_add(&self.b)
+        let dims = x.dims().to_vec();
+        let (last, lead) = dims.split_last().expect("rank >= 1");
+        let rows: usize = lead.iter().product();
+        let y = x.reshape((rows, *last))?.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
+        let mut out = lead.to_vec();
+        out.push(self.w.dim(0)?);
+        y.reshape(out)
     }
 }
 
@@ -133,10 +139,17 @@ impl Layer {
                 .ok_or_else(|| ModelError::Format(format!("weights lack tensor {name}")))
         };
         let lin = |w: &str, b: &str| -> Result<Linear, ModelError> {
-            Ok(Linear { w: get(w)?, b: get(b)? })
+            Ok(Linear {
+                w: get(w)?,
+                b: get(b)?,
+            })
         };
         let ln = |w: &str, b: &str| -> Result<LayerNorm, ModelError> {
-            Ok(LayerNorm { w: get(w)?, b: get(b)?, eps })
+            Ok(LayerNorm {
+                w: get(w)?,
+                b: get(b)?,
+                eps,
+            })
         };
         let t = LAYER_TENSORS;
         Ok(Self {
@@ -154,9 +167,22 @@ impl Layer {
     /// The layer's tensors in `LAYER_TENSORS` order.
     pub fn tensors(&self) -> [&Tensor; 16] {
         [
-            &self.q.w, &self.q.b, &self.k.w, &self.k.b, &self.v.w, &self.v.b, &self.ao.w,
-            &self.ao.b, &self.aln.w, &self.aln.b, &self.fi.w, &self.fi.b, &self.fo.w,
-            &self.fo.b, &self.oln.w, &self.oln.b,
+            &self.q.w,
+            &self.q.b,
+            &self.k.w,
+            &self.k.b,
+            &self.v.w,
+            &self.v.b,
+            &self.ao.w,
+            &self.ao.b,
+            &self.aln.w,
+            &self.aln.b,
+            &self.fi.w,
+            &self.fi.b,
+            &self.fo.w,
+            &self.fo.b,
+            &self.oln.w,
+            &self.oln.b,
         ]
     }
 
@@ -183,9 +209,12 @@ impl Layer {
             candle_nn::ops::softmax_last_dim(&scores)?
         };
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
-        let x = self.aln.forward(&(self.ao.forward(&ctx)? + x)?, differentiable)?;
+        let x = self
+            .aln
+            .forward(&(self.ao.forward(&ctx)? + x)?, differentiable)?;
         let mid = self.fi.forward(&x)?.gelu_erf()?;
-        self.oln.forward(&(self.fo.forward(&mid)? + x)?, differentiable)
+        self.oln
+            .forward(&(self.fo.forward(&mid)? + x)?, differentiable)
     }
 }
 
@@ -200,7 +229,9 @@ pub(crate) struct Embeddings {
 impl Embeddings {
     pub fn from_map(map: &HashMap<String, Tensor>, eps: f64) -> Result<Self, ModelError> {
         let get = |s: &str| -> Result<Tensor, ModelError> {
-            map.get(s).cloned().ok_or_else(|| ModelError::Format(format!("weights lack tensor {s}")))
+            map.get(s)
+                .cloned()
+                .ok_or_else(|| ModelError::Format(format!("weights lack tensor {s}")))
         };
         Ok(Self {
             word: get("embeddings.word_embeddings.weight")?,
@@ -218,7 +249,10 @@ impl Embeddings {
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let h = self.word.dim(1)?;
-        let words = self.word.index_select(&ids.flatten_all()?, 0)?.reshape((b, s, h))?;
+        let words = self
+            .word
+            .index_select(&ids.flatten_all()?, 0)?
+            .reshape((b, s, h))?;
         let pos = self.pos.narrow(0, 0, s)?;
         let x = words.broadcast_add(&pos)?.broadcast_add(&self.type0)?;
         self.ln.forward(&x, false)

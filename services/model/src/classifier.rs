@@ -6,7 +6,9 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, D};
 
-use crate::bert::{additive_mask, load_safetensors, mean_pool, BertConfig, Embeddings, Layer, Linear};
+use crate::bert::{
+    additive_mask, load_safetensors, mean_pool, BertConfig, Embeddings, Layer, Linear,
+};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::text::{TextEncoder, Tokenized};
 use crate::ModelError;
@@ -29,7 +31,10 @@ pub struct InferenceOptions {
 
 impl Default for InferenceOptions {
     fn default() -> Self {
-        Self { max_len: 0, threads: None }
+        Self {
+            max_len: 0,
+            threads: None,
+        }
     }
 }
 
@@ -168,9 +173,19 @@ impl Classifier {
             threshold: spec.threshold,
             categories: spec.categories.clone(),
         };
-        let disinfo =
-            spec.categories.iter().map(|c| spec.disinformation_categories.contains(c)).collect();
-        Ok(Self { net, head, text, spec, info, disinfo })
+        let disinfo = spec
+            .categories
+            .iter()
+            .map(|c| spec.disinformation_categories.contains(c))
+            .collect();
+        Ok(Self {
+            net,
+            head,
+            text,
+            spec,
+            info,
+            disinfo,
+        })
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -183,7 +198,10 @@ impl Classifier {
     }
 
     pub fn score(&self, texts: &[&str]) -> Result<Vec<Prediction>, ModelError> {
-        let toks = texts.iter().map(|t| self.text.encode(t)).collect::<Result<Vec<_>, _>>()?;
+        let toks = texts
+            .iter()
+            .map(|t| self.text.encode(t))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut out: Vec<Option<Prediction>> = vec![None; texts.len()];
         for batch in token_budget_batches(&toks.iter().map(|t| t.ids.len()).collect::<Vec<_>>()) {
             let items: Vec<&Tokenized> = batch.iter().map(|&i| &toks[i]).collect();
@@ -191,7 +209,10 @@ impl Classifier {
                 out[*i] = Some(p);
             }
         }
-        Ok(out.into_iter().map(|p| p.expect("every input is in one batch")).collect())
+        Ok(out
+            .into_iter()
+            .map(|p| p.expect("every input is in one batch"))
+            .collect())
     }
 
     fn score_batch(&self, items: &[&Tokenized]) -> Result<Vec<Prediction>, ModelError> {
@@ -199,11 +220,12 @@ impl Classifier {
         let (ids, mask) = self.net.pad(&id_refs)?;
         let hidden = self.net.lower(&ids, &mask, self.net.layers.len())?;
         let pooled = mean_pool(&hidden, &mask)?;
-        let logits = self.head.forward(&pooled.unsqueeze(1)?)?.squeeze(1)?;
+        let logits = self.head.forward(&pooled)?;
         let probs = candle_nn::ops::softmax(&(logits / self.spec.temperature as f64)?, D::Minus1)?
             .to_vec2::<f32>()?;
         // Per-token logits without the bias: pooled logits are their mean plus the bias.
-        let token_logits = hidden.broadcast_matmul(&self.head.w.t()?)?.to_vec3::<f32>()?;
+        let token_logits =
+            self.head.forward(&hidden)?.broadcast_sub(&self.head.b)?.to_vec3::<f32>()?;
         let mut preds = Vec::with_capacity(items.len());
         for ((item, p), tl) in items.iter().zip(probs).zip(token_logits) {
             preds.push(self.prediction(item, p, &tl[..item.ids.len()]));
@@ -211,9 +233,18 @@ impl Classifier {
         Ok(preds)
     }
 
-    fn prediction(&self, item: &Tokenized, probs: Vec<f32>, token_logits: &[Vec<f32>]) -> Prediction {
-        let score: f32 =
-            probs.iter().zip(&self.disinfo).filter(|(_, &d)| d).map(|(p, _)| p).sum::<f32>();
+    fn prediction(
+        &self,
+        item: &Tokenized,
+        probs: Vec<f32>,
+        token_logits: &[Vec<f32>],
+    ) -> Prediction {
+        let score: f32 = probs
+            .iter()
+            .zip(&self.disinfo)
+            .filter(|(_, &d)| d)
+            .map(|(p, _)| p)
+            .sum::<f32>();
         let score = score.clamp(0.0, 1.0);
         // d score / d logit_c = p_c (1[c is hoax] - score) / T.
         let grad: Vec<f32> = probs
@@ -221,8 +252,10 @@ impl Classifier {
             .zip(&self.disinfo)
             .map(|(p, &d)| p * (f32::from(u8::from(d)) - score) / self.spec.temperature)
             .collect();
-        let weights: Vec<f32> =
-            token_logits.iter().map(|tl| tl.iter().zip(&grad).map(|(a, g)| a * g).sum()).collect();
+        let weights: Vec<f32> = token_logits
+            .iter()
+            .map(|tl| tl.iter().zip(&grad).map(|(a, g)| a * g).sum())
+            .collect();
         let mut words = self.text.words(&item.pieces, &weights);
         words.sort_by(|a, b| b.1.total_cmp(&a.1));
         let mut top_tokens: Vec<String> = Vec::new();
@@ -247,7 +280,6 @@ impl Classifier {
             top_tokens,
         }
     }
-
 }
 
 /// Groups item indices into batches of similar length: sorted by length,
@@ -285,9 +317,15 @@ pub(crate) fn load_head(
     classes: usize,
 ) -> Result<Linear, ModelError> {
     let get = |s: &str| {
-        trained.get(s).cloned().ok_or_else(|| ModelError::Format(format!("weights lack {s}")))
+        trained
+            .get(s)
+            .cloned()
+            .ok_or_else(|| ModelError::Format(format!("weights lack {s}")))
     };
-    let head = Linear { w: get("head.weight")?, b: get("head.bias")? };
+    let head = Linear {
+        w: get("head.weight")?,
+        b: get("head.bias")?,
+    };
     if head.w.dims() != [classes, hidden] || head.b.dims() != [classes] {
         return Err(ModelError::Format(format!(
             "head is {:?}, expected [{classes}, {hidden}] for the categories and encoder",
@@ -331,7 +369,10 @@ impl BaseEncoder {
         let tok = self.text.encode(text)?;
         let (ids, mask) = self.net.pad(&[tok.ids.as_slice()])?;
         let h = self.net.lower(&ids, &mask, self.net.layers.len())?;
-        Ok(mean_pool(&h, &mask)?.squeeze(0)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+        Ok(mean_pool(&h, &mask)?
+            .squeeze(0)?
+            .to_dtype(DType::F32)?
+            .to_vec1::<f32>()?)
     }
 }
 

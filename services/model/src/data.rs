@@ -43,7 +43,10 @@ pub struct Example {
 
 impl Example {
     pub fn category_index(&self) -> usize {
-        CATEGORIES.iter().position(|c| *c == self.category).expect("validated on load")
+        CATEGORIES
+            .iter()
+            .position(|c| *c == self.category)
+            .expect("validated on load")
     }
 }
 
@@ -124,10 +127,14 @@ fn read_file(path: &Path, out: &mut Vec<Example>) -> Result<(), ModelError> {
             continue;
         }
         let at = || format!("{}:{}", path.display(), n + 1);
-        let ex: Example = serde_json::from_str(line)
-            .map_err(|e| ModelError::Data(format!("{}: {e}", at())))?;
+        let ex: Example =
+            serde_json::from_str(line).map_err(|e| ModelError::Data(format!("{}: {e}", at())))?;
         let Some(ci) = CATEGORIES.iter().position(|c| *c == ex.category) else {
-            return Err(ModelError::Data(format!("{}: unknown category {:?}", at(), ex.category)));
+            return Err(ModelError::Data(format!(
+                "{}: unknown category {:?}",
+                at(),
+                ex.category
+            )));
         };
         if u8::from(ci < DISINFO_CATEGORIES.len()) != ex.disinformation {
             return Err(ModelError::Data(format!(

@@ -59,9 +59,13 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], ModelError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
-            ModelError::Format(format!("E5S1 file truncated at byte {}", self.pos))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| {
+                ModelError::Format(format!("E5S1 file truncated at byte {}", self.pos))
+            })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -70,20 +74,28 @@ impl<'a> Cursor<'a> {
         Ok(self.take(1)?[0])
     }
     fn u16(&mut self) -> Result<u16, ModelError> {
-        Ok(u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self) -> Result<u32, ModelError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn i32_usize(&mut self) -> Result<usize, ModelError> {
         let v = i32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
         usize::try_from(v).map_err(|_| ModelError::Format(format!("negative E5S1 field {v}")))
     }
     fn u64(&mut self) -> Result<u64, ModelError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     fn f32(&mut self) -> Result<f32, ModelError> {
-        Ok(f32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(f32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 }
 
@@ -111,7 +123,9 @@ pub fn parse_e5s1(buf: &[u8]) -> Result<E5s1, ModelError> {
     let eps = c.f32()?;
     let qk = c.i32_usize()?;
     if qk != Q4_BLOCK {
-        return Err(ModelError::Format(format!("unsupported E5S1 block size {qk}")));
+        return Err(ModelError::Format(format!(
+            "unsupported E5S1 block size {qk}"
+        )));
     }
     // Tokenizer tables: the pieces are also in tokenizer.json, only the ids matter here.
     let n_pieces = c.i32_usize()?;
@@ -159,7 +173,9 @@ pub fn parse_e5s1(buf: &[u8]) -> Result<E5s1, ModelError> {
                 dequantize_q4_0(data, &mut vals)?;
             }
             other => {
-                return Err(ModelError::Format(format!("tensor {name}: unknown dtype {other}")))
+                return Err(ModelError::Format(format!(
+                    "tensor {name}: unknown dtype {other}"
+                )))
             }
         }
         tensors.insert(name, vals);
@@ -225,9 +241,21 @@ pub fn convert_e5s1(src: &Path, dest: &Path) -> Result<(), ModelError> {
         Ok(())
     };
     let hd = h.hidden;
-    put("embeddings.word_embeddings.weight".into(), "emb.word", &[h.vocab, hd])?;
-    put("embeddings.position_embeddings.weight".into(), "emb.pos", &[h.max_positions, hd])?;
-    put("embeddings.token_type_embeddings.weight".into(), "emb.type", &[h.type_vocab, hd])?;
+    put(
+        "embeddings.word_embeddings.weight".into(),
+        "emb.word",
+        &[h.vocab, hd],
+    )?;
+    put(
+        "embeddings.position_embeddings.weight".into(),
+        "emb.pos",
+        &[h.max_positions, hd],
+    )?;
+    put(
+        "embeddings.token_type_embeddings.weight".into(),
+        "emb.type",
+        &[h.type_vocab, hd],
+    )?;
     put("embeddings.LayerNorm.weight".into(), "emb.ln.w", &[hd])?;
     put("embeddings.LayerNorm.bias".into(), "emb.ln.b", &[hd])?;
     for l in 0..h.layers {
@@ -239,7 +267,11 @@ pub fn convert_e5s1(src: &Path, dest: &Path) -> Result<(), ModelError> {
                 s if s.ends_with(".w") && !s.contains("ln") => vec![hd, hd],
                 _ => vec![hd],
             };
-            put(format!("encoder.layer.{l}.{long}"), &format!("l{l}.{short}"), &shape)?;
+            put(
+                format!("encoder.layer.{l}.{long}"),
+                &format!("l{l}.{short}"),
+                &shape,
+            )?;
         }
     }
     std::fs::create_dir_all(dest).map_err(|e| ModelError::io(dest, e))?;
@@ -299,12 +331,18 @@ mod tests {
     #[test]
     fn q4_0_rejects_partial_block() {
         let mut out = Vec::new();
-        assert!(matches!(dequantize_q4_0(&[0u8; 17], &mut out), Err(ModelError::Format(_))));
+        assert!(matches!(
+            dequantize_q4_0(&[0u8; 17], &mut out),
+            Err(ModelError::Format(_))
+        ));
     }
 
     #[test]
     fn bad_magic_is_a_format_error() {
-        assert!(matches!(parse_e5s1(b"GGUF\0\0\0\0"), Err(ModelError::Format(_))));
+        assert!(matches!(
+            parse_e5s1(b"GGUF\0\0\0\0"),
+            Err(ModelError::Format(_))
+        ));
         assert!(matches!(parse_e5s1(b"E5"), Err(ModelError::Format(_))));
     }
 }

@@ -73,7 +73,12 @@ pub fn evaluate(
         let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
         for p in clf.score(&texts)? {
             scores.push(p.score);
-            predicted.push(CATEGORIES.iter().position(|c| *c == p.category).unwrap_or(0));
+            predicted.push(
+                CATEGORIES
+                    .iter()
+                    .position(|c| *c == p.category)
+                    .unwrap_or(0),
+            );
         }
     }
     let truth: Vec<usize> = examples.iter().map(|e| e.category_index()).collect();
@@ -119,10 +124,18 @@ fn build_report(
             } else {
                 idx.iter().map(|&i| f64::from(scores[i])).sum::<f64>() / n as f64
             };
-            let right = idx.iter().filter(|&&i| (scores[i] >= threshold) == labels[i]).count();
+            let right = idx
+                .iter()
+                .filter(|&&i| (scores[i] >= threshold) == labels[i])
+                .count();
             let tp = cm[c][c];
             let col: usize = (0..k).map(|r| cm[r][c]).sum();
-            let c_counts = BinaryCounts { tp, fp: col - tp, fn_: n - tp, tn: 0 };
+            let c_counts = BinaryCounts {
+                tp,
+                fp: col - tp,
+                fn_: n - tp,
+                tn: 0,
+            };
             CategoryRow {
                 category: CATEGORIES[c].to_string(),
                 disinformation: c < crate::data::DISINFO_CATEGORIES.len(),
@@ -158,8 +171,11 @@ fn build_report(
 
 fn write_report(model_dir: &Path, r: &EvalReport) -> Result<(), ModelError> {
     let json = model_dir.join("eval_report.json");
-    std::fs::write(&json, serde_json::to_string_pretty(r).expect("report serialises") + "\n")
-        .map_err(|e| ModelError::io(&json, e))?;
+    std::fs::write(
+        &json,
+        serde_json::to_string_pretty(r).expect("report serialises") + "\n",
+    )
+    .map_err(|e| ModelError::io(&json, e))?;
     let md = model_dir.join("eval_report.md");
     std::fs::write(&md, r.to_markdown()).map_err(|e| ModelError::io(&md, e))
 }
@@ -226,8 +242,25 @@ mod tests {
         let labels = [true, true, false, false];
         let truth = [0, 0, 8, 9];
         let predicted = [0, 8, 0, 9];
-        let r = build_report("m", "1", "test".into(), 0.5, &scores, &labels, &truth, &predicted);
-        assert_eq!(r.confusion, BinaryCounts { tp: 1, fp: 1, fn_: 1, tn: 1 });
+        let r = build_report(
+            "m",
+            "1",
+            "test".into(),
+            0.5,
+            &scores,
+            &labels,
+            &truth,
+            &predicted,
+        );
+        assert_eq!(
+            r.confusion,
+            BinaryCounts {
+                tp: 1,
+                fp: 1,
+                fn_: 1,
+                tn: 1
+            }
+        );
         assert_eq!(r.roc_auc, Some(0.75));
         assert_eq!(r.category_confusion[0][0], 1);
         assert_eq!(r.category_confusion[0][8], 1);
@@ -237,7 +270,10 @@ mod tests {
         assert!((bf.mean_score - 0.6).abs() < 1e-6);
         assert_eq!(bf.binary_accuracy, 0.5);
         let sat = &r.per_category[9];
-        assert_eq!((sat.n, sat.precision, sat.recall, sat.binary_accuracy), (1, 1.0, 1.0, 1.0));
+        assert_eq!(
+            (sat.n, sat.precision, sat.recall, sat.binary_accuracy),
+            (1, 1.0, 1.0, 1.0)
+        );
         assert!(r.to_markdown().contains("| ballot_fraud | yes | 2 |"));
     }
 }

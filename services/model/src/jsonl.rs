@@ -32,7 +32,10 @@ pub fn score_jsonl<R: BufRead, W: Write>(
     let mut stats = ScoreStats::default();
     let mut pending: Vec<Line> = Vec::new();
     let mut posts = 0;
-    let io = |e: std::io::Error| ModelError::Io { path: "<score stream>".into(), source: e };
+    let io = |e: std::io::Error| ModelError::Io {
+        path: "<score stream>".into(),
+        source: e,
+    };
     for (n, line) in reader.lines().enumerate() {
         let line = line.map_err(io)?;
         if line.trim().is_empty() {
@@ -91,15 +94,21 @@ fn flush<W: Write>(
         })
         .collect();
     let mut preds = clf.score(&texts)?.into_iter();
-    let io = |e: std::io::Error| ModelError::Io { path: "<score stream>".into(), source: e };
+    let io = |e: std::io::Error| ModelError::Io {
+        path: "<score stream>".into(),
+        source: e,
+    };
     for line in pending.drain(..) {
         let out = match line {
             Line::Post(mut m) => {
                 let p = preds.next().expect("one prediction per post");
                 m.insert("score".into(), round6(p.score).into());
                 m.insert("label".into(), u8::from(p.label).into());
-                let cats: Map<String, Value> =
-                    p.categories.into_iter().map(|(k, v)| (k, round6(v).into())).collect();
+                let cats: Map<String, Value> = p
+                    .categories
+                    .into_iter()
+                    .map(|(k, v)| (k, round6(v).into()))
+                    .collect();
                 m.insert("categories".into(), Value::Object(cats));
                 stats.scored += 1;
                 Value::Object(m)

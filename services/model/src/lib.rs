@@ -5,6 +5,7 @@
 //! The disinformation score is the temperature-calibrated probability mass of
 //! the six hoax categories of `models/data/TAXONOMY.md`.
 
+mod bench;
 mod bert;
 mod classifier;
 mod data;
@@ -19,6 +20,7 @@ mod train;
 
 use std::path::{Path, PathBuf};
 
+pub use bench::{bench, BenchRow};
 pub use bert::BertConfig;
 pub use classifier::{BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction};
 pub use data::{load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES};
@@ -58,7 +60,10 @@ impl ModelError {
         if source.kind() == std::io::ErrorKind::NotFound {
             ModelError::MissingFile(path.to_path_buf())
         } else {
-            ModelError::Io { path: path.to_path_buf(), source }
+            ModelError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
         }
     }
 }
@@ -66,7 +71,9 @@ impl ModelError {
 /// CPUs this process may use: the cgroup v2 `cpu.max` or v1 CFS quota
 /// (rounded up), capped by the visible CPUs; at least 1.
 pub fn cpu_threads_from_quota() -> usize {
-    let avail = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let avail = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let quota = read_cgroup_quota(Path::new("/sys/fs/cgroup"));
     quota.map_or(avail, |q| q.min(avail)).max(1)
 }

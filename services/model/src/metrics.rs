@@ -162,13 +162,24 @@ mod tests {
         let want = (2.0 * 0.435 + 0.25 + 0.35 + 0.45 + 0.15) / 6.0;
         let got = expected_calibration_error(&s, &L, 10);
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-        assert_eq!(expected_calibration_error(&[1.0, 0.0], &[true, false], 10), 0.0);
+        assert_eq!(
+            expected_calibration_error(&[1.0, 0.0], &[true, false], 10),
+            0.0
+        );
     }
 
     #[test]
     fn counts_by_hand() {
         let c = binary_counts(&S, &L, 0.65);
-        assert_eq!(c, BinaryCounts { tp: 2, fp: 1, fn_: 1, tn: 2 });
+        assert_eq!(
+            c,
+            BinaryCounts {
+                tp: 2,
+                fp: 1,
+                fn_: 1,
+                tn: 2
+            }
+        );
         assert_eq!(c.precision(), 2.0 / 3.0);
         assert_eq!(c.recall(), 2.0 / 3.0);
         assert!((c.f1() - 2.0 / 3.0).abs() < 1e-12);

@@ -46,7 +46,10 @@ impl ModelSpec {
         let spec: Self = serde_json::from_str(&text)
             .map_err(|e| ModelError::Format(format!("{}: {e}", path.display())))?;
         if spec.categories.is_empty()
-            || spec.disinformation_categories.iter().any(|c| !spec.categories.contains(c))
+            || spec
+                .disinformation_categories
+                .iter()
+                .any(|c| !spec.categories.contains(c))
         {
             return Err(ModelError::Format(format!(
                 "{}: disinformation categories must be a subset of a non-empty category list",
@@ -90,9 +93,12 @@ impl ModelSpec {
     /// shared one outside the model directory (a base bundled inside, like the
     /// tiny test model's, is never redirected).
     pub fn resolve_base_dir(&self, model_dir: &Path) -> PathBuf {
-        let shared = Path::new(&self.base_dir)
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir | std::path::Component::RootDir));
+        let shared = Path::new(&self.base_dir).components().any(|c| {
+            matches!(
+                c,
+                std::path::Component::ParentDir | std::path::Component::RootDir
+            )
+        });
         match std::env::var_os(BASE_DIR_ENV) {
             Some(p) if shared && !p.is_empty() => PathBuf::from(p),
             _ => model_dir.join(&self.base_dir),

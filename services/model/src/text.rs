@@ -6,6 +6,20 @@ use tokenizers::Tokenizer;
 
 use crate::ModelError;
 
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
 /// Bytes of input kept before tokenising: far more than any `max_len` can
 /// use (a piece covers at least one character), and it bounds the cost of
 /// megabyte-sized posts.
@@ -51,26 +65,39 @@ impl TextEncoder {
         })
     }
 
+    /// Long texts keep their head and tail (3:1): fact checks often quote
+    /// a hoax at length and only conclude "tidak benar" at the end.
     pub fn encode(&self, text: &str) -> Result<Tokenized, ModelError> {
         // Edge whitespace carries nothing and would cost tokens ("▁" pieces).
         let text = text.trim();
         let cap = self.max_len * BYTES_PER_TOKEN_CAP;
-        let mut end = text.len().min(cap);
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let input = format!("{}{}", self.prefix, &text[..end]);
+        let clipped;
+        let text = if text.len() > cap {
+            let head = floor_boundary(text, cap * 3 / 4);
+            let tail = ceil_boundary(text, text.len() - cap / 4);
+            clipped = format!("{} {}", &text[..head], &text[tail..]);
+            clipped.as_str()
+        } else {
+            text
+        };
+        let input = format!("{}{}", self.prefix, text);
         let enc = self
             .tokenizer
             .encode(input.as_str(), false)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let keep = enc.get_ids().len().min(self.max_len - 2);
-        let mut ids = Vec::with_capacity(keep + 2);
-        let mut pieces = Vec::with_capacity(keep + 2);
+        let (ids_all, toks_all) = (enc.get_ids(), enc.get_tokens());
+        let n = ids_all.len();
+        let budget = self.max_len - 2;
+        let (head, tail) = if n > budget { (budget - budget / 4, budget / 4) } else { (n, 0) };
+        let keep: Vec<usize> = (0..head).chain(n - tail..n).collect();
+        let mut ids = Vec::with_capacity(keep.len() + 2);
+        let mut pieces = Vec::with_capacity(keep.len() + 2);
         ids.push(self.bos);
         pieces.push(String::new());
-        ids.extend_from_slice(&enc.get_ids()[..keep]);
-        pieces.extend(enc.get_tokens()[..keep].iter().cloned());
+        for i in keep {
+            ids.push(ids_all[i]);
+            pieces.push(toks_all[i].clone());
+        }
         ids.push(self.eos);
         pieces.push(String::new());
         Ok(Tokenized { ids, pieces })
@@ -100,5 +127,28 @@ impl TextEncoder {
             .skip(self.prefix_words)
             .filter(|(s, _)| s.chars().any(char::is_alphanumeric))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_texts_keep_head_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::build_tiny_model(dir.path(), 1).unwrap();
+        let enc =
+            TextEncoder::load(&dir.path().join("base/tokenizer.json"), "query: ", 0, 2, 10).unwrap();
+        let text = format!("  kpu {} hoaks  ", "yang ".repeat(500));
+        let t = enc.encode(&text).unwrap();
+        assert_eq!(t.ids.len(), 10);
+        assert_eq!((t.ids[0], t.ids[9]), (0, 2));
+        let p: Vec<&str> = t.pieces.iter().map(String::as_str).collect();
+        assert_eq!(p[1..4], ["\u{2581}query", ":", "\u{2581}kpu"]);
+        assert_eq!(p[8], "\u{2581}hoaks");
+        let words = enc.words(&t.pieces, &[1.0; 10]);
+        assert_eq!(words.first().map(|w| w.0.as_str()), Some("kpu"));
+        assert!(enc.encode("").unwrap().ids.len() >= 2);
     }
 }

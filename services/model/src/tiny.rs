@@ -14,13 +14,81 @@ use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::ModelError;
 
 const WORDS: &[&str] = &[
-    "query", "pemilu", "kpu", "bawaslu", "tps", "surat", "suara", "coblos", "tercoblos", "hoaks",
-    "hoax", "tidak", "benar", "sebarkan", "viral", "resmi", "pilpres", "capres", "caleg", "partai",
-    "jadwal", "pemungutan", "februari", "pukul", "wib", "ktp", "dpt", "curang", "kotak", "klarifikasi",
-    "yang", "yg", "dan", "di", "ke", "dari", "ini", "itu", "ada", "gak", "gk", "tdk", "sudah", "akan",
-    "saya", "kita", "mereka", "bapak", "ibu", "hari", "besok", "warga", "berita", "info", "cek",
-    "fakta", "salah", "penipuan", "link", "bantuan", "gratis", "vaksin", "gempa", "china", "tka",
-    "pki", "anies", "prabowo", "ganjar", "gibran", "mahfud", "muhaimin", "jakarta", "makan", "bola",
+    "query",
+    "pemilu",
+    "kpu",
+    "bawaslu",
+    "tps",
+    "surat",
+    "suara",
+    "coblos",
+    "tercoblos",
+    "hoaks",
+    "hoax",
+    "tidak",
+    "benar",
+    "sebarkan",
+    "viral",
+    "resmi",
+    "pilpres",
+    "capres",
+    "caleg",
+    "partai",
+    "jadwal",
+    "pemungutan",
+    "februari",
+    "pukul",
+    "wib",
+    "ktp",
+    "dpt",
+    "curang",
+    "kotak",
+    "klarifikasi",
+    "yang",
+    "yg",
+    "dan",
+    "di",
+    "ke",
+    "dari",
+    "ini",
+    "itu",
+    "ada",
+    "gak",
+    "gk",
+    "tdk",
+    "sudah",
+    "akan",
+    "saya",
+    "kita",
+    "mereka",
+    "bapak",
+    "ibu",
+    "hari",
+    "besok",
+    "warga",
+    "berita",
+    "info",
+    "cek",
+    "fakta",
+    "salah",
+    "penipuan",
+    "link",
+    "bantuan",
+    "gratis",
+    "vaksin",
+    "gempa",
+    "china",
+    "tka",
+    "pki",
+    "anies",
+    "prabowo",
+    "ganjar",
+    "gibran",
+    "mahfud",
+    "muhaimin",
+    "jakarta",
+    "makan",
+    "bola",
 ];
 
 /// Writes a model directory at `dir`: `base/` (tiny BERT config, random
@@ -53,13 +121,22 @@ pub fn build_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
     let h = cfg.hidden_size;
     for (name, shape) in [
         ("embeddings.word_embeddings.weight", vec![vocab_size, h]),
-        ("embeddings.position_embeddings.weight", vec![cfg.max_position_embeddings, h]),
+        (
+            "embeddings.position_embeddings.weight",
+            vec![cfg.max_position_embeddings, h],
+        ),
         ("embeddings.token_type_embeddings.weight", vec![2, h]),
     ] {
         base.insert(name.to_string(), random(&mut rng, &shape, 0.5)?);
     }
-    base.insert("embeddings.LayerNorm.weight".into(), Tensor::ones(h, candle_core::DType::F32, &Device::Cpu)?);
-    base.insert("embeddings.LayerNorm.bias".into(), Tensor::zeros(h, candle_core::DType::F32, &Device::Cpu)?);
+    base.insert(
+        "embeddings.LayerNorm.weight".into(),
+        Tensor::ones(h, candle_core::DType::F32, &Device::Cpu)?,
+    );
+    base.insert(
+        "embeddings.LayerNorm.bias".into(),
+        Tensor::zeros(h, candle_core::DType::F32, &Device::Cpu)?,
+    );
     let mut trained = HashMap::new();
     for l in 0..cfg.num_hidden_layers {
         let last = l + 1 == cfg.num_hidden_layers;
@@ -68,13 +145,22 @@ pub fn build_tiny_model(dir: &Path, seed: u64) -> Result<(), ModelError> {
             // trained file overrides the last one, as a fine-tuned model does.
             let t = layer_tensor(&mut rng, name, &cfg)?;
             if last {
-                trained.insert(format!("top.{l}.{name}"), layer_tensor(&mut rng, name, &cfg)?);
+                trained.insert(
+                    format!("top.{l}.{name}"),
+                    layer_tensor(&mut rng, name, &cfg)?,
+                );
             }
             base.insert(format!("encoder.layer.{l}.{name}"), t);
         }
     }
-    trained.insert("head.weight".into(), random(&mut rng, &[CATEGORIES.len(), h], 0.5)?);
-    trained.insert("head.bias".into(), random(&mut rng, &[CATEGORIES.len()], 0.1)?);
+    trained.insert(
+        "head.weight".into(),
+        random(&mut rng, &[CATEGORIES.len(), h], 0.5)?,
+    );
+    trained.insert(
+        "head.bias".into(),
+        random(&mut rng, &[CATEGORIES.len()], 0.1)?,
+    );
     candle_core::safetensors::save(&base, base_dir.join("model.safetensors"))?;
     candle_core::safetensors::save(&trained, dir.join(WEIGHTS_FILE))?;
     tiny_spec(1).save(dir)
@@ -131,7 +217,11 @@ fn tiny_tokenizer_json() -> serde_json::Value {
     for w in WORDS {
         vocab.push((format!("\u{2581}{w}"), -5.0));
     }
-    for c in ('a'..='z').chain('A'..='Z').chain('0'..='9').chain(".,!?:;-#@'\"/()".chars()) {
+    for c in ('a'..='z')
+        .chain('A'..='Z')
+        .chain('0'..='9')
+        .chain(".,!?:;-#@'\"/()".chars())
+    {
         vocab.push((c.to_string(), -10.0));
     }
     serde_json::json!({

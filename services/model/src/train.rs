@@ -16,7 +16,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::bert::{load_safetensors, mean_pool, additive_mask, BertConfig, Layer, Linear, LAYER_TENSORS};
+use crate::bert::{
+    additive_mask, load_safetensors, mean_pool, BertConfig, Layer, Linear, LAYER_TENSORS,
+};
 use crate::classifier::{token_budget_batches, Network};
 use crate::data::{load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
@@ -113,7 +115,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         }
     }
     if train_ex.is_empty() {
-        return Err(ModelError::Data("no training examples in the train split".into()));
+        return Err(ModelError::Data(
+            "no training examples in the train split".into(),
+        ));
     }
     let cfg = BertConfig::load(&opts.base_dir.join("config.json"))?;
     let base = load_safetensors(&opts.base_dir.join("model.safetensors"))?;
@@ -121,7 +125,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let probe = tokenizers::Tokenizer::from_file(&tok_path)
         .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", tok_path.display())))?;
     let special = |s: &str| {
-        probe.token_to_id(s).ok_or_else(|| ModelError::Tokenizer(format!("no {s} token")))
+        probe
+            .token_to_id(s)
+            .ok_or_else(|| ModelError::Tokenizer(format!("no {s} token")))
     };
     let (bos, eos) = (special("<s>")?, special("</s>")?);
     let pad = cfg.pad_token_id as u32;
@@ -132,10 +138,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let lower = n_layers - k;
     let net = Network::assemble(&cfg, &base, &HashMap::new(), 0, pad)?;
 
-    tracing::info!(train = train_ex.len(), dev = dev_ex.len(), held_out, "caching lower layers");
+    tracing::info!(
+        train = train_ex.len(),
+        dev = dev_ex.len(),
+        held_out,
+        "caching lower layers"
+    );
     let train_c = cache(&net, &text, &train_ex, lower)?;
     let dev_c = cache(&net, &text, &dev_ex, lower)?;
     drop(net);
+    tracing::info!(secs = start.elapsed().as_secs_f64(), "lower layers cached");
 
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let h = cfg.hidden_size;
@@ -146,9 +158,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
                 .iter()
                 .map(|s| {
                     let name = format!("encoder.layer.{l}.{s}");
-                    let t = base.get(&name).ok_or_else(|| {
-                        ModelError::Format(format!("base weights lack {name}"))
-                    })?;
+                    let t = base
+                        .get(&name)
+                        .ok_or_else(|| ModelError::Format(format!("base weights lack {name}")))?;
                     Ok(Var::from_tensor(t)?)
                 })
                 .collect::<Result<Vec<_>, ModelError>>()
@@ -156,7 +168,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         .collect::<Result<_, _>>()?;
     drop(base);
     let bound = (1.0 / h as f32).sqrt();
-    let head_w: Vec<f32> = (0..c * h).map(|_| rng.random_range(-bound..bound) * 0.1).collect();
+    let head_w: Vec<f32> = (0..c * h)
+        .map(|_| rng.random_range(-bound..bound) * 0.1)
+        .collect();
     let head_w = Var::from_tensor(&Tensor::from_vec(head_w, (c, h), &Device::Cpu)?)?;
     let head_b = Var::from_tensor(&Tensor::zeros(c, DType::F32, &Device::Cpu)?)?;
 
@@ -164,12 +178,22 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let steps_per_epoch = train_c.len().div_ceil(opts.batch_size.max(1));
     let total_steps = (steps_per_epoch * opts.epochs).max(1);
     let adam = |vars: Vec<Var>, lr: f64| {
-        AdamW::new(vars, ParamsAdamW { lr, weight_decay: 0.01, ..Default::default() })
+        AdamW::new(
+            vars,
+            ParamsAdamW {
+                lr,
+                weight_decay: 0.01,
+                ..Default::default()
+            },
+        )
     };
     let mut opt_layers = adam(layer_vars.iter().flatten().cloned().collect(), opts.lr)?;
     let mut opt_head = adam(vec![head_w.clone(), head_b.clone()], opts.head_lr)?;
     let hoax_mask = Tensor::from_vec(
-        CATEGORIES.iter().map(|c| f32::from(u8::from(DISINFO_CATEGORIES.contains(c)))).collect(),
+        CATEGORIES
+            .iter()
+            .map(|c| f32::from(u8::from(DISINFO_CATEGORIES.contains(c))))
+            .collect(),
         c,
         &Device::Cpu,
     )?;
@@ -183,18 +207,27 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     for epoch in 1..=opts.epochs {
         order.shuffle(&mut rng);
         let layers = build_layers(&layer_vars, lower, eps, false)?;
-        let head = Linear { w: head_w.as_tensor().clone(), b: head_b.as_tensor().clone() };
+        let head = Linear {
+            w: head_w.as_tensor().clone(),
+            b: head_b.as_tensor().clone(),
+        };
         let mut loss_sum = 0.0;
         for chunk in order.chunks(opts.batch_size.max(1)) {
             let items: Vec<&Cached> = chunk.iter().map(|&i| &train_c[i]).collect();
             let (x, mask) = pad_hidden(&items, h)?;
             let pooled = top_forward(&layers, &x, &mask, heads, true)?;
             let keep: Vec<f32> = (0..pooled.elem_count())
-                .map(|_| if rng.random::<f32>() < DROPOUT { 0.0 } else { 1.0 / (1.0 - DROPOUT) })
+                .map(|_| {
+                    if rng.random::<f32>() < DROPOUT {
+                        0.0
+                    } else {
+                        1.0 / (1.0 - DROPOUT)
+                    }
+                })
                 .collect();
             let keep = Tensor::from_vec(keep, pooled.shape(), &Device::Cpu)?;
             let pooled = (pooled * keep)?;
-            let logits = head.forward(&pooled.unsqueeze(1)?)?.squeeze(1)?;
+            let logits = head.forward(&pooled)?;
             let loss = loss_fn(&logits, &items, &hoax_mask, Some(&class_w))?;
             loss_sum += f64::from(loss.to_scalar::<f32>()?) * items.len() as f64;
             let frac = 1.0 - step as f64 / total_steps as f64;
@@ -206,7 +239,10 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
             step += 1;
         }
         let frozen = build_layers(&layer_vars, lower, eps, true)?;
-        let head = Linear { w: head_w.as_tensor().detach(), b: head_b.as_tensor().detach() };
+        let head = Linear {
+            w: head_w.as_tensor().detach(),
+            b: head_b.as_tensor().detach(),
+        };
         let (dev_loss, dev_auc) = if dev_c.is_empty() {
             (None, None)
         } else {
@@ -228,7 +264,15 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         // Without a dev split the last epoch is kept.
         let metric = dev_loss.unwrap_or(-(epoch as f64));
         if best.as_ref().is_none_or(|b| metric < b.0) {
-            let snap = frozen.iter().map(|l| l.tensors().map(|t| t.copy()).into_iter().collect::<Result<Vec<_>, _>>()).collect::<Result<Vec<_>, _>>()?;
+            let snap = frozen
+                .iter()
+                .map(|l| {
+                    l.tensors()
+                        .map(|t| t.copy())
+                        .into_iter()
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<Vec<_>, _>>()?;
             best = Some((metric, epoch, snap, head.w.copy()?, head.b.copy()?));
         } else if best.as_ref().is_some_and(|b| epoch - b.1 >= opts.patience) {
             break;
@@ -289,8 +333,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         options: opts.clone(),
     };
     let path = opts.out.join("train_report.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report).expect("report") + "\n")
-        .map_err(|e| ModelError::io(&path, e))?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&report).expect("report") + "\n",
+    )
+    .map_err(|e| ModelError::io(&path, e))?;
     Ok(report)
 }
 
@@ -301,7 +348,10 @@ fn cache(
     examples: &[Example],
     lower: usize,
 ) -> Result<Vec<Cached>, ModelError> {
-    let toks = examples.iter().map(|e| text.encode(&e.text)).collect::<Result<Vec<_>, _>>()?;
+    let toks = examples
+        .iter()
+        .map(|e| text.encode(&e.text))
+        .collect::<Result<Vec<_>, _>>()?;
     let lens: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
     let mut out: Vec<Option<Cached>> = (0..examples.len()).map(|_| None).collect();
     for batch in token_budget_batches(&lens) {
@@ -316,7 +366,10 @@ fn cache(
             });
         }
     }
-    Ok(out.into_iter().map(|c| c.expect("every example cached")).collect())
+    Ok(out
+        .into_iter()
+        .map(|c| c.expect("every example cached"))
+        .collect())
 }
 
 fn build_layers(
@@ -333,7 +386,11 @@ fn build_layers(
                 .iter()
                 .zip(vs)
                 .map(|(s, v)| {
-                    let t = if detach { v.as_tensor().detach() } else { v.as_tensor().clone() };
+                    let t = if detach {
+                        v.as_tensor().detach()
+                    } else {
+                        v.as_tensor().clone()
+                    };
                     (format!("{prefix}{s}"), t)
                 })
                 .collect();
@@ -344,13 +401,22 @@ fn build_layers(
 
 /// Zero-pads cached hidden states to [B, S, H] with a 0/1 mask [B, S].
 fn pad_hidden(items: &[&Cached], h: usize) -> Result<(Tensor, Tensor), ModelError> {
-    let s = items.iter().map(|c| c.hidden.dim(0)).collect::<Result<Vec<_>, _>>()?;
+    let s = items
+        .iter()
+        .map(|c| c.hidden.dim(0))
+        .collect::<Result<Vec<_>, _>>()?;
     let max = s.iter().copied().max().unwrap_or(0);
     let mut rows = Vec::with_capacity(items.len());
     let mut mask = Vec::with_capacity(items.len() * max);
     for (c, &len) in items.iter().zip(&s) {
         let row = if len < max {
-            Tensor::cat(&[&c.hidden, &Tensor::zeros((max - len, h), DType::F32, &Device::Cpu)?], 0)?
+            Tensor::cat(
+                &[
+                    &c.hidden,
+                    &Tensor::zeros((max - len, h), DType::F32, &Device::Cpu)?,
+                ],
+                0,
+            )?
         } else {
             c.hidden.clone()
         };
@@ -358,7 +424,10 @@ fn pad_hidden(items: &[&Cached], h: usize) -> Result<(Tensor, Tensor), ModelErro
         mask.extend(std::iter::repeat_n(1u32, len));
         mask.extend(std::iter::repeat_n(0u32, max - len));
     }
-    Ok((Tensor::stack(&rows, 0)?, Tensor::from_vec(mask, (items.len(), max), &Device::Cpu)?))
+    Ok((
+        Tensor::stack(&rows, 0)?,
+        Tensor::from_vec(mask, (items.len(), max), &Device::Cpu)?,
+    ))
 }
 
 fn top_forward(
@@ -383,13 +452,16 @@ fn dev_logits(
     heads: usize,
     h: usize,
 ) -> Result<Tensor, ModelError> {
-    let lens: Vec<usize> = dev.iter().map(|c| c.hidden.dim(0)).collect::<Result<_, _>>()?;
+    let lens: Vec<usize> = dev
+        .iter()
+        .map(|c| c.hidden.dim(0))
+        .collect::<Result<_, _>>()?;
     let mut rows: Vec<Option<Tensor>> = vec![None; dev.len()];
     for batch in token_budget_batches(&lens) {
         let items: Vec<&Cached> = batch.iter().map(|&i| &dev[i]).collect();
         let (x, mask) = pad_hidden(&items, h)?;
         let pooled = top_forward(layers, &x, &mask, heads, false)?;
-        let logits = head.forward(&pooled.unsqueeze(1)?)?.squeeze(1)?;
+        let logits = head.forward(&pooled)?;
         for (r, &i) in batch.iter().enumerate() {
             rows[i] = Some(logits.get(r)?);
         }
@@ -408,7 +480,13 @@ fn class_weights(train: &[Cached]) -> Vec<f32> {
     let present = counts.iter().filter(|&&n| n > 0).count().max(1);
     let raw: Vec<f32> = counts
         .iter()
-        .map(|&n| if n == 0 { 0.0 } else { (train.len() as f32 / (present * n) as f32).sqrt() })
+        .map(|&n| {
+            if n == 0 {
+                0.0
+            } else {
+                (train.len() as f32 / (present * n) as f32).sqrt()
+            }
+        })
         .collect();
     let mean = train.iter().map(|c| raw[c.category]).sum::<f32>() / train.len().max(1) as f32;
     raw.iter().map(|w| w / mean.max(1e-6)).collect()
@@ -487,7 +565,9 @@ fn relative_path(from: &Path, to: &Path) -> Result<String, ModelError> {
         let p = if p.is_absolute() {
             p.to_path_buf()
         } else {
-            std::env::current_dir().map_err(|e| ModelError::io(p, e))?.join(p)
+            std::env::current_dir()
+                .map_err(|e| ModelError::io(p, e))?
+                .join(p)
         };
         // Lexical normalisation: the target dir may not exist yet.
         let mut out = PathBuf::new();
@@ -507,8 +587,16 @@ fn relative_path(from: &Path, to: &Path) -> Result<String, ModelError> {
     let tc: Vec<_> = t.components().collect();
     let common = fc.iter().zip(&tc).take_while(|(a, b)| a == b).count();
     let mut parts: Vec<String> = vec!["..".into(); fc.len() - common];
-    parts.extend(tc[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
-    Ok(if parts.is_empty() { ".".into() } else { parts.join("/") })
+    parts.extend(
+        tc[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    Ok(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
 }
 
 #[cfg(test)]
@@ -519,7 +607,13 @@ mod tests {
     fn relative_paths() {
         let r = relative_path(Path::new("/a/models/m"), Path::new("/a/models/base/e5")).unwrap();
         assert_eq!(r, "../base/e5");
-        assert_eq!(relative_path(Path::new("/a/m"), Path::new("/a/m/base")).unwrap(), "base");
-        assert_eq!(relative_path(Path::new("/a/m/"), Path::new("/a/m/./x/../base")).unwrap(), "base");
+        assert_eq!(
+            relative_path(Path::new("/a/m"), Path::new("/a/m/base")).unwrap(),
+            "base"
+        );
+        assert_eq!(
+            relative_path(Path::new("/a/m/"), Path::new("/a/m/./x/../base")).unwrap(),
+            "base"
+        );
     }
 }

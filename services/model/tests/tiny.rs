@@ -32,7 +32,12 @@ fn scores_odd_inputs_in_input_order() {
     assert_eq!(batch.len(), texts.len());
     for (t, p) in texts.iter().zip(&batch) {
         let alone = clf.score(&[t]).unwrap().remove(0);
-        assert!((alone.score - p.score).abs() < 1e-4, "{t:?}: {} vs {}", alone.score, p.score);
+        assert!(
+            (alone.score - p.score).abs() < 1e-4,
+            "{t:?}: {} vs {}",
+            alone.score,
+            p.score
+        );
         assert!((0.0..=1.0).contains(&p.score));
         assert_eq!(p.label, p.score >= clf.info().threshold);
         let sum: f32 = p.categories.values().sum();
@@ -42,17 +47,26 @@ fn scores_odd_inputs_in_input_order() {
     }
     assert_eq!(clf.token_count(&huge), 64);
     assert_eq!(clf.token_count(""), clf.token_count("   "));
-    let short = InferenceOptions { max_len: 8, threads: Some(1) };
+    let short = InferenceOptions {
+        max_len: 8,
+        threads: Some(1),
+    };
     let dir = tempfile::tempdir().unwrap();
     build_tiny_model(dir.path(), 7).unwrap();
-    assert_eq!(Classifier::load(dir.path(), &short).unwrap().token_count(&huge), 8);
+    assert_eq!(
+        Classifier::load(dir.path(), &short)
+            .unwrap()
+            .token_count(&huge),
+        8
+    );
 }
 
 #[test]
 fn scores_ten_thousand_posts_quickly() {
     let (_dir, clf) = tiny();
-    let texts: Vec<String> =
-        (0..10_000).map(|i| format!("post {i} pemilu kpu {}", "tps ".repeat(i % 40))).collect();
+    let texts: Vec<String> = (0..10_000)
+        .map(|i| format!("post {i} pemilu kpu {}", "tps ".repeat(i % 40)))
+        .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let t = std::time::Instant::now();
     let preds = clf.score(&refs).unwrap();
@@ -62,10 +76,16 @@ fn scores_ten_thousand_posts_quickly() {
 
 #[test]
 fn missing_model_dir_is_a_clear_error() {
-    let err = Classifier::load(&PathBuf::from("/nonexistent/m"), &InferenceOptions::default())
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("/nonexistent/m/patroli.json"), "{err}");
+    let err = Classifier::load(
+        &PathBuf::from("/nonexistent/m"),
+        &InferenceOptions::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("/nonexistent/m/patroli.json"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -83,7 +103,13 @@ fn score_jsonl_exact_output() {
     );
     let mut out = Vec::new();
     let stats = score_jsonl(Cursor::new(input), &mut out, &clf, 2).unwrap();
-    assert_eq!(stats, ScoreStats { scored: 2, errors: 5 });
+    assert_eq!(
+        stats,
+        ScoreStats {
+            scored: 2,
+            errors: 5
+        }
+    );
     let lines: Vec<serde_json::Value> = String::from_utf8(out)
         .unwrap()
         .lines()
@@ -104,14 +130,23 @@ fn score_jsonl_exact_output() {
     assert_eq!(lines[0]["lang"], "id");
     assert_eq!(lines[0]["text"], "KPU umumkan jadwal");
     assert_eq!(lines[1]["line"], 2);
-    assert!(lines[1]["error"].as_str().unwrap().starts_with("invalid JSON"));
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid JSON"));
     assert_eq!(lines[1].get("id"), None);
     assert_eq!(
         lines[2],
         serde_json::json!({"line": 4, "id": 7, "error": "missing field `text`"})
     );
-    assert_eq!(lines[3], serde_json::json!({"line": 5, "error": "line is not a JSON object"}));
-    assert_eq!(lines[4], serde_json::json!({"line": 6, "error": "missing field `id`"}));
+    assert_eq!(
+        lines[3],
+        serde_json::json!({"line": 5, "error": "line is not a JSON object"})
+    );
+    assert_eq!(
+        lines[4],
+        serde_json::json!({"line": 6, "error": "missing field `id`"})
+    );
     assert_eq!(
         lines[5],
         serde_json::json!({"line": 7, "id": "b", "error": "field `text` must be a string"})
@@ -125,11 +160,27 @@ fn training_smoke_loss_falls_and_artifacts_load() {
     let data = dir.path().join("data.jsonl");
     let mut lines = String::new();
     let rows = [
-        ("SEBARKAN surat suara sudah tercoblos di gudang", 1, "ballot_fraud"),
+        (
+            "SEBARKAN surat suara sudah tercoblos di gudang",
+            1,
+            "ballot_fraud",
+        ),
         ("KPU resmi tunda pemilu sebarkan viral", 1, "fake_official"),
-        ("coblos dua kali boleh pakai ktp lama", 1, "procedure_misinfo"),
-        ("jadwal pemungutan suara 14 februari pukul 07", 0, "official_info"),
-        ("cek fakta hoaks tidak benar klarifikasi kpu", 0, "fact_check"),
+        (
+            "coblos dua kali boleh pakai ktp lama",
+            1,
+            "procedure_misinfo",
+        ),
+        (
+            "jadwal pemungutan suara 14 februari pukul 07",
+            0,
+            "official_info",
+        ),
+        (
+            "cek fakta hoaks tidak benar klarifikasi kpu",
+            0,
+            "fact_check",
+        ),
         ("makan bola di jakarta besok", 0, "non_election"),
     ];
     // Narratives picked so both the train and the dev split get examples.
@@ -162,13 +213,21 @@ fn training_smoke_loss_falls_and_artifacts_load() {
         ..TrainOptions::default()
     };
     let report = train(&opts).unwrap();
-    assert!(report.dev_examples > 0 && report.train_examples > 0, "{report:?}");
+    assert!(
+        report.dev_examples > 0 && report.train_examples > 0,
+        "{report:?}"
+    );
     let first = report.epochs.first().unwrap().train_loss;
     let last = report.epochs.last().unwrap().train_loss;
     assert!(last < first * 0.8, "loss {first} -> {last}");
     let clf = Classifier::load(dir.path(), &InferenceOptions::default()).unwrap();
     assert_eq!(clf.info().name, "tiny-trained");
-    let p = clf.score(&["SEBARKAN surat suara sudah tercoblos", "makan bola di jakarta"]).unwrap();
+    let p = clf
+        .score(&[
+            "SEBARKAN surat suara sudah tercoblos",
+            "makan bola di jakarta",
+        ])
+        .unwrap();
     assert!(p[0].score > p[1].score, "{} vs {}", p[0].score, p[1].score);
     // Same seed, same data: the same weights.
     let again = train(&opts).unwrap();

