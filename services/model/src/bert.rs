@@ -38,7 +38,8 @@ impl BertConfig {
                 cfg.hidden_act
             )));
         }
-        if cfg.num_attention_heads == 0 || cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if cfg.num_attention_heads == 0 || !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads)
+        {
             return Err(ModelError::Format(format!(
                 "{}: hidden_size not divisible by heads",
                 path.display()
@@ -70,7 +71,10 @@ impl Linear {
         let dims = x.dims().to_vec();
         let (last, lead) = dims.split_last().expect("rank >= 1");
         let rows: usize = lead.iter().product();
-        let y = x.reshape((rows, *last))?.matmul(&self.w.t()?)?.broadcast_add(&self.b)?;
+        let y = x
+            .reshape((rows, *last))?
+            .matmul(&self.w.t()?)?
+            .broadcast_add(&self.b)?;
         let mut out = lead.to_vec();
         out.push(self.w.dim(0)?);
         y.reshape(out)

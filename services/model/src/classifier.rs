@@ -19,7 +19,7 @@ const TOKEN_BUDGET: usize = 2048;
 const MAX_BATCH: usize = 32;
 const TOP_TOKENS: usize = 5;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct InferenceOptions {
     /// Token limit incl. special tokens; longer texts are truncated. 0 means
     /// the model's own `max_len`.
@@ -27,15 +27,6 @@ pub struct InferenceOptions {
     /// Compute threads (process-wide, see `Classifier::load`); `None` sizes
     /// them from the CPU quota.
     pub threads: Option<usize>,
-}
-
-impl Default for InferenceOptions {
-    fn default() -> Self {
-        Self {
-            max_len: 0,
-            threads: None,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -224,8 +215,11 @@ impl Classifier {
         let probs = candle_nn::ops::softmax(&(logits / self.spec.temperature as f64)?, D::Minus1)?
             .to_vec2::<f32>()?;
         // Per-token logits without the bias: pooled logits are their mean plus the bias.
-        let token_logits =
-            self.head.forward(&hidden)?.broadcast_sub(&self.head.b)?.to_vec3::<f32>()?;
+        let token_logits = self
+            .head
+            .forward(&hidden)?
+            .broadcast_sub(&self.head.b)?
+            .to_vec3::<f32>()?;
         let mut preds = Vec::with_capacity(items.len());
         for ((item, p), tl) in items.iter().zip(probs).zip(token_logits) {
             preds.push(self.prediction(item, p, &tl[..item.ids.len()]));

@@ -18,7 +18,7 @@ const DTYPE_Q4_0: u8 = 1;
 /// Decodes GGML Q4_0 blocks: byte j of a block holds element j in its low
 /// nibble and element j+16 in its high nibble; value = (q - 8) * scale.
 pub fn dequantize_q4_0(bytes: &[u8], out: &mut Vec<f32>) -> Result<(), ModelError> {
-    if bytes.len() % Q4_BLOCK_BYTES != 0 {
+    if !bytes.len().is_multiple_of(Q4_BLOCK_BYTES) {
         return Err(ModelError::Format(format!(
             "Q4_0 data of {} bytes is not a whole number of {Q4_BLOCK_BYTES}-byte blocks",
             bytes.len()
@@ -167,7 +167,7 @@ pub fn parse_e5s1(buf: &[u8]) -> Result<E5s1, ModelError> {
                 );
             }
             DTYPE_Q4_0 => {
-                if nbytes != n / Q4_BLOCK * Q4_BLOCK_BYTES || n % Q4_BLOCK != 0 {
+                if nbytes != n / Q4_BLOCK * Q4_BLOCK_BYTES || !n.is_multiple_of(Q4_BLOCK) {
                     return Err(ModelError::Format(format!("tensor {name}: size mismatch")));
                 }
                 dequantize_q4_0(data, &mut vals)?;

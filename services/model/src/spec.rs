@@ -56,7 +56,7 @@ impl ModelSpec {
                 path.display()
             )));
         }
-        if spec.max_len < 3 || !(spec.temperature > 0.0) {
+        if spec.max_len < 3 || spec.temperature.is_nan() || spec.temperature <= 0.0 {
             return Err(ModelError::Format(format!(
                 "{}: max_len must be >= 3 and temperature > 0",
                 path.display()

@@ -88,7 +88,11 @@ impl TextEncoder {
         let (ids_all, toks_all) = (enc.get_ids(), enc.get_tokens());
         let n = ids_all.len();
         let budget = self.max_len - 2;
-        let (head, tail) = if n > budget { (budget - budget / 4, budget / 4) } else { (n, 0) };
+        let (head, tail) = if n > budget {
+            (budget - budget / 4, budget / 4)
+        } else {
+            (n, 0)
+        };
         let keep: Vec<usize> = (0..head).chain(n - tail..n).collect();
         let mut ids = Vec::with_capacity(keep.len() + 2);
         let mut pieces = Vec::with_capacity(keep.len() + 2);
@@ -138,8 +142,8 @@ mod tests {
     fn long_texts_keep_head_and_tail() {
         let dir = tempfile::tempdir().unwrap();
         crate::build_tiny_model(dir.path(), 1).unwrap();
-        let enc =
-            TextEncoder::load(&dir.path().join("base/tokenizer.json"), "query: ", 0, 2, 10).unwrap();
+        let enc = TextEncoder::load(&dir.path().join("base/tokenizer.json"), "query: ", 0, 2, 10)
+            .unwrap();
         let text = format!("  kpu {} hoaks  ", "yang ".repeat(500));
         let t = enc.encode(&text).unwrap();
         assert_eq!(t.ids.len(), 10);

@@ -96,6 +96,9 @@ pub struct TrainReport {
     pub options: TrainOptions,
 }
 
+/// The best epoch so far: (dev loss, epoch, top layers' tensors, head w, head b).
+type Snapshot = (f64, usize, Vec<Vec<Tensor>>, Tensor, Tensor);
+
 struct Cached {
     hidden: Tensor,
     category: usize,
@@ -201,7 +204,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let eps = cfg.layer_norm_eps;
     let heads = cfg.num_attention_heads;
     let mut log = Vec::new();
-    let mut best: Option<(f64, usize, Vec<Vec<Tensor>>, Tensor, Tensor)> = None;
+    let mut best: Option<Snapshot> = None;
     let mut step = 0usize;
     let mut order: Vec<usize> = (0..train_c.len()).collect();
     for epoch in 1..=opts.epochs {
