@@ -186,12 +186,15 @@ async fn watch(
                     .get(&event.post.key())
                     .map(String::as_str)
                     .unwrap_or("");
-                bar.println(format!(
-                    "  FLAG   {:.2} {:<18} {}",
-                    event.score,
-                    event.category,
-                    preview(text, 90)
-                ));
+                show(
+                    &bar,
+                    format!(
+                        "  FLAG   {:.2} {:<18} {}",
+                        event.score,
+                        event.category,
+                        preview(text, 90)
+                    ),
+                );
             } else {
                 clean += 1;
             }
@@ -210,6 +213,16 @@ async fn watch(
         seen.len()
     );
     Ok(())
+}
+
+/// Above the bar on a terminal; plain lines when piped (indicatif hides
+/// the bar, and everything printed through it, without a terminal).
+fn show(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 fn preview(text: &str, chars: usize) -> String {
