@@ -46,10 +46,13 @@ pub struct Prediction {
     /// Most probable category.
     pub category: String,
     pub categories: BTreeMap<String, f32>,
-    /// Up to five words of the post that push the score up most: each
-    /// word's share of the head's input (its final hidden states, which
-    /// mean pooling sums linearly) projected on the score's gradient with
-    /// respect to the logits. Empty when no word raises the score.
+    /// Up to five words of the post that most support the decision: for a
+    /// hoax label those pushing the score up most, otherwise those pushing
+    /// it down most. A word's push is its share of the head's input (final
+    /// hidden states, which mean pooling sums linearly) projected on the
+    /// score's gradient with respect to the logits: a first-order
+    /// attribution, exact for the linear head, free to compute. Empty only
+    /// for texts without letters or digits.
     pub top_tokens: Vec<String>,
 }
 
@@ -250,14 +253,20 @@ impl Classifier {
             .iter()
             .map(|tl| tl.iter().zip(&grad).map(|(a, g)| a * g).sum())
             .collect();
+        let label = score >= self.spec.threshold;
+        // Words supporting the decision first: up for a hoax label, down otherwise.
+        let side = if label { 1.0 } else { -1.0 };
         let mut words = self.text.words(&item.pieces, &weights);
-        words.sort_by(|a, b| b.1.total_cmp(&a.1));
+        words.sort_by(|a, b| (side * b.1).total_cmp(&(side * a.1)));
         let mut top_tokens: Vec<String> = Vec::new();
-        for (w, s) in words {
-            if s <= 0.0 || top_tokens.len() == TOP_TOKENS {
+        for (w, _) in words {
+            if top_tokens.len() == TOP_TOKENS {
                 break;
             }
-            if !top_tokens.iter().any(|t| t.eq_ignore_ascii_case(&w)) {
+            if !top_tokens
+                .iter()
+                .any(|t| t.to_lowercase() == w.to_lowercase())
+            {
                 top_tokens.push(w);
             }
         }
@@ -268,7 +277,7 @@ impl Classifier {
             .map_or(0, |(i, _)| i);
         Prediction {
             score,
-            label: score >= self.spec.threshold,
+            label,
             category: self.spec.categories[best].clone(),
             categories: self.spec.categories.iter().cloned().zip(probs).collect(),
             top_tokens,

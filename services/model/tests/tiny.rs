@@ -45,6 +45,12 @@ fn scores_odd_inputs_in_input_order() {
         assert!(p.top_tokens.len() <= 5);
         assert!(clf.info().categories.contains(&p.category));
     }
+    assert!(batch[0].top_tokens.is_empty());
+    assert!(!batch[5].top_tokens.is_empty());
+    assert!(batch[5]
+        .top_tokens
+        .iter()
+        .all(|t| "yg gk coblos besok rugi".contains(t.as_str())));
     assert_eq!(clf.token_count(&huge), 64);
     assert_eq!(clf.token_count(""), clf.token_count("   "));
     let short = InferenceOptions {
