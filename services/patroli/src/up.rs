@@ -169,11 +169,10 @@ async fn watch(
             let event: DlqEvent = serde_json::from_slice(payload)?;
             if seen.insert(event.event_id.clone()) {
                 dead += 1;
-                bar.println(format!(
-                    "  DLQ    {:<22} {}",
-                    event.reason.as_str(),
-                    event.detail
-                ));
+                show(
+                    &bar,
+                    format!("  DLQ    {:<22} {}", event.reason.as_str(), event.detail),
+                );
             }
         } else {
             let event: ScoredEvent = serde_json::from_slice(payload)?;
