@@ -149,6 +149,9 @@ impl ConsumerContext for ServiceContext {
                 }
             }
             tracing::info!(partitions = partitions.count(), "partitions revoked");
+            // Lag of partitions we no longer own would go stale and keep
+            // lag alerts firing; the new owner reports them.
+            self.metrics.consumer_lag.reset();
             self.metrics.assigned_partitions.set(0);
             self.health.set(READY_ASSIGNED, false);
         }
@@ -187,11 +190,15 @@ pub async fn run(
 ) -> Result<(), ClassifierError> {
     let metrics = Metrics::new();
     let health = Health::new(&[READY_MODEL, READY_BROKER, READY_ASSIGNED]);
+    // Health and metrics stay up through the drain after SIGTERM, so the
+    // last batches are still observable; they stop when the service does.
+    let http_stop = CancellationToken::new();
+    let _stop_http_on_return = http_stop.clone().drop_guard();
     let (_, http) = serve_http(
         config.http_addr,
         metrics.registry.clone(),
         health.clone(),
-        shutdown.clone(),
+        http_stop.clone(),
     )
     .await?;
 
@@ -267,16 +274,18 @@ pub async fn run(
         stop.clone(),
     ));
 
-    poll_loop(
-        &consumer,
-        &classifier,
-        &config,
-        batch_tx,
-        &in_flight,
-        &metrics,
-        &stop,
-    )
-    .await;
+    // A rebalance may block the poll loop for up to the drain timeout.
+    health
+        .watch_heartbeat(Duration::from_millis(config.drain_timeout_ms) + Duration::from_secs(30));
+    let poller = Poller {
+        consumer: &consumer,
+        classifier: &classifier,
+        config: &config,
+        in_flight: &in_flight,
+        metrics: &metrics,
+        health: &health,
+    };
+    poll_loop(poller, batch_tx, &stop).await;
 
     let scored = scorer.await;
     let written = writer.await;
@@ -291,7 +300,7 @@ pub async fn run(
     }
     consumer.unsubscribe();
     let _ = producer.flush(Duration::from_secs(10));
-    shutdown.cancel();
+    http_stop.cancel();
     let _ = http.await;
     scored.map_err(|e| ClassifierError::Stage(e.to_string()))?;
     written.map_err(|e| ClassifierError::Stage(e.to_string()))??;
@@ -388,15 +397,25 @@ fn to_item(message: &BorrowedMessage<'_>, limits: &Limits) -> Item {
     }
 }
 
-async fn poll_loop(
-    consumer: &Arc<ServiceConsumer>,
-    classifier: &Classifier,
-    config: &ClassifierConfig,
-    batch_tx: mpsc::Sender<Batch>,
-    in_flight: &InFlight,
-    metrics: &Metrics,
-    stop: &CancellationToken,
-) {
+/// What the poll loop reads from; it owns nothing but its batcher.
+struct Poller<'a> {
+    consumer: &'a Arc<ServiceConsumer>,
+    classifier: &'a Classifier,
+    config: &'a ClassifierConfig,
+    in_flight: &'a InFlight,
+    metrics: &'a Metrics,
+    health: &'a Health,
+}
+
+async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &CancellationToken) {
+    let Poller {
+        consumer,
+        classifier,
+        config,
+        in_flight,
+        metrics,
+        health,
+    } = poller;
     let limits = Limits {
         max_text_bytes: config.max_text_bytes,
     };
@@ -406,6 +425,7 @@ async fn poll_loop(
     let mut paused = false;
     let mut generation = consumer.context().generation();
     loop {
+        health.beat();
         // Items queued under an older assignment are dropped uncommitted;
         // their partitions restart from the last commit.
         let current = consumer.context().generation();

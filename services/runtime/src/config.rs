@@ -55,6 +55,7 @@ where
     let mut env: Vec<(String, String)> = env.into_iter().collect();
     // Apply the alias first so an explicit PATROLI_KAFKA__BROKERS wins.
     env.sort_by_key(|(k, _)| k != "KAFKA_BROKERS");
+    let mut overrides = Vec::new();
     for (key, raw) in env {
         let path: Vec<String> = if key == "KAFKA_BROKERS" {
             vec!["kafka".into(), "brokers".into()]
@@ -67,8 +68,48 @@ where
             continue;
         }
         set_path(&mut merged, &path, &raw);
+        overrides.push((key, path, raw));
     }
-    serde_json::from_value(merged).map_err(|e| ConfigError::Invalid(e.to_string()))
+    // An env value that looks like JSON may still be meant as text (a
+    // numeric password, "true" as a user name): when deserialisation fails
+    // at exactly such a field, take the text and try again.
+    loop {
+        let error = match serde_path_to_error::deserialize::<_, T>(merged.clone()) {
+            Ok(config) => return Ok(config),
+            Err(error) => error,
+        };
+        let failed: Vec<String> = error
+            .path()
+            .iter()
+            .map(|segment| segment.to_string())
+            .collect();
+        let retry = overrides.iter().position(|(_, path, raw)| {
+            *path == failed && lookup(&merged, path) != Some(&Value::String(raw.clone()))
+        });
+        match retry {
+            Some(i) => {
+                let (_, path, raw) = overrides.remove(i);
+                *slot(&mut merged, &path) = Value::String(raw);
+            }
+            None => {
+                let source = overrides
+                    .iter()
+                    .find(|(_, path, _)| *path == failed)
+                    .map(|(key, ..)| format!(" (from {key})"))
+                    .unwrap_or_default();
+                return Err(ConfigError::Invalid(format!(
+                    "{}{source}: {}",
+                    error.path(),
+                    error.inner()
+                )));
+            }
+        }
+    }
+}
+
+fn lookup<'v>(root: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter()
+        .try_fold(root, |node, segment| node.get(segment))
 }
 
 fn merge(base: &mut Value, overlay: Value) {
@@ -86,29 +127,24 @@ fn merge(base: &mut Value, overlay: Value) {
 /// group id "123" stays a string), anything else is read as JSON first so
 /// numbers, booleans and lists work.
 fn set_path(root: &mut Value, path: &[String], raw: &str) {
-    let mut node = root;
-    for segment in &path[..path.len() - 1] {
-        if !node.is_object() {
-            *node = Value::Object(Map::new());
-        }
-        node = node
-            .as_object_mut()
-            .expect("just made an object")
-            .entry(segment.clone())
-            .or_insert(Value::Null);
-    }
-    if !node.is_object() {
-        *node = Value::Object(Map::new());
-    }
-    let slot = node
-        .as_object_mut()
-        .expect("just made an object")
-        .entry(path[path.len() - 1].clone())
-        .or_insert(Value::Null);
-    *slot = match slot {
+    let target = slot(root, path);
+    *target = match target {
         Value::String(_) => Value::String(raw.to_owned()),
         _ => serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned())),
     };
+}
+
+/// The value at `path`, creating objects along the way.
+fn slot<'v>(root: &'v mut Value, path: &[String]) -> &'v mut Value {
+    path.iter().fold(root, |node, segment| {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        node.as_object_mut()
+            .expect("just made an object")
+            .entry(segment.clone())
+            .or_insert(Value::Null)
+    })
 }
 
 #[cfg(test)]
@@ -198,12 +234,30 @@ mod tests {
     }
 
     #[test]
+    fn json_looking_values_still_reach_string_fields() {
+        let conf: Conf = load_config(
+            None,
+            env(&[
+                ("PATROLI_KAFKA__SASL_PASSWORD", "123456"),
+                ("PATROLI_KAFKA__SASL_USERNAME", "true"),
+                ("PATROLI_BATCH__MAX_POSTS", "16"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(conf.kafka.sasl_password.as_deref(), Some("123456"));
+        assert_eq!(conf.kafka.sasl_username.as_deref(), Some("true"));
+        assert_eq!(conf.batch.max_posts, 16);
+    }
+
+    #[test]
     fn wrong_type_is_a_clear_error() {
         let err = load_config::<Conf>(None, env(&[("PATROLI_BATCH__MAX_POSTS", "many")]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("invalid configuration"), "{err}");
-        assert!(err.contains("many"), "{err}");
+        assert!(
+            err.starts_with("invalid configuration: batch.max_posts (from PATROLI_BATCH__MAX_POSTS): invalid type: string \"many\""),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +21,19 @@ pub enum HttpError {
     },
 }
 
-/// Named readiness checks. A service registers every check it needs as
-/// `false` at start, so `/readyz` cannot report ready before each one has
-/// actually been satisfied.
+/// Named readiness checks, plus an optional heartbeat for liveness. A
+/// service registers every check it needs as `false` at start, so `/readyz`
+/// cannot report ready before each one has actually been satisfied.
 #[derive(Clone, Default)]
 pub struct Health {
     checks: Arc<Mutex<BTreeMap<String, bool>>>,
+    heartbeat: Arc<Mutex<Option<Heartbeat>>>,
+}
+
+#[derive(Clone, Copy)]
+struct Heartbeat {
+    last: Instant,
+    max_age: Duration,
 }
 
 impl Health {
@@ -49,10 +57,40 @@ impl Health {
         self.lock().clone()
     }
 
+    /// From now on `/healthz` fails when `beat` was not called for
+    /// `max_age`: a wedged main loop gets the pod restarted.
+    pub fn watch_heartbeat(&self, max_age: Duration) {
+        *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) = Some(Heartbeat {
+            last: Instant::now(),
+            max_age,
+        });
+    }
+
+    pub fn beat(&self) {
+        if let Some(heartbeat) = self
+            .heartbeat
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            heartbeat.last = Instant::now();
+        }
+    }
+
+    /// `Err` with the silence so far when the heartbeat is overdue.
+    pub fn liveness(&self) -> Result<(), Duration> {
+        match *self.heartbeat.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(Heartbeat { last, max_age }) if last.elapsed() > max_age => Err(last.elapsed()),
+            _ => Ok(()),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, bool>> {
         // A panic elsewhere while holding this lock leaves only booleans
         // behind, which are still meaningful.
-        self.checks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.checks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -77,7 +115,7 @@ pub async fn serve_http(
         .local_addr()
         .map_err(|source| HttpError::Bind { addr, source })?;
     let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(AppState { registry, health });
@@ -91,6 +129,16 @@ pub async fn serve_http(
     });
     tracing::info!(%bound, "health and metrics on http://{bound}/metrics");
     Ok((bound, handle))
+}
+
+async fn healthz(State(state): State<AppState>) -> (StatusCode, String) {
+    match state.health.liveness() {
+        Ok(()) => (StatusCode::OK, "ok\n".into()),
+        Err(silence) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stalled: no heartbeat for {}s\n", silence.as_secs()),
+        ),
+    }
 }
 
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
@@ -172,5 +220,31 @@ mod tests {
 
         shutdown.cancel();
         handle.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn healthz_fails_once_the_heartbeat_is_overdue() {
+        let health = Health::default();
+        let shutdown = CancellationToken::new();
+        let (addr, _) = serve_http(
+            "127.0.0.1:0".parse().unwrap(),
+            Registry::new(),
+            health.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(get(addr, "/healthz").await, (200, "ok\n".into()));
+        health.watch_heartbeat(Duration::from_millis(50));
+        health.beat();
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(
+            get(addr, "/healthz").await,
+            (503, "stalled: no heartbeat for 0s\n".into())
+        );
+        health.beat();
+        assert_eq!(get(addr, "/healthz").await.0, 200);
+        shutdown.cancel();
     }
 }

@@ -7,9 +7,9 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
-use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -130,6 +130,24 @@ mod tests {
         assert_eq!(config.get("ssl.ca.location"), Some("/etc/ca.pem"));
         assert_eq!(config.get("socket.keepalive.enable"), Some("true"));
         assert_eq!(config.get("client.id"), Some("svc"));
+    }
+
+    #[test]
+    fn librdkafka_is_built_with_tls_and_scram() {
+        // Production clusters need SASL_SSL + SCRAM; a librdkafka built
+        // without OpenSSL rejects these settings when the client is created.
+        let kafka = KafkaConfig {
+            security_protocol: Some("sasl_ssl".into()),
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some("patroli".into()),
+            sasl_password: Some("s3cret".into()),
+            ..KafkaConfig::default()
+        };
+        let created: Result<rdkafka::producer::BaseProducer, _> =
+            kafka.idempotent_producer("tls-check").create();
+        if let Err(e) = created {
+            panic!("cannot create a SASL_SSL/SCRAM client: {e}");
+        }
     }
 
     #[test]

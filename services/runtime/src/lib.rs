@@ -11,8 +11,8 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use config::{load_config, ConfigError};
-pub use local_broker::{find_repo_root, BrokerError, LocalBroker};
 pub use http::{serve_http, Health, HttpError};
 pub use kafka::{ensure_topics, KafkaConfig};
+pub use local_broker::{find_repo_root, BrokerError, LocalBroker};
 pub use shutdown::shutdown_on_signals;
 pub use telemetry::init_tracing;

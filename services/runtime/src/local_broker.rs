@@ -61,7 +61,12 @@ impl LocalBroker {
             .map(Stdio::from)
             .unwrap_or_else(Stdio::null);
         let child = Command::new(bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+            ])
             .arg(&url)
             .args(["--storage-engine", "memory://tansu/"])
             .stdin(Stdio::null())
