@@ -1,5 +1,6 @@
 //! The classifier's Prometheus metrics, on one registry served at `/metrics`.
 
+use patroli_contracts::{DlqReason, Label};
 use prometheus::{
     exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -56,7 +57,7 @@ impl Metrics {
             g
         };
         let seconds = exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
-        Metrics {
+        let metrics = Metrics {
             consumed: counter(
                 "patroli_consumed_total",
                 "Messages read from the input topics.",
@@ -120,7 +121,16 @@ impl Metrics {
                 &["name", "version"],
             ),
             registry,
+        };
+        // Zero series from the start, so rate() and absent-series alerts work
+        // before the first dead letter or the first flagged post.
+        for reason in DlqReason::ALL {
+            metrics.dlq.with_label_values(&[reason.as_str()]);
         }
+        for label in Label::ALL {
+            metrics.scored.with_label_values(&[label.as_str()]);
+        }
+        metrics
     }
 }
 

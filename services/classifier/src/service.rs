@@ -16,9 +16,7 @@ use crate::batch::Batcher;
 use crate::config::{ClassifierConfig, DeliveryMode};
 use crate::metrics::Metrics;
 use crate::output::{dead_letter_record, scored_record, Item, OutRecord, Outcome};
-use patroli_contracts::{
-    decode_input, DlqReason, InvalidInput, Label, Limits, ModelRef, SourceOffset,
-};
+use patroli_contracts::{decode_input, DlqReason, InvalidInput, Limits, ModelRef, SourceOffset};
 use patroli_model::{Classifier, InferenceOptions};
 use patroli_runtime::{serve_http, Health};
 use rdkafka::consumer::{
@@ -682,13 +680,7 @@ async fn write_stage(
 fn count_outcomes(records: &[OutRecord], metrics: &Metrics) {
     for record in records {
         match &record.outcome {
-            Outcome::Scored(label) => {
-                let label = match label {
-                    Label::Disinformation => "disinformation",
-                    Label::NotDisinformation => "not_disinformation",
-                };
-                metrics.scored.with_label_values(&[label]).inc()
-            }
+            Outcome::Scored(label) => metrics.scored.with_label_values(&[label.as_str()]).inc(),
             Outcome::DeadLetter(reason) => metrics.dlq.with_label_values(&[reason]).inc(),
         }
     }

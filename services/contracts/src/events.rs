@@ -186,6 +186,18 @@ pub enum Label {
     NotDisinformation,
 }
 
+impl Label {
+    pub const ALL: [Label; 2] = [Self::Disinformation, Self::NotDisinformation];
+
+    /// The serialised name, also used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disinformation => "disinformation",
+            Self::NotDisinformation => "not_disinformation",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub struct ModelRef {
     pub name: String,

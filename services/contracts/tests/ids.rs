@@ -109,3 +109,13 @@ fn now_is_rfc3339() {
     time::OffsetDateTime::parse(&now, &time::format_description::well_known::Rfc3339)
         .expect("parses back");
 }
+
+#[test]
+fn label_names_match_their_serialised_form() {
+    for label in patroli_contracts::Label::ALL {
+        assert_eq!(
+            serde_json::to_value(label).unwrap(),
+            serde_json::Value::String(label.as_str().to_owned())
+        );
+    }
+}
