@@ -129,7 +129,9 @@ impl TextEncoder {
         words
             .into_iter()
             .skip(self.prefix_words)
-            .filter(|(s, _)| s.chars().any(char::is_alphanumeric))
+            // Reviewers read "SEBARKAN", not "SEBARKAN!!!".
+            .map(|(s, w)| (s.trim_matches(|c: char| !c.is_alphanumeric()).to_string(), w))
+            .filter(|(s, _)| !s.is_empty())
             .collect()
     }
 }

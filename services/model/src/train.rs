@@ -62,7 +62,7 @@ impl Default for TrainOptions {
             base_dir: PathBuf::from("models/base/multilingual-e5-small"),
             name: "patroli-id-v1".into(),
             version: "1.0.0".into(),
-            epochs: 8,
+            epochs: 6,
             lr: 5e-5,
             head_lr: 2e-3,
             batch_size: 16,
