@@ -28,7 +28,11 @@ pub fn bench(
 ) -> Result<Vec<BenchRow>, ModelError> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let mut rows = Vec::new();
-    for &t in threads {
+    // rayon sizes its global pool once, from the first thread count it sees:
+    // run the largest first so smaller counts are a cap on that pool.
+    let mut order = threads.to_vec();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    for t in order {
         let opts = InferenceOptions {
             max_len: 0,
             threads: Some(t),
@@ -59,6 +63,7 @@ pub fn bench(
             p99_ms: percentile(&lat, 0.99),
         });
     }
+    rows.sort_by_key(|r| r.threads);
     Ok(rows)
 }
 
