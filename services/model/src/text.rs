@@ -130,7 +130,12 @@ impl TextEncoder {
             .into_iter()
             .skip(self.prefix_words)
             // Reviewers read "SEBARKAN", not "SEBARKAN!!!".
-            .map(|(s, w)| (s.trim_matches(|c: char| !c.is_alphanumeric()).to_string(), w))
+            .map(|(s, w)| {
+                (
+                    s.trim_matches(|c: char| !c.is_alphanumeric()).to_string(),
+                    w,
+                )
+            })
             .filter(|(s, _)| !s.is_empty())
             .collect()
     }
