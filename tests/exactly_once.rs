@@ -17,7 +17,6 @@ mod common;
 
 use common::*;
 use patroli_contracts::topics;
-use rand::{Rng, SeedableRng};
 use rdkafka::mocking::MockCluster;
 use std::time::Duration;
 
@@ -41,50 +40,22 @@ async fn sigkill_during_consumption_loses_nothing_in_exactly_once_mode_on_mockcl
     let model = tiny_model();
     produce_posts(&producer(&brokers), 0..POSTS).await;
 
-    let seed: u64 = std::env::var("PATROLI_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    eprintln!("crash points from seed {seed} (PATROLI_CRASH_SEED reproduces)");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let mut kill_at: Vec<usize> = (0..KILLS)
-        .map(|_| rng.random_range(300..POSTS - 500))
-        .collect();
-    kill_at.sort_unstable();
-
     let env = [
         ("PATROLI_DELIVERY", "exactly-once"),
         ("PATROLI_TRANSACTIONAL_ID", "patroli-classifier-eos-test"),
     ];
     let collector = Collector::start(&brokers, "read_committed");
-    for (round, at) in kill_at.iter().enumerate() {
-        let mut classifier = ClassifierProcess::spawn(&brokers, model.path(), "eos", &env);
-        let started = std::time::Instant::now();
-        while collector.unique_total() < *at {
-            assert!(
-                started.elapsed() < Duration::from_secs(240),
-                "no progress before kill {round}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
-        classifier.kill();
-        eprintln!(
-            "kill {} after {} committed outputs",
-            round + 1,
-            collector.unique_total()
-        );
-    }
-    let _survivor = ClassifierProcess::spawn(&brokers, model.path(), "eos", &env);
+    let _survivor = kill_repeatedly(&collector, POSTS, KILLS, || {
+        ClassifierProcess::spawn(&brokers, model.path(), "eos", &env)
+    });
     collector.wait_for(POSTS, Duration::from_secs(300));
     let outputs = collector.finish();
 
-    let keys = outputs.scored_keys();
-    let missing = (0..POSTS)
-        .map(post_key)
-        .filter(|k| !keys.contains(k))
-        .count();
-    assert_eq!(missing, 0, "posts lost");
+    assert_eq!(
+        outputs.missing_posts(POSTS),
+        Vec::<String>::new(),
+        "posts lost"
+    );
     assert_eq!(outputs.unique_scored().len(), POSTS);
     assert!(outputs.dlq.is_empty(), "no valid post may be dead-lettered");
     eprintln!(

@@ -61,12 +61,11 @@ async fn two_instances_split_partitions_and_hand_over_on_stop() {
 
     collector.wait_for(8000, Duration::from_secs(300));
     let outputs = collector.finish();
-    let keys = outputs.scored_keys();
-    let missing = (0..8000)
-        .map(post_key)
-        .filter(|k| !keys.contains(k))
-        .count();
-    assert_eq!(missing, 0, "posts lost in the hand-over");
+    assert_eq!(
+        outputs.missing_posts(8000),
+        Vec::<String>::new(),
+        "posts lost in the hand-over"
+    );
     assert_eq!(outputs.unique_scored().len(), 8000);
     eprintln!(
         "hand-over: {} scored messages for 8000 posts ({} duplicates)",

@@ -253,6 +253,15 @@ impl Outputs {
     pub fn scored_keys(&self) -> HashSet<String> {
         self.scored.iter().map(|e| e.post.key()).collect()
     }
+
+    /// Keys of posts `0..posts` with no scored event: lost posts.
+    pub fn missing_posts(&self, posts: usize) -> Vec<String> {
+        let keys = self.scored_keys();
+        (0..posts)
+            .map(post_key)
+            .filter(|k| !keys.contains(k))
+            .collect()
+    }
 }
 
 /// Reads both output topics in the background (its own consumer group,
@@ -333,4 +342,47 @@ impl Collector {
         }
         std::mem::take(&mut *self.outputs.lock().unwrap())
     }
+}
+
+/// Runs classifiers from `spawn` and SIGKILLs each after a random number of
+/// distinct outputs (plus a random few ms, so kills land mid-batch too),
+/// `kills` times; returns the survivor that finishes the stream. The seed
+/// is printed; `PATROLI_CRASH_SEED` reproduces a run.
+pub fn kill_repeatedly(
+    collector: &Collector,
+    posts: usize,
+    kills: usize,
+    spawn: impl Fn() -> ClassifierProcess,
+) -> ClassifierProcess {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("PATROLI_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    eprintln!("crash points from seed {seed} (PATROLI_CRASH_SEED reproduces)");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut kill_at: Vec<usize> = (0..kills)
+        .map(|_| rng.random_range(posts / 30..posts * 5 / 6))
+        .collect();
+    kill_at.sort_unstable();
+    for (round, at) in kill_at.iter().enumerate() {
+        let mut classifier = spawn();
+        let started = Instant::now();
+        while collector.unique_total() < *at {
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "no progress before kill {}",
+                round + 1
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
+        classifier.kill();
+        eprintln!(
+            "kill {} after {} distinct outputs",
+            round + 1,
+            collector.unique_total()
+        );
+    }
+    spawn()
 }

@@ -417,54 +417,44 @@ async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &Can
     let limits = Limits {
         max_text_bytes: config.max_text_bytes,
     };
-    let mut batcher = Batcher::new(config.batch.clone());
-    // A formed batch waiting for the scorer to take it.
-    let mut ready: Option<Vec<Item>> = None;
-    let mut paused = false;
-    let mut generation = consumer.context().generation();
+    let mut queue = Queue {
+        batcher: Batcher::new(config.batch.clone()),
+        ready: None,
+        paused: false,
+        generation: consumer.context().generation(),
+    };
     loop {
         health.beat();
-        // Items queued under an older assignment are dropped uncommitted;
-        // their partitions restart from the last commit.
-        let current = consumer.context().generation();
-        if current != generation {
-            batcher.clear();
-            ready = None;
-            paused = false;
-            metrics.paused.set(0);
-            generation = current;
-        }
+        queue.follow_assignment(consumer.context().generation(), metrics);
         let now = Instant::now();
-        if ready.is_none() && (batcher.is_full() || batcher.deadline().is_some_and(|d| d <= now)) {
-            ready = Some(batcher.take());
+        if queue.ready.is_none()
+            && (queue.batcher.is_full() || queue.batcher.deadline().is_some_and(|d| d <= now))
+        {
+            queue.ready = Some(queue.batcher.take());
         }
-        if let Some(items) = ready.take() {
+        if let Some(items) = queue.ready.take() {
             match batch_tx.try_reserve() {
                 Ok(permit) => {
                     in_flight.start();
                     metrics.in_flight_batches.inc();
-                    permit.send(Batch { items, generation });
-                    if paused {
-                        set_paused(consumer, false);
-                        paused = false;
-                        metrics.paused.set(0);
-                    }
+                    permit.send(Batch {
+                        items,
+                        generation: queue.generation,
+                    });
+                    queue.set_paused(false, consumer, metrics);
                 }
                 Err(mpsc::error::TrySendError::Full(())) => {
-                    ready = Some(items);
-                    if !paused {
-                        set_paused(consumer, true);
-                        paused = true;
-                        metrics.paused.set(1);
-                    }
+                    queue.ready = Some(items);
+                    queue.set_paused(true, consumer, metrics);
                 }
                 Err(mpsc::error::TrySendError::Closed(())) => return,
             }
         }
-        let wake_at = if ready.is_some() {
+        let wake_at = if queue.ready.is_some() {
             now + Duration::from_millis(10)
         } else {
-            batcher
+            queue
+                .batcher
                 .deadline()
                 .unwrap_or(now + Duration::from_millis(500))
         };
@@ -474,21 +464,14 @@ async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &Can
                 Ok(message) => {
                     // Rebalance callbacks ran inside recv: compare first so a
                     // message of the new assignment is not dropped with the old.
-                    let current = consumer.context().generation();
-                    if current != generation {
-                        batcher.clear();
-                        ready = None;
-                        paused = false;
-                        metrics.paused.set(0);
-                        generation = current;
-                    }
+                    queue.follow_assignment(consumer.context().generation(), metrics);
                     metrics.consumed.with_label_values(&[message.topic()]).inc();
                     let item = to_item(&message, &limits);
                     let tokens = match &item.decoded {
                         Ok(input) => classifier.token_count(&input.text),
                         Err(_) => 0,
                     };
-                    batcher.push(item, tokens, Instant::now());
+                    queue.batcher.push(item, tokens, Instant::now());
                 }
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             },
@@ -498,14 +481,18 @@ async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &Can
     // Shutting down: hand over what is queued so it is scored now rather
     // than re-delivered after the restart. If the scorer is gone, the
     // items stay uncommitted, which is just as safe.
-    let mut leftovers = ready.into_iter().collect::<Vec<_>>();
-    while !batcher.is_empty() {
-        leftovers.push(batcher.take());
+    let mut leftovers = queue.ready.take().into_iter().collect::<Vec<_>>();
+    while !queue.batcher.is_empty() {
+        leftovers.push(queue.batcher.take());
     }
     for items in leftovers {
         in_flight.start();
         metrics.in_flight_batches.inc();
-        if batch_tx.send(Batch { items, generation }).await.is_err() {
+        let batch = Batch {
+            items,
+            generation: queue.generation,
+        };
+        if batch_tx.send(batch).await.is_err() {
             in_flight.finish();
             metrics.in_flight_batches.dec();
             break;
@@ -513,17 +500,47 @@ async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &Can
     }
 }
 
-fn set_paused(consumer: &ServiceConsumer, pause: bool) {
-    let result = consumer.assignment().and_then(|assigned| {
-        if pause {
-            consumer.pause(&assigned)
-        } else {
-            consumer.resume(&assigned)
+/// What the poll loop holds between iterations.
+struct Queue {
+    batcher: Batcher<Item>,
+    /// A formed batch waiting for the scorer to take it.
+    ready: Option<Vec<Item>>,
+    paused: bool,
+    generation: u64,
+}
+
+impl Queue {
+    /// Items queued under an older assignment are dropped uncommitted: their
+    /// partitions restart from the last commit, wherever they now live. A
+    /// new assignment starts unpaused.
+    fn follow_assignment(&mut self, current: u64, metrics: &Metrics) {
+        if current != self.generation {
+            self.batcher.clear();
+            self.ready = None;
+            self.paused = false;
+            metrics.paused.set(0);
+            self.generation = current;
         }
-    });
-    match result {
-        Ok(()) => tracing::debug!(pause, "fetch pause state changed"),
-        Err(e) => tracing::warn!(error = %e, pause, "cannot change fetch pause state"),
+    }
+
+    fn set_paused(&mut self, pause: bool, consumer: &ServiceConsumer, metrics: &Metrics) {
+        if self.paused == pause {
+            return;
+        }
+        let result = consumer.assignment().and_then(|assigned| {
+            if pause {
+                consumer.pause(&assigned)
+            } else {
+                consumer.resume(&assigned)
+            }
+        });
+        match result {
+            Ok(()) => {
+                self.paused = pause;
+                metrics.paused.set(i64::from(pause));
+            }
+            Err(e) => tracing::warn!(error = %e, pause, "cannot change fetch pause state"),
+        }
     }
 }
 

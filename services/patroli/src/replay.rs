@@ -34,13 +34,18 @@ pub fn key_of(line: &[u8]) -> Option<String> {
     Some(format!("{platform}:{post_id}"))
 }
 
+/// The non-blank lines of a JSONL file, as bytes: a line that is not valid
+/// UTF-8 or JSON is still a message (the DLQ path is part of what replays).
+pub fn jsonl_lines(text: &[u8]) -> Vec<&[u8]> {
+    text.split(|b| *b == b'\n')
+        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+        .collect()
+}
+
 pub async fn run(args: &ReplayArgs) -> anyhow::Result<usize> {
     let text = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let lines: Vec<&[u8]> = text
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .collect();
+    let lines = jsonl_lines(&text);
     let kafka = KafkaConfig {
         brokers: args.brokers.clone(),
         ..KafkaConfig::default()

@@ -2,7 +2,7 @@
 //! `KAFKA_BROKERS` points at one, creates the topics, runs the classifier
 //! in-process, replays the bundled sample stream and shows live results.
 
-use crate::replay::{key_of, produce_lines};
+use crate::replay::{jsonl_lines, key_of, produce_lines};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use patroli_classifier::ClassifierConfig;
@@ -79,10 +79,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let sample = std::fs::read(&args.sample)
         .with_context(|| format!("cannot read the sample stream {}", args.sample.display()))?;
-    let lines: Vec<&[u8]> = sample
-        .split(|b| *b == b'\n')
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .collect();
+    let lines = jsonl_lines(&sample);
     let texts: HashMap<String, String> = lines
         .iter()
         .filter_map(|line| {
