@@ -295,7 +295,11 @@ impl Collector {
                 let Some(message) = consumer.poll(Duration::from_millis(100)) else {
                     continue;
                 };
-                let message = message.expect("collector poll");
+                // Transport errors (an injected outage) are transient; the
+                // consumer reconnects by itself.
+                let Ok(message) = message else {
+                    continue;
+                };
                 let payload = message.payload().expect("outputs have payloads");
                 let mut outputs = o.lock().unwrap();
                 if message.topic() == topics::POSTS_DLQ {

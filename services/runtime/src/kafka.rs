@@ -45,6 +45,27 @@ impl Default for KafkaConfig {
 impl KafkaConfig {
     /// The base librdkafka config every client of this service starts from.
     pub fn client_config(&self, client_id: &str) -> ClientConfig {
+        self.with_defaults(client_id, &[])
+    }
+
+    /// Producer settings for at-least-once delivery: idempotence keeps
+    /// librdkafka's own retries from duplicating or reordering messages.
+    pub fn idempotent_producer(&self, client_id: &str) -> ClientConfig {
+        self.with_defaults(
+            client_id,
+            &[
+                ("enable.idempotence", "true"),
+                ("acks", "all"),
+                ("compression.type", "lz4"),
+                ("linger.ms", "5"),
+                ("message.timeout.ms", "60000"),
+            ],
+        )
+    }
+
+    /// Brokers and security first, then the role's defaults, then `extra`
+    /// last: an operator's explicit librdkafka property always wins.
+    fn with_defaults(&self, client_id: &str, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.brokers)
@@ -61,22 +82,12 @@ impl KafkaConfig {
                 config.set(key, value);
             }
         }
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
         for (key, value) in &self.extra {
             config.set(key, value);
         }
-        config
-    }
-
-    /// Producer settings for at-least-once delivery: idempotence keeps
-    /// librdkafka's own retries from duplicating or reordering messages.
-    pub fn idempotent_producer(&self, client_id: &str) -> ClientConfig {
-        let mut config = self.client_config(client_id);
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5")
-            .set("message.timeout.ms", "60000");
         config
     }
 }
@@ -148,6 +159,17 @@ mod tests {
         if let Err(e) = created {
             panic!("cannot create a SASL_SSL/SCRAM client: {e}");
         }
+    }
+
+    #[test]
+    fn extra_properties_override_the_producer_defaults() {
+        let mut kafka = KafkaConfig::default();
+        kafka
+            .extra
+            .insert("message.timeout.ms".into(), "2000".into());
+        let config = kafka.idempotent_producer("svc");
+        assert_eq!(config.get("message.timeout.ms"), Some("2000"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
     }
 
     #[test]

@@ -1,0 +1,71 @@
+//! Injected broker faults. tansu cannot be told to fail, so the broker here
+//! is librdkafka's MockCluster (in this process, on loopback) with the
+//! classifier as a child process, in the default at-least-once mode.
+
+mod common;
+
+use common::*;
+use patroli_contracts::topics;
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use std::time::Duration;
+
+const POSTS: usize = 3_000;
+
+/// The broker rejects produce requests (a retriable error, as while
+/// replicas are missing) for longer than the producer's delivery timeout:
+/// deliveries fail, the writer must produce the batch again until it is
+/// accepted, and must never store offsets past an undelivered output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_failures_longer_than_the_delivery_timeout_lose_nothing() {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    for (topic, partitions) in [
+        (topics::POSTS_RAW, RAW_PARTITIONS),
+        (topics::COMPLAINTS, COMPLAINT_PARTITIONS),
+        (topics::POSTS_SCORED, RAW_PARTITIONS),
+        (topics::POSTS_DLQ, 1),
+    ] {
+        mock.create_topic(topic, partitions, 1).expect("mock topic");
+    }
+    let brokers = mock.bootstrap_servers();
+    let model = tiny_model();
+    produce_posts(&producer(&brokers), 0..POSTS).await;
+
+    // The next produce requests (all the classifier's: the posts are in)
+    // fail; librdkafka retries them internally until the delivery timeout.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 12],
+    );
+
+    let collector = Collector::start(&brokers, "read_committed");
+    let classifier = ClassifierProcess::spawn(
+        &brokers,
+        model.path(),
+        "faults",
+        &[("PATROLI_KAFKA__EXTRA", r#"{"message.timeout.ms": "1500"}"#)],
+    );
+    collector.wait_for(POSTS, Duration::from_secs(240));
+    let retries = classifier
+        .metric(r#"patroli_produce_retries_total{mode="at-least-once"}"#)
+        .unwrap_or(0.0);
+    let outputs = collector.finish();
+    assert_eq!(
+        outputs.missing_posts(POSTS),
+        Vec::<String>::new(),
+        "posts lost in the outage"
+    );
+    assert_eq!(outputs.unique_scored().len(), POSTS);
+    assert!(
+        outputs.dlq.is_empty(),
+        "an outage must not dead-letter valid posts"
+    );
+    assert!(
+        retries >= 1.0,
+        "the outage should have failed at least one delivery (retries {retries})"
+    );
+    eprintln!(
+        "outage: {retries} batch re-productions, {} scored messages for {POSTS} posts",
+        outputs.scored.len()
+    );
+}
