@@ -16,8 +16,6 @@
 mod common;
 
 use common::*;
-use patroli_contracts::topics;
-use rdkafka::mocking::MockCluster;
 use std::time::Duration;
 
 // Each restart re-reads everything (see above), so a smaller stream keeps
@@ -27,15 +25,7 @@ const KILLS: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_consumption_loses_nothing_in_exactly_once_mode_on_mockcluster() {
-    let mock = MockCluster::new(1).expect("mock cluster");
-    for (topic, partitions) in [
-        (topics::POSTS_RAW, RAW_PARTITIONS),
-        (topics::COMPLAINTS, COMPLAINT_PARTITIONS),
-        (topics::POSTS_SCORED, RAW_PARTITIONS),
-        (topics::POSTS_DLQ, 1),
-    ] {
-        mock.create_topic(topic, partitions, 1).expect("mock topic");
-    }
+    let mock = mock_cluster();
     let brokers = mock.bootstrap_servers();
     let model = tiny_model();
     produce_posts(&producer(&brokers), 0..POSTS).await;

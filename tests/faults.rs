@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use patroli_contracts::topics;
-use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use std::time::Duration;
 
@@ -18,15 +16,7 @@ const POSTS: usize = 3_000;
 /// accepted, and must never store offsets past an undelivered output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_failures_longer_than_the_delivery_timeout_lose_nothing() {
-    let mock = MockCluster::new(1).expect("mock cluster");
-    for (topic, partitions) in [
-        (topics::POSTS_RAW, RAW_PARTITIONS),
-        (topics::COMPLAINTS, COMPLAINT_PARTITIONS),
-        (topics::POSTS_SCORED, RAW_PARTITIONS),
-        (topics::POSTS_DLQ, 1),
-    ] {
-        mock.create_topic(topic, partitions, 1).expect("mock topic");
-    }
+    let mock = mock_cluster();
     let brokers = mock.bootstrap_servers();
     let model = tiny_model();
     produce_posts(&producer(&brokers), 0..POSTS).await;

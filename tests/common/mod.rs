@@ -7,7 +7,8 @@ use patroli_contracts::{topics, DlqEvent, ScoredEvent};
 use patroli_runtime::{ensure_topics, KafkaConfig, LocalBroker};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -32,18 +33,30 @@ pub fn kafka(brokers: &str) -> KafkaConfig {
     }
 }
 
+/// The pipeline's topics and their partition counts in every test.
+pub const TOPICS: [(&str, i32); 4] = [
+    (topics::POSTS_RAW, RAW_PARTITIONS),
+    (topics::COMPLAINTS, COMPLAINT_PARTITIONS),
+    (topics::POSTS_SCORED, RAW_PARTITIONS),
+    (topics::POSTS_DLQ, 1),
+];
+
 pub async fn create_topics(brokers: &str) {
-    ensure_topics(
-        &kafka(brokers),
-        &[
-            (topics::POSTS_RAW, RAW_PARTITIONS),
-            (topics::COMPLAINTS, COMPLAINT_PARTITIONS),
-            (topics::POSTS_SCORED, RAW_PARTITIONS),
-            (topics::POSTS_DLQ, 1),
-        ],
-    )
-    .await
-    .expect("create topics");
+    ensure_topics(&kafka(brokers), &TOPICS)
+        .await
+        .expect("create topics");
+}
+
+/// librdkafka's in-process mock broker with the pipeline's topics, for what
+/// tansu cannot do (transactions, injected faults). It listens on loopback,
+/// so a classifier child process can reach it.
+pub fn mock_cluster() -> MockCluster<'static, DefaultProducerContext> {
+    let mock = MockCluster::new(1).expect("mock cluster");
+    for (topic, partitions) in TOPICS {
+        // The mock's own API: an admin CreateTopics call hangs on it.
+        mock.create_topic(topic, partitions, 1).expect("mock topic");
+    }
+    mock
 }
 
 /// A complete tiny model directory (same loading code path as the real one).
