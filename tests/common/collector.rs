@@ -5,6 +5,7 @@ use super::{post_key, ClassifierProcess, Stream};
 use patroli_contracts::{DlqEvent, ScoredEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -44,8 +45,10 @@ impl Outputs {
     }
 }
 
-/// Reads both output topics of a stream in the background (its own consumer
-/// group, from the beginning). Progress is judged by what was actually read:
+/// Reads both output topics of a stream in the background, from the
+/// beginning, by assignment rather than as a group member: a group would be
+/// rebalanced when the broker restarts and, having committed nothing, read
+/// everything again, counting phantom duplicates. Progress is judged by what was actually read:
 /// in exactly-once mode the watermark also counts aborted messages and
 /// transaction markers, which a `read_committed` reader never sees.
 pub struct Collector {
@@ -59,15 +62,24 @@ impl Collector {
         let consumer: BaseConsumer = super::kafka(&stream.brokers)
             .client_config("test-collector")
             .set("group.id", format!("collector-{}", rand::random::<u64>()))
-            .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .set("isolation.level", isolation)
-            .set("session.timeout.ms", "6000")
             .create()
             .expect("collector consumer");
+        let mut partitions = TopicPartitionList::new();
+        for topic in [&stream.scored, &stream.dlq] {
+            let metadata = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(30))
+                .expect("output topic metadata");
+            for partition in metadata.topics()[0].partitions() {
+                partitions
+                    .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                    .expect("partition");
+            }
+        }
         consumer
-            .subscribe(&[&stream.scored, &stream.dlq])
-            .expect("subscribe");
+            .assign(&partitions)
+            .expect("assign the output topics");
         let outputs = Arc::new(Mutex::new(Outputs::default()));
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (o, s) = (outputs.clone(), stop.clone());
