@@ -10,14 +10,21 @@ mod events;
 mod fingerprint;
 mod ids;
 pub mod schema;
+mod takedown;
 
 pub use decode::{decode_input, DlqReason, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES};
 pub use events::{
     Complaint, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
     RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
 };
-pub use fingerprint::{fingerprint, hamming};
+pub use fingerprint::{fingerprint, hamming, parse_fingerprint};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};
+pub use takedown::{
+    audit_event_id, label_id, review_item_id, takedown_request_id, AuditEvent, AuditSubject,
+    CoordinatedBurst, DecisionAction, LabelRecord, NarrativeStatus, PartnerStatus, Priority,
+    RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ReviewLabel, SamplePost,
+    TakedownRequest, TakedownStatus,
+};
 
 /// Kafka topic names. The `.v1` suffix is part of the contract: an incompatible change gets a
 /// new topic so old and new producers can run side by side during a migration.
@@ -26,9 +33,29 @@ pub mod topics {
     pub const COMPLAINTS: &str = "complaints.v1";
     pub const POSTS_SCORED: &str = "posts.scored.v1";
     pub const POSTS_DLQ: &str = "posts.dlq.v1";
+    pub const REVIEW_QUEUE: &str = "review.queue.v1";
+    pub const REVIEW_DECISIONS: &str = "review.decisions.v1";
+    pub const TAKEDOWN_REQUESTS: &str = "takedown.requests.v1";
+    pub const TAKEDOWN_STATUS: &str = "takedown.status.v1";
+    pub const LABELS: &str = "labels.v1";
+    pub const TAKEDOWN_AUDIT: &str = "takedown.audit.v1";
+    /// The takedown service's own compacted state (narratives, posts, requests), read back at
+    /// start-up. Internal to that service, so it has no schema here and is not in [`ALL`].
+    pub const TAKEDOWN_STATE: &str = "takedown.state.v1";
 
     /// Every topic this crate defines a value for, in data-flow order.
-    pub const ALL: [&str; 4] = [POSTS_RAW, COMPLAINTS, POSTS_SCORED, POSTS_DLQ];
+    pub const ALL: [&str; 10] = [
+        POSTS_RAW,
+        COMPLAINTS,
+        POSTS_SCORED,
+        POSTS_DLQ,
+        REVIEW_QUEUE,
+        REVIEW_DECISIONS,
+        TAKEDOWN_REQUESTS,
+        TAKEDOWN_STATUS,
+        LABELS,
+        TAKEDOWN_AUDIT,
+    ];
 }
 
 /// The `schema_version` every event written today carries and every reader accepts.
