@@ -3,6 +3,7 @@
 //! in-process, replays the bundled sample stream and shows live results.
 
 use crate::replay::{jsonl_lines, key_of, produce_lines};
+use crate::takedown_view;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use patroli_classifier::ClassifierConfig;
@@ -73,9 +74,23 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.kafka.brokers = brokers.clone();
     config.model_dir = args.model.clone();
     config.http_addr = args.http_addr;
-    ensure_topics(&config.kafka, &TOPICS)
+    let all_topics: Vec<(&str, i32)> = TOPICS.into_iter().chain(patroli_takedown::TOPICS).collect();
+    ensure_topics(&config.kafka, &all_topics)
         .await
         .context("creating topics")?;
+    let mut takedown_config: patroli_takedown::TakedownConfig =
+        patroli_runtime::load_config(None, std::env::vars())?;
+    takedown_config.kafka = config.kafka.clone();
+    eprintln!(
+        "takedown:   http://{}/metrics  (review items on {}, requests on {})",
+        takedown_config.http_addr,
+        topics::REVIEW_QUEUE,
+        topics::TAKEDOWN_REQUESTS
+    );
+    let takedown = tokio::spawn(patroli_takedown::run(
+        takedown_config,
+        shutdown.child_token(),
+    ));
 
     let sample = std::fs::read(&args.sample)
         .with_context(|| format!("cannot read the sample stream {}", args.sample.display()))?;
@@ -122,6 +137,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(result) => result.context("classifier failed")?,
         Err(e) => anyhow::bail!("classifier task failed: {e}"),
     }
+    match takedown.await {
+        Ok(result) => result.context("takedown failed")?,
+        Err(e) => anyhow::bail!("takedown task failed: {e}"),
+    }
     outcome
 }
 
@@ -144,7 +163,9 @@ async fn watch(
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()?;
-    consumer.subscribe(&[topics::POSTS_SCORED, topics::POSTS_DLQ])?;
+    let mut subscribed = vec![topics::POSTS_SCORED, topics::POSTS_DLQ];
+    subscribed.extend(takedown_view::TOPICS);
+    consumer.subscribe(&subscribed)?;
     let bar = ProgressBar::new(expected as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -162,6 +183,12 @@ async fn watch(
         let Some(payload) = message.payload() else {
             continue;
         };
+        if takedown_view::TOPICS.contains(&message.topic()) {
+            if let Some(line) = takedown_view::line(message.topic(), payload)? {
+                show(&bar, line);
+            }
+            continue;
+        }
         if message.topic() == topics::POSTS_DLQ {
             let event: DlqEvent = serde_json::from_slice(payload)?;
             if seen.insert(event.event_id.clone()) {
