@@ -8,7 +8,7 @@ mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{kafka, produce, producer, start_broker};
+use common::{kafka, produce, start_broker};
 use harness::{listed_by_platform, TakedownCollector, TakedownProcess, TestPost};
 use patroli_contracts::{topics, AuditSubject, NarrativeStatus, RequestBasis, ReviewLabel};
 use rdkafka::producer::FutureProducer;
@@ -110,14 +110,15 @@ fn status(request: &str, platform: &str, status: &str, reason: Option<&str>) -> 
 async fn takedown_workflow_end_to_end() {
     let broker = start_broker();
     let brokers = broker.bootstrap_servers();
-    let mut all_topics: Vec<(&str, i32)> = common::TOPICS.to_vec();
-    all_topics.extend(patroli_takedown::TOPICS);
-    patroli_runtime::ensure_topics(&kafka(&brokers), &all_topics)
+    patroli_runtime::ensure_topics(&kafka(&brokers), &topics::LOCAL_PARTITIONS)
         .await
         .expect("create topics");
     let policy = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(policy.path(), POLICY).unwrap();
-    let producer = producer(&brokers);
+    let producer: FutureProducer = kafka(&brokers)
+        .idempotent_producer("takedown-test")
+        .create()
+        .expect("producer");
     let collector = TakedownCollector::start(&brokers);
 
     // 50 copies of one hoax on 3 platforms by 50 accounts over 4 hours; 5 copies of a second

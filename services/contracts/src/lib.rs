@@ -12,7 +12,9 @@ mod ids;
 pub mod schema;
 mod takedown;
 
-pub use decode::{decode_input, DlqReason, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES};
+pub use decode::{
+    decode_as, decode_input, DlqReason, InputKind, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES,
+};
 pub use events::{
     Complaint, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
     RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
@@ -55,6 +57,25 @@ pub mod topics {
         TAKEDOWN_STATUS,
         LABELS,
         TAKEDOWN_AUDIT,
+    ];
+
+    /// Partitions per topic on a local broker (`patroli up`, the tests):
+    /// enough to show consumer-group scaling. Production partition counts
+    /// are the Strimzi `KafkaTopic`s in deploy/k8s/base/kafkatopics*.yaml.
+    pub const LOCAL_PARTITIONS: [(&str, i32); 11] = [
+        (POSTS_RAW, 6),
+        (COMPLAINTS, 3),
+        (POSTS_SCORED, 6),
+        (POSTS_DLQ, 1),
+        (REVIEW_QUEUE, 3),
+        (REVIEW_DECISIONS, 3),
+        // Keyed by platform: each partner reads the partition its platform hashes to.
+        (TAKEDOWN_REQUESTS, 3),
+        (TAKEDOWN_STATUS, 3),
+        (LABELS, 3),
+        (TAKEDOWN_AUDIT, 3),
+        // One partition: one takedown instance owns every narrative.
+        (TAKEDOWN_STATE, 1),
     ];
 }
 

@@ -39,14 +39,6 @@ pub struct UpArgs {
     pub exit_when_done: bool,
 }
 
-/// Partitions per topic locally: enough to show consumer-group scaling.
-const TOPICS: [(&str, i32); 4] = [
-    (topics::POSTS_RAW, 6),
-    (topics::COMPLAINTS, 3),
-    (topics::POSTS_SCORED, 6),
-    (topics::POSTS_DLQ, 1),
-];
-
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         // Keep the terminal for the live view; warnings still show.
@@ -60,9 +52,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ => {
             let cwd = std::env::current_dir()?;
             let root = find_repo_root(&cwd).context(
-                "run `patroli up` inside the patroli checkout (it needs deploy/local/broker.sh), or set KAFKA_BROKERS",
+                "run `patroli up` inside the patroli checkout (it needs deploy/local/kafka.sh), or set KAFKA_BROKERS",
             )?;
-            eprintln!("starting a local tansu broker ...");
+            eprintln!("starting a local Apache Kafka broker ...");
             let broker = tokio::task::spawn_blocking(move || LocalBroker::start(&root)).await??;
             let brokers = broker.bootstrap_servers();
             (Some(broker), brokers)
@@ -74,8 +66,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.kafka.brokers = brokers.clone();
     config.model_dir = args.model.clone();
     config.http_addr = args.http_addr;
-    let all_topics: Vec<(&str, i32)> = TOPICS.into_iter().chain(patroli_takedown::TOPICS).collect();
-    ensure_topics(&config.kafka, &all_topics)
+    ensure_topics(&config.kafka, &topics::LOCAL_PARTITIONS)
         .await
         .context("creating topics")?;
     let mut takedown_config: patroli_takedown::TakedownConfig =

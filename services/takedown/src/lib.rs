@@ -17,7 +17,7 @@ pub use config::TakedownConfig;
 pub use engine::{Engine, Outgoing};
 pub use metrics::Metrics;
 pub use policy::{Policy, PolicyError};
-pub use service::{run, TakedownError, TOPICS};
+pub use service::{run, TakedownError};
 
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;

@@ -36,20 +36,6 @@ pub const INPUT_TOPICS: [&str; 5] = [
     topics::TAKEDOWN_STATUS,
 ];
 
-/// The topics this service writes (and the decisions/status topics it reads), with local
-/// partition counts, for `patroli up` and tests; production declares them as Strimzi
-/// `KafkaTopic`s, the state and review-queue topics compacted.
-pub const TOPICS: [(&str, i32); 7] = [
-    (topics::REVIEW_QUEUE, 3),
-    (topics::REVIEW_DECISIONS, 3),
-    (topics::TAKEDOWN_REQUESTS, 3),
-    (topics::TAKEDOWN_STATUS, 3),
-    (topics::LABELS, 3),
-    (topics::TAKEDOWN_AUDIT, 3),
-    // One partition: one instance owns every narrative (a narrative spans posts' partitions).
-    (topics::TAKEDOWN_STATE, 1),
-];
-
 #[derive(Debug, thiserror::Error)]
 pub enum TakedownError {
     #[error(transparent)]
