@@ -168,26 +168,18 @@ impl TakedownCollector {
                 let payload = message.payload().expect("outputs have payloads");
                 let mut outputs = o.lock().unwrap();
                 let topic = message.topic();
-                let invalid = |e: serde_json::Error| panic!("invalid message on {topic}: {e}");
                 match topic {
-                    topics::REVIEW_QUEUE => outputs
-                        .review
-                        .push(serde_json::from_slice(payload).unwrap_or_else(invalid)),
+                    topics::REVIEW_QUEUE => outputs.review.push(decode(topic, payload)),
                     topics::TAKEDOWN_REQUESTS => {
-                        let request: TakedownRequest =
-                            serde_json::from_slice(payload).unwrap_or_else(invalid);
+                        let request: TakedownRequest = decode(topic, payload);
                         let key = message
                             .key()
                             .map(|k| String::from_utf8_lossy(k).into_owned());
                         assert_eq!(key.as_deref(), Some(request.platform.as_str()));
                         outputs.requests.push(request);
                     }
-                    topics::LABELS => outputs
-                        .labels
-                        .push(serde_json::from_slice(payload).unwrap_or_else(invalid)),
-                    _ => outputs
-                        .audit
-                        .push(serde_json::from_slice(payload).unwrap_or_else(invalid)),
+                    topics::LABELS => outputs.labels.push(decode(topic, payload)),
+                    _ => outputs.audit.push(decode(topic, payload)),
                 }
             }
         });
@@ -233,6 +225,10 @@ impl Drop for TakedownCollector {
             let _ = thread.join();
         }
     }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(topic: &str, payload: &[u8]) -> T {
+    serde_json::from_slice(payload).unwrap_or_else(|e| panic!("invalid message on {topic}: {e}"))
 }
 
 /// A post as the test stream carries it: the raw post (for its text) and its scored event.
