@@ -270,14 +270,17 @@ if svc and not matches(svc["spec"].get("selector"), pod_labels):
     err(svc, "selector does not match the classifier pods")
 if svc and not any(p.get("name") == "metrics" for p in svc["spec"].get("ports", [])):
     err(svc, "no port named metrics")
+# Each service (classifier, takedown ...) has its own PDB, NetworkPolicy and ServiceMonitor:
+# each must select the pods of some rendered Deployment / some metrics Service.
+all_pod_labels = [d["spec"]["template"]["metadata"].get("labels", {}) for d in by_kind.get("Deployment", [])]
 for pdb in by_kind.get("PodDisruptionBudget", []):
-    if not matches(pdb["spec"].get("selector", {}).get("matchLabels"), pod_labels):
-        err(pdb, "selector does not match the classifier pods")
+    if not any(matches(pdb["spec"].get("selector", {}).get("matchLabels"), pl) for pl in all_pod_labels):
+        err(pdb, "selector does not match the pods of any rendered Deployment")
     if pdb["spec"].get("maxUnavailable") != 1:
         err(pdb, "maxUnavailable should be 1")
 for np in by_kind.get("NetworkPolicy", []):
-    if not matches(np["spec"].get("podSelector", {}).get("matchLabels"), pod_labels):
-        err(np, "podSelector does not match the classifier pods")
+    if not any(matches(np["spec"].get("podSelector", {}).get("matchLabels"), pl) for pl in all_pod_labels):
+        err(np, "podSelector does not match the pods of any rendered Deployment")
     if set(np["spec"].get("policyTypes", [])) != {"Ingress", "Egress"}:
         err(np, "policyTypes must be Ingress and Egress")
     egress_ports = {p.get("port") for r in np["spec"].get("egress", []) for p in r.get("ports", [])}
@@ -285,8 +288,9 @@ for np in by_kind.get("NetworkPolicy", []):
     if not broker_ports <= egress_ports or 53 not in egress_ports:
         err(np, f"egress ports {sorted(egress_ports)} must include DNS (53) and the broker ports {sorted(broker_ports)}")
 for sm in by_kind.get("ServiceMonitor", []):
-    if not svc or not matches(sm["spec"].get("selector", {}).get("matchLabels"), svc["metadata"].get("labels", {})):
-        err(sm, "selector does not match the metrics Service")
+    if not any(matches(sm["spec"].get("selector", {}).get("matchLabels"), s["metadata"].get("labels", {}))
+               for s in by_kind.get("Service", [])):
+        err(sm, "selector does not match any metrics Service")
     if not any(e.get("port") == "metrics" for e in sm["spec"].get("endpoints", [])):
         err(sm, "no endpoint on port 'metrics'")
 

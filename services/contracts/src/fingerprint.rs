@@ -15,7 +15,7 @@ const SHINGLE_CHARS: usize = 4;
 /// 64-bit simhash of `text` as 16 lowercase hex chars.
 ///
 /// Normalisation drops what copy-paste chains change freely: case, punctuation, emoji,
-/// hashtags, mentions' `@` and URLs.
+/// elongated letters, hashtags, mentions' `@` and URLs.
 pub fn fingerprint(text: &str) -> String {
     let words = normalized_words(text);
     let mut votes = [0i32; 64];
@@ -48,10 +48,11 @@ pub fn fingerprint(text: &str) -> String {
 
 /// Number of differing bits between two fingerprints; `None` if either is not 16 hex chars.
 pub fn hamming(a: &str, b: &str) -> Option<u32> {
-    Some((parse(a)? ^ parse(b)?).count_ones())
+    Some((parse_fingerprint(a)? ^ parse_fingerprint(b)?).count_ones())
 }
 
-fn parse(fingerprint: &str) -> Option<u64> {
+/// The 64 bits of a fingerprint; `None` unless it is exactly 16 hex chars.
+pub fn parse_fingerprint(fingerprint: &str) -> Option<u64> {
     // from_str_radix alone would also accept a leading `+`.
     if fingerprint.len() != 16 || !fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
@@ -59,15 +60,23 @@ fn parse(fingerprint: &str) -> Option<u64> {
     u64::from_str_radix(fingerprint, 16).ok()
 }
 
+/// Words as copy-paste chains leave them: lowercase, split on punctuation and emoji, and every
+/// run of a repeated character collapsed, so elongations (`bangeeet`, `hoaxxx`) read as the
+/// plain word. Collapsing every run, not only long ones, is what makes any elongation edit
+/// invisible; `kpps` becoming `kps` on both sides costs nothing.
 fn normalized_words(text: &str) -> Vec<String> {
     text.split_whitespace()
         .filter(|token| !token.starts_with('#') && !is_url(token))
-        .flat_map(|token| {
-            token
-                .split(|c: char| !c.is_alphanumeric())
-                .filter(|word| !word.is_empty())
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
+        .flat_map(|token| token.split(|c: char| !c.is_alphanumeric()))
+        .filter(|word| !word.is_empty())
+        .map(|word| {
+            let mut collapsed = String::with_capacity(word.len());
+            for c in word.chars().flat_map(char::to_lowercase) {
+                if !collapsed.ends_with(c) {
+                    collapsed.push(c);
+                }
+            }
+            collapsed
         })
         .collect()
 }

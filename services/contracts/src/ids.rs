@@ -42,16 +42,16 @@ pub fn now_rfc3339() -> String {
 
 /// SHA-256 over length-prefixed fields, so ("ab", "c") and ("a", "bc") never share an id.
 /// The domain tag keeps ids of different event kinds apart even if their fields coincide.
-struct IdHasher(Sha256);
+pub(crate) struct IdHasher(Sha256);
 
 impl IdHasher {
-    fn new(domain: &str) -> Self {
+    pub(crate) fn new(domain: &str) -> Self {
         let mut id = Self(Sha256::new());
         id.field(domain.as_bytes());
         id
     }
 
-    fn field(&mut self, bytes: &[u8]) {
+    pub(crate) fn field(&mut self, bytes: &[u8]) {
         self.0.update((bytes.len() as u64).to_be_bytes());
         self.0.update(bytes);
     }
@@ -66,7 +66,7 @@ impl IdHasher {
         }
     }
 
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         let mut hex = hex::encode(self.0.finalize());
         hex.truncate(ID_HEX_CHARS);
         hex

@@ -10,6 +10,7 @@ mod events;
 mod fingerprint;
 mod ids;
 pub mod schema;
+mod takedown;
 
 pub use decode::{
     decode_as, decode_input, DlqReason, InputKind, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES,
@@ -18,8 +19,14 @@ pub use events::{
     Complaint, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
     RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
 };
-pub use fingerprint::{fingerprint, hamming};
+pub use fingerprint::{fingerprint, hamming, parse_fingerprint};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};
+pub use takedown::{
+    audit_event_id, label_id, review_item_id, takedown_request_id, AuditEvent, AuditSubject,
+    CoordinatedBurst, DecisionAction, LabelRecord, NarrativeStatus, PartnerStatus, Priority,
+    RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ReviewLabel, SamplePost,
+    TakedownRequest, TakedownStatus,
+};
 
 /// Kafka topic names. The `.v1` suffix is part of the contract: an incompatible change gets a
 /// new topic so old and new producers can run side by side during a migration.
@@ -28,18 +35,47 @@ pub mod topics {
     pub const COMPLAINTS: &str = "complaints.v1";
     pub const POSTS_SCORED: &str = "posts.scored.v1";
     pub const POSTS_DLQ: &str = "posts.dlq.v1";
+    pub const REVIEW_QUEUE: &str = "review.queue.v1";
+    pub const REVIEW_DECISIONS: &str = "review.decisions.v1";
+    pub const TAKEDOWN_REQUESTS: &str = "takedown.requests.v1";
+    pub const TAKEDOWN_STATUS: &str = "takedown.status.v1";
+    pub const LABELS: &str = "labels.v1";
+    pub const TAKEDOWN_AUDIT: &str = "takedown.audit.v1";
+    /// The takedown service's own compacted state (narratives, posts, requests), read back at
+    /// start-up. Internal to that service, so it has no schema here and is not in [`ALL`].
+    pub const TAKEDOWN_STATE: &str = "takedown.state.v1";
 
     /// Every topic this crate defines a value for, in data-flow order.
-    pub const ALL: [&str; 4] = [POSTS_RAW, COMPLAINTS, POSTS_SCORED, POSTS_DLQ];
+    pub const ALL: [&str; 10] = [
+        POSTS_RAW,
+        COMPLAINTS,
+        POSTS_SCORED,
+        POSTS_DLQ,
+        REVIEW_QUEUE,
+        REVIEW_DECISIONS,
+        TAKEDOWN_REQUESTS,
+        TAKEDOWN_STATUS,
+        LABELS,
+        TAKEDOWN_AUDIT,
+    ];
 
     /// Partitions per topic on a local broker (`patroli up`, the tests):
     /// enough to show consumer-group scaling. Production partition counts
-    /// are the Strimzi `KafkaTopic`s in deploy/k8s/base/kafkatopics.yaml.
-    pub const LOCAL_PARTITIONS: [(&str, i32); 4] = [
+    /// are the Strimzi `KafkaTopic`s in deploy/k8s/base/kafkatopics*.yaml.
+    pub const LOCAL_PARTITIONS: [(&str, i32); 11] = [
         (POSTS_RAW, 6),
         (COMPLAINTS, 3),
         (POSTS_SCORED, 6),
         (POSTS_DLQ, 1),
+        (REVIEW_QUEUE, 3),
+        (REVIEW_DECISIONS, 3),
+        // Keyed by platform: each partner reads the partition its platform hashes to.
+        (TAKEDOWN_REQUESTS, 3),
+        (TAKEDOWN_STATUS, 3),
+        (LABELS, 3),
+        (TAKEDOWN_AUDIT, 3),
+        // One partition: one takedown instance owns every narrative.
+        (TAKEDOWN_STATE, 1),
     ];
 }
 

@@ -4,6 +4,9 @@
 use schemars::{schema_for, Schema};
 
 use crate::events::{Complaint, DlqEvent, RawPost, ScoredEvent};
+use crate::takedown::{
+    AuditEvent, LabelRecord, ReviewDecision, ReviewItem, TakedownRequest, TakedownStatus,
+};
 use crate::topics;
 
 /// The JSON Schema of `topic`'s message value, or `None` for a topic this crate does not define.
@@ -13,6 +16,12 @@ pub fn topic_schema(topic: &str) -> Option<Schema> {
         topics::COMPLAINTS => schema_for!(Complaint),
         topics::POSTS_SCORED => schema_for!(ScoredEvent),
         topics::POSTS_DLQ => schema_for!(DlqEvent),
+        topics::REVIEW_QUEUE => schema_for!(ReviewItem),
+        topics::REVIEW_DECISIONS => schema_for!(ReviewDecision),
+        topics::TAKEDOWN_REQUESTS => schema_for!(TakedownRequest),
+        topics::TAKEDOWN_STATUS => schema_for!(TakedownStatus),
+        topics::LABELS => schema_for!(LabelRecord),
+        topics::TAKEDOWN_AUDIT => schema_for!(AuditEvent),
         _ => return None,
     })
 }

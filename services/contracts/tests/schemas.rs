@@ -2,7 +2,8 @@ use std::path::{Path, PathBuf};
 
 use patroli_contracts::schema::topic_schema;
 use patroli_contracts::{
-    decode_input, topics, Complaint, DlqEvent, Limits, RawPost, ScoredEvent, SourceKind,
+    decode_input, topics, AuditEvent, Complaint, DlqEvent, LabelRecord, Limits, RawPost,
+    ReviewDecision, ReviewItem, ScoredEvent, SourceKind, TakedownRequest, TakedownStatus,
 };
 use serde_json::Value;
 
@@ -101,6 +102,15 @@ fn samples_deserialise_into_the_types() {
     serde_json::from_value::<RawPost>(sample(topics::POSTS_RAW)).expect("raw post sample");
     serde_json::from_value::<Complaint>(sample(topics::COMPLAINTS)).expect("complaint sample");
     serde_json::from_value::<ScoredEvent>(sample(topics::POSTS_SCORED)).expect("scored sample");
+    serde_json::from_value::<ReviewItem>(sample(topics::REVIEW_QUEUE)).expect("review sample");
+    serde_json::from_value::<ReviewDecision>(sample(topics::REVIEW_DECISIONS))
+        .expect("decision sample");
+    serde_json::from_value::<TakedownRequest>(sample(topics::TAKEDOWN_REQUESTS))
+        .expect("request sample");
+    serde_json::from_value::<TakedownStatus>(sample(topics::TAKEDOWN_STATUS))
+        .expect("status sample");
+    serde_json::from_value::<LabelRecord>(sample(topics::LABELS)).expect("label sample");
+    serde_json::from_value::<AuditEvent>(sample(topics::TAKEDOWN_AUDIT)).expect("audit sample");
     let dlq: DlqEvent = serde_json::from_value(sample(topics::POSTS_DLQ)).expect("dlq sample");
     let original = dlq.original().expect("sample original is base64");
     let error = decode_input(topics::POSTS_RAW, Some(&original), &Limits::default())
@@ -119,4 +129,23 @@ fn input_samples_decode() {
             .unwrap_or_else(|e| panic!("sample for {topic} does not decode: {e}"));
         assert_eq!(input.source_kind, kind);
     }
+}
+
+#[test]
+fn schema_rejects_a_decision_with_unknown_action() {
+    let validator = validator(topics::REVIEW_DECISIONS);
+    let mut decision = sample(topics::REVIEW_DECISIONS);
+    decision["action"] = "escalate".into();
+    assert!(!validator.is_valid(&decision));
+}
+
+#[test]
+fn schema_rejects_a_status_without_request_id() {
+    let validator = validator(topics::TAKEDOWN_STATUS);
+    let mut status = sample(topics::TAKEDOWN_STATUS);
+    status
+        .as_object_mut()
+        .expect("sample is an object")
+        .remove("request_id");
+    assert!(!validator.is_valid(&status));
 }

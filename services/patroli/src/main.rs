@@ -3,11 +3,13 @@
 
 mod model_cmds;
 mod replay;
+mod takedown_view;
 mod up;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use patroli_classifier::ClassifierConfig;
+use patroli_takedown::TakedownConfig;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -44,6 +46,13 @@ enum Service {
         #[arg(long, env = "PATROLI_CONFIG")]
         config: Option<PathBuf>,
     },
+    /// posts.scored.v1 + review.decisions.v1 + takedown.status.v1 → review.queue.v1,
+    /// takedown.requests.v1, labels.v1, takedown.audit.v1.
+    Takedown {
+        /// TOML file layered between the defaults and PATROLI_* env vars.
+        #[arg(long, env = "PATROLI_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +71,20 @@ fn main() -> anyhow::Result<()> {
                 patroli_classifier::run(config, shutdown)
                     .await
                     .context("classifier failed")
+            })
+        }
+        Command::Serve {
+            service: Service::Takedown { config },
+        } => {
+            let config: TakedownConfig =
+                patroli_runtime::load_config(config.as_deref(), std::env::vars())
+                    .context("loading the takedown configuration")?;
+            patroli_runtime::init_tracing(config.log_json);
+            runtime()?.block_on(async {
+                let shutdown = patroli_runtime::shutdown_on_signals();
+                patroli_takedown::run(config, shutdown)
+                    .await
+                    .context("takedown failed")
             })
         }
         Command::Replay(args) => {

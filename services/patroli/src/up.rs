@@ -3,6 +3,7 @@
 //! in-process, replays the bundled sample stream and shows live results.
 
 use crate::replay::{jsonl_lines, key_of, produce_lines};
+use crate::takedown_view;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use patroli_classifier::ClassifierConfig;
@@ -68,6 +69,19 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     ensure_topics(&config.kafka, &topics::LOCAL_PARTITIONS)
         .await
         .context("creating topics")?;
+    let mut takedown_config: patroli_takedown::TakedownConfig =
+        patroli_runtime::load_config(None, std::env::vars())?;
+    takedown_config.kafka = config.kafka.clone();
+    eprintln!(
+        "takedown:   http://{}/metrics  (review items on {}, requests on {})",
+        takedown_config.http_addr,
+        topics::REVIEW_QUEUE,
+        topics::TAKEDOWN_REQUESTS
+    );
+    let takedown = tokio::spawn(patroli_takedown::run(
+        takedown_config,
+        shutdown.child_token(),
+    ));
 
     let sample = std::fs::read(&args.sample)
         .with_context(|| format!("cannot read the sample stream {}", args.sample.display()))?;
@@ -114,6 +128,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Ok(result) => result.context("classifier failed")?,
         Err(e) => anyhow::bail!("classifier task failed: {e}"),
     }
+    match takedown.await {
+        Ok(result) => result.context("takedown failed")?,
+        Err(e) => anyhow::bail!("takedown task failed: {e}"),
+    }
     outcome
 }
 
@@ -136,7 +154,9 @@ async fn watch(
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()?;
-    consumer.subscribe(&[topics::POSTS_SCORED, topics::POSTS_DLQ])?;
+    let mut subscribed = vec![topics::POSTS_SCORED, topics::POSTS_DLQ];
+    subscribed.extend(takedown_view::TOPICS);
+    consumer.subscribe(&subscribed)?;
     let bar = ProgressBar::new(expected as u64);
     bar.set_style(
         ProgressStyle::with_template(
@@ -154,6 +174,12 @@ async fn watch(
         let Some(payload) = message.payload() else {
             continue;
         };
+        if takedown_view::TOPICS.contains(&message.topic()) {
+            if let Some(line) = takedown_view::line(message.topic(), payload)? {
+                show(&bar, line);
+            }
+            continue;
+        }
         if message.topic() == topics::POSTS_DLQ {
             let event: DlqEvent = serde_json::from_slice(payload)?;
             if seen.insert(event.event_id.clone()) {

@@ -1,0 +1,447 @@
+//! The takedown workflow as a pure state machine: each input (scored event, raw text, decision,
+//! partner status) changes the state and yields the messages to produce, including the state
+//! records themselves. No Kafka here, so every rule is tested without a broker.
+//!
+//! Idempotence: a post joins a narrative once, a decision id applies once, a request state only
+//! moves forward, and every id is derived from its content, so replaying any input after a crash
+//! yields nothing new or the very same messages again.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use patroli_contracts::{
+    audit_event_id, topics, AuditEvent, AuditSubject, DecisionAction, NarrativeStatus,
+    RequestBasis, ReviewDecision, ScoredEvent, TakedownStatus, SCHEMA_VERSION,
+};
+
+use crate::steps::AuditRecord;
+
+use crate::metrics::Metrics;
+use crate::narrative::{narrative_id, NarrativeIndex};
+use crate::policy::Policy;
+use crate::state::{NarrativeRecord, PostRecord, StateRecord, TextCache};
+use crate::time_of;
+
+/// Who automatic steps are attributed to in the audit trail.
+pub const POLICY_ACTOR: &str = "policy";
+
+/// One message to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub topic: &'static str,
+    pub key: String,
+    pub payload: Vec<u8>,
+}
+
+impl Outgoing {
+    pub fn json<T: serde::Serialize>(topic: &'static str, key: String, value: &T) -> Self {
+        Outgoing {
+            topic,
+            key,
+            payload: serde_json::to_vec(value).expect("contract types serialise"),
+        }
+    }
+}
+
+pub struct Engine {
+    pub(crate) policy: Policy,
+    pub(crate) narratives: BTreeMap<String, NarrativeRecord>,
+    pub(crate) posts: HashMap<String, PostRecord>,
+    pub(crate) members: HashMap<String, BTreeSet<String>>,
+    pub(crate) request_narrative: HashMap<String, String>,
+    pub(crate) index: NarrativeIndex,
+    texts: TextCache,
+    pub(crate) metrics: Metrics,
+}
+
+/// What one input changed: messages to produce, and which records to write to the state topic.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub(crate) out: Vec<Outgoing>,
+    pub(crate) dirty_posts: BTreeSet<String>,
+    pub(crate) dirty_narratives: BTreeSet<String>,
+}
+
+impl Engine {
+    pub fn new(policy: Policy, text_cache: usize, metrics: Metrics) -> Self {
+        Engine {
+            policy,
+            narratives: BTreeMap::new(),
+            posts: HashMap::new(),
+            members: HashMap::new(),
+            request_narrative: HashMap::new(),
+            index: NarrativeIndex::default(),
+            texts: TextCache::new(text_cache),
+            metrics,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Applies a state-topic record read at start-up (later records replace earlier ones);
+    /// call [`Engine::refresh_gauges`] once all are in.
+    pub fn restore(&mut self, record: StateRecord) {
+        match record {
+            StateRecord::Post(post) => {
+                let key = post.post.key();
+                self.index.add(&post.narrative_id, post.fingerprint);
+                self.members
+                    .entry(post.narrative_id.clone())
+                    .or_default()
+                    .insert(key.clone());
+                self.posts.insert(key, *post);
+            }
+            StateRecord::Narrative(narrative) => {
+                for (request_id, request) in &narrative.requests {
+                    self.request_narrative
+                        .insert(request_id.clone(), narrative.narrative_id.clone());
+                    let old = self
+                        .narratives
+                        .get(&narrative.narrative_id)
+                        .and_then(|n| n.requests.get(request_id))
+                        .map(|r| r.state);
+                    if old != Some(request.state) {
+                        self.metrics.request_moved(
+                            &request.platform,
+                            &request.category,
+                            old,
+                            request.state,
+                        );
+                    }
+                }
+                self.narratives
+                    .insert(narrative.narrative_id.clone(), *narrative);
+            }
+        }
+    }
+
+    /// Remembers a raw post's text; a post already in a narrative gets it (and, once decided,
+    /// its label).
+    pub fn on_text(&mut self, key: String, text: String) -> Vec<Outgoing> {
+        let mut fx = Effects::default();
+        if let Some(post) = self.posts.get_mut(&key) {
+            if post.text.is_none() {
+                post.text = Some(text.clone());
+                fx.dirty_posts.insert(key.clone());
+                self.label_post(&key, &mut fx);
+            }
+        }
+        self.texts.insert(key, text);
+        self.finish(fx)
+    }
+
+    pub fn on_scored(&mut self, event: ScoredEvent, now: &str) -> Vec<Outgoing> {
+        let mut fx = Effects::default();
+        let key = event.post.key();
+        if self.posts.contains_key(&key) {
+            self.metrics
+                .ignored
+                .with_label_values(&["duplicate_post"])
+                .inc();
+            return vec![];
+        }
+        let Some(fingerprint) = patroli_contracts::parse_fingerprint(&event.fingerprint) else {
+            let why = format!("fingerprint {:?} is not 16 hex chars", event.fingerprint);
+            return self.reject_input(&event.source.key(), &why, now);
+        };
+        let thresholds = self
+            .policy
+            .thresholds(&event.post.platform, &event.category);
+        let found = self
+            .index
+            .find(fingerprint, self.policy.max_distance)
+            .map(str::to_owned);
+        let narrative_id = match found {
+            Some(id) => id,
+            None if event.score >= thresholds.review => {
+                let id = narrative_id(fingerprint, &key);
+                self.open_narrative(&id, &event, thresholds.review, now, &mut fx);
+                id
+            }
+            None => {
+                self.metrics
+                    .ignored
+                    .with_label_values(&["below_review"])
+                    .inc();
+                return vec![];
+            }
+        };
+        let protected =
+            self.policy
+                .is_protected(&event.post.platform, &event.author, event.url.as_deref());
+        let post = PostRecord {
+            narrative_id: narrative_id.clone(),
+            text: self.texts.get(&key).cloned(),
+            post: event.post.clone(),
+            scored_event_id: event.event_id.clone(),
+            url: event.url.clone(),
+            author: event.author.clone(),
+            created_at: event.created_at.clone(),
+            score: event.score,
+            category: event.category.clone(),
+            categories: event.categories.clone(),
+            reason_words: event.reasons.top_tokens.clone(),
+            fingerprint,
+            protected,
+            requested_in: None,
+            labelled: false,
+        };
+        self.index.add(&narrative_id, fingerprint);
+        self.members
+            .entry(narrative_id.clone())
+            .or_default()
+            .insert(key.clone());
+        self.posts.insert(key.clone(), post);
+        fx.dirty_posts.insert(key.clone());
+
+        let status = self.narratives[&narrative_id].status;
+        match status {
+            NarrativeStatus::Confirmed if !protected => {
+                let decision_id = self.narratives[&narrative_id]
+                    .decision
+                    .as_ref()
+                    .map(|d| d.decision_id.clone());
+                self.request(
+                    &narrative_id,
+                    &event.post.platform,
+                    vec![key.clone()],
+                    RequestBasis::ConfirmedNarrativeCopy,
+                    decision_id,
+                    now,
+                    &mut fx,
+                );
+            }
+            NarrativeStatus::PendingReview => {
+                if let Some(auto) = thresholds.auto {
+                    if event.score >= auto && !protected {
+                        self.request(
+                            &narrative_id,
+                            &event.post.platform,
+                            vec![key.clone()],
+                            RequestBasis::AutoThreshold,
+                            None,
+                            now,
+                            &mut fx,
+                        );
+                    }
+                }
+            }
+            // Protected copies of a confirmed narrative wait for a person to confirm again;
+            // rejected narratives request nothing.
+            NarrativeStatus::Confirmed | NarrativeStatus::Rejected => {}
+        }
+        self.label_post(&key, &mut fx);
+        self.bump_review_item(&narrative_id, now, &mut fx);
+        self.finish(fx)
+    }
+
+    pub fn on_decision(&mut self, decision: ReviewDecision, now: &str) -> Vec<Outgoing> {
+        let mut fx = Effects::default();
+        let Some(narrative) = self.narratives.get_mut(&decision.narrative_id) else {
+            return self.reject_input(
+                &format!("decision:{}", decision.decision_id),
+                &format!("decision for unknown narrative {}", decision.narrative_id),
+                now,
+            );
+        };
+        if !narrative
+            .decisions_seen
+            .insert(decision.decision_id.clone())
+        {
+            self.metrics
+                .ignored
+                .with_label_values(&["duplicate_decision"])
+                .inc();
+            return vec![];
+        }
+        fx.dirty_narratives.insert(decision.narrative_id.clone());
+        let from = narrative.status;
+        let to = match decision.action {
+            DecisionAction::Confirm => NarrativeStatus::Confirmed,
+            DecisionAction::Reject => NarrativeStatus::Rejected,
+        };
+        let narrative_id = decision.narrative_id.clone();
+        match (from, to) {
+            (NarrativeStatus::PendingReview, _) => {
+                narrative.status = to;
+                narrative.decision = Some(decision.clone());
+                self.metrics.decision(decision.action);
+                let why = decision.reason.clone().unwrap_or_else(|| match to {
+                    NarrativeStatus::Confirmed => "confirmed by reviewer".into(),
+                    _ => "rejected by reviewer (no reason given)".into(),
+                });
+                self.audit(
+                    &mut fx,
+                    AuditRecord {
+                        narrative_id: &narrative_id,
+                        subject: AuditSubject::Narrative,
+                        subject_id: &narrative_id,
+                        from: Some(from.as_str()),
+                        to: to.as_str(),
+                        who: &decision.reviewer,
+                        when: &decision.decided_at,
+                        why: &why,
+                        cause: &decision.decision_id,
+                    },
+                );
+                if to == NarrativeStatus::Confirmed {
+                    self.request_unrequested(&narrative_id, &decision, now, &mut fx);
+                }
+                let keys: Vec<String> = self.members[&narrative_id].iter().cloned().collect();
+                for key in keys {
+                    self.label_post(&key, &mut fx);
+                }
+                self.bump_review_item(&narrative_id, now, &mut fx);
+            }
+            // Confirming again releases copies held back (protected sources that joined after
+            // the first confirmation): a person has now seen them.
+            (NarrativeStatus::Confirmed, NarrativeStatus::Confirmed) => {
+                self.metrics.decision(decision.action);
+                self.request_unrequested(&narrative_id, &decision, now, &mut fx);
+                self.bump_review_item(&narrative_id, now, &mut fx);
+            }
+            (from, _) => {
+                self.metrics
+                    .ignored
+                    .with_label_values(&["conflicting_decision"])
+                    .inc();
+                let why = format!(
+                    "decision to {} ignored: narrative already {}",
+                    to.as_str(),
+                    from.as_str()
+                );
+                self.audit(
+                    &mut fx,
+                    AuditRecord {
+                        narrative_id: &narrative_id,
+                        subject: AuditSubject::Narrative,
+                        subject_id: &narrative_id,
+                        from: Some(from.as_str()),
+                        to: from.as_str(),
+                        who: &decision.reviewer,
+                        when: &decision.decided_at,
+                        why: &why,
+                        cause: &decision.decision_id,
+                    },
+                );
+            }
+        }
+        self.finish(fx)
+    }
+
+    pub fn on_status(&mut self, status: TakedownStatus, now: &str) -> Vec<Outgoing> {
+        let mut fx = Effects::default();
+        let subject = format!("status:{}:{:?}", status.request_id, status.status);
+        let Some(narrative_id) = self.request_narrative.get(&status.request_id).cloned() else {
+            let why = format!("status for unknown request {}", status.request_id);
+            return self.reject_input(&subject, &why, now);
+        };
+        let narrative = self
+            .narratives
+            .get_mut(&narrative_id)
+            .expect("every indexed request has its narrative");
+        let request = narrative
+            .requests
+            .get_mut(&status.request_id)
+            .expect("every indexed request is in its narrative");
+        if request.platform != status.platform {
+            let why = format!(
+                "status from platform {} for a request to {}",
+                status.platform, request.platform
+            );
+            return self.reject_input(&subject, &why, now);
+        }
+        let Some(next) = request.state.advance(status.status) else {
+            self.metrics
+                .ignored
+                .with_label_values(&["stale_status"])
+                .inc();
+            return vec![];
+        };
+        let from = request.state;
+        request.state = next;
+        let (platform, category) = (request.platform.clone(), request.category.clone());
+        self.metrics
+            .request_moved(&platform, &category, Some(from), next);
+        fx.dirty_narratives.insert(narrative_id.clone());
+        let why = status
+            .reason
+            .clone()
+            .unwrap_or_else(|| format!("partner reported {}", next.as_str()));
+        self.audit(
+            &mut fx,
+            AuditRecord {
+                narrative_id: &narrative_id,
+                subject: AuditSubject::Request,
+                subject_id: &status.request_id,
+                from: Some(from.as_str()),
+                to: next.as_str(),
+                who: &status.reported_by,
+                when: &status.reported_at,
+                why: &why,
+                cause: "partner-status",
+            },
+        );
+        self.finish(fx)
+    }
+
+    /// An input that cannot be used: recorded in the audit trail with the reason, never dropped
+    /// silently.
+    pub fn reject_input(&mut self, subject_id: &str, why: &str, now: &str) -> Vec<Outgoing> {
+        let mut fx = Effects::default();
+        self.metrics
+            .ignored
+            .with_label_values(&["rejected_input"])
+            .inc();
+        let event = AuditEvent {
+            schema_version: SCHEMA_VERSION,
+            event_id: audit_event_id(subject_id, "rejected", why),
+            narrative_id: None,
+            subject: AuditSubject::Input,
+            subject_id: subject_id.to_owned(),
+            from: None,
+            to: "rejected".into(),
+            who: "takedown".into(),
+            when: now.to_owned(),
+            why: why.to_owned(),
+            policy_version: self.policy.version.clone(),
+        };
+        fx.out.push(Outgoing::json(
+            topics::TAKEDOWN_AUDIT,
+            subject_id.to_owned(),
+            &event,
+        ));
+        fx.out
+    }
+
+    /// Recomputes the review-queue gauges (depth and oldest age at `now`).
+    pub fn refresh_gauges(&self, now: time::OffsetDateTime) {
+        let mut by_status: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut oldest: Option<time::OffsetDateTime> = None;
+        for narrative in self.narratives.values() {
+            *by_status.entry(narrative.status.as_str()).or_default() += 1;
+            if narrative.status == NarrativeStatus::PendingReview {
+                if let Some(queued) = time_of(&narrative.queued_at) {
+                    oldest = Some(oldest.map_or(queued, |o| o.min(queued)));
+                }
+            }
+        }
+        for status in [
+            NarrativeStatus::PendingReview,
+            NarrativeStatus::Confirmed,
+            NarrativeStatus::Rejected,
+        ] {
+            let count = by_status.get(status.as_str()).copied().unwrap_or(0);
+            self.metrics
+                .narratives
+                .with_label_values(&[status.as_str()])
+                .set(count);
+        }
+        self.metrics
+            .review_queue_depth
+            .set(by_status.get("pending_review").copied().unwrap_or(0));
+        let age = oldest.map_or(0, |o| (now - o).whole_seconds().max(0));
+        self.metrics.review_queue_oldest_seconds.set(age);
+    }
+}

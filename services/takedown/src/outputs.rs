@@ -1,0 +1,199 @@
+//! Building the outgoing contract values from the engine's state.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use patroli_contracts::{
+    label_id, review_item_id, takedown_request_id, DecisionAction, LabelRecord, Priority,
+    RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ReviewLabel, SamplePost,
+    TakedownRequest, SCHEMA_VERSION,
+};
+
+use crate::engine::Engine;
+use crate::state::PostRecord;
+use crate::{burst, time_of};
+
+/// Posts shown on a review item.
+const SAMPLE_POSTS: usize = 5;
+/// Reason words shown on a review item.
+const REASON_WORDS: usize = 10;
+/// Characters of post text quoted as evidence in a request.
+const EXCERPT_CHARS: usize = 280;
+
+fn posts<'a>(engine: &'a Engine, narrative_id: &str) -> Vec<&'a PostRecord> {
+    engine
+        .members
+        .get(narrative_id)
+        .map(|keys| keys.iter().map(|key| &engine.posts[key]).collect())
+        .unwrap_or_default()
+}
+
+pub(crate) fn review_item(engine: &Engine, narrative_id: &str, now: &str) -> ReviewItem {
+    let narrative = &engine.narratives[narrative_id];
+    let posts = posts(engine, narrative_id);
+    let mut categories: BTreeMap<String, f32> = BTreeMap::new();
+    let mut words: BTreeMap<&str, usize> = BTreeMap::new();
+    for post in &posts {
+        for (category, p) in &post.categories {
+            let best = categories.entry(category.clone()).or_insert(*p);
+            *best = best.max(*p);
+        }
+        for word in &post.reason_words {
+            *words.entry(word.as_str()).or_default() += 1;
+        }
+    }
+    let mut reason_words: Vec<(&str, usize)> = words.into_iter().collect();
+    reason_words.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let category = categories
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
+        .map(|(c, _)| c.clone())
+        .or_else(|| posts.first().map(|p| p.category.clone()))
+        .unwrap_or_default();
+    let mut by_score = posts.clone();
+    by_score.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.post.cmp(&b.post)));
+    let (first_seen, last_seen) = seen_range(&posts);
+    let coordinated = burst::detect(
+        posts
+            .iter()
+            .map(|p| (p.created_at.as_str(), p.author.as_str())),
+        &engine.policy.burst,
+    );
+    ReviewItem {
+        schema_version: SCHEMA_VERSION,
+        event_id: review_item_id(narrative_id, narrative.revision),
+        narrative_id: narrative_id.to_owned(),
+        revision: narrative.revision,
+        status: narrative.status,
+        priority: if coordinated.is_some() {
+            Priority::High
+        } else {
+            Priority::Normal
+        },
+        coordinated,
+        category,
+        score: posts.iter().map(|p| p.score).fold(0.0, f32::max),
+        categories,
+        reason_words: reason_words
+            .into_iter()
+            .take(REASON_WORDS)
+            .map(|(w, _)| w.to_owned())
+            .collect(),
+        post_count: posts.len() as u64,
+        platforms: posts
+            .iter()
+            .map(|p| p.post.platform.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
+        first_seen,
+        last_seen,
+        sample_posts: by_score
+            .into_iter()
+            .take(SAMPLE_POSTS)
+            .map(|p| SamplePost {
+                post: p.post.clone(),
+                url: p.url.clone(),
+                author: p.author.clone(),
+                created_at: p.created_at.clone(),
+                score: p.score,
+                text: p.text.clone(),
+                protected: p.protected,
+            })
+            .collect(),
+        policy_version: engine.policy.version.clone(),
+        updated_at: now.to_owned(),
+    }
+}
+
+/// Earliest and latest `created_at`, compared as instants (offsets differ between partners).
+fn seen_range(posts: &[&PostRecord]) -> (String, String) {
+    let mut timed: Vec<(time::OffsetDateTime, &str)> = posts
+        .iter()
+        .filter_map(|p| Some((time_of(&p.created_at)?, p.created_at.as_str())))
+        .collect();
+    timed.sort();
+    let fallback = posts
+        .first()
+        .map(|p| p.created_at.clone())
+        .unwrap_or_default();
+    (
+        timed.first().map_or(fallback.clone(), |t| t.1.to_owned()),
+        timed.last().map_or(fallback, |t| t.1.to_owned()),
+    )
+}
+
+pub(crate) fn takedown_request(
+    engine: &Engine,
+    narrative_id: &str,
+    platform: &str,
+    keys: &[String],
+    basis: RequestBasis,
+    decision_id: Option<String>,
+    now: &str,
+) -> TakedownRequest {
+    let posts: Vec<&PostRecord> = keys.iter().map(|key| &engine.posts[key]).collect();
+    let post_ids: Vec<&str> = posts.iter().map(|p| p.post.post_id.as_str()).collect();
+    let best = posts
+        .iter()
+        .max_by(|a, b| a.score.total_cmp(&b.score).then(b.post.cmp(&a.post)))
+        .expect("a request lists at least one post");
+    let excerpt = posts
+        .iter()
+        .chain(self::posts(engine, narrative_id).iter())
+        .find_map(|p| p.text.as_deref())
+        .map(|text| match text.char_indices().nth(EXCERPT_CHARS) {
+            Some((cut, _)) => format!("{}…", &text[..cut]),
+            None => text.to_owned(),
+        });
+    let coordinated = burst::detect(
+        self::posts(engine, narrative_id)
+            .iter()
+            .map(|p| (p.created_at.as_str(), p.author.as_str())),
+        &engine.policy.burst,
+    );
+    let category = best.category.clone();
+    TakedownRequest {
+        schema_version: SCHEMA_VERSION,
+        request_id: takedown_request_id(narrative_id, platform, &post_ids),
+        platform: platform.to_owned(),
+        narrative_id: narrative_id.to_owned(),
+        posts: {
+            let mut listed: Vec<RequestedPost> = posts
+                .iter()
+                .map(|p| RequestedPost {
+                    post_id: p.post.post_id.clone(),
+                    url: p.url.clone(),
+                })
+                .collect();
+            listed.sort_by(|a, b| a.post_id.cmp(&b.post_id));
+            listed
+        },
+        category,
+        score: best.score,
+        evidence_excerpt: excerpt,
+        basis,
+        decision_id,
+        coordinated,
+        policy_version: engine.policy.version.clone(),
+        created_at: now.to_owned(),
+    }
+}
+
+pub(crate) fn label(engine: &Engine, post: &PostRecord, decision: &ReviewDecision) -> LabelRecord {
+    LabelRecord {
+        schema_version: SCHEMA_VERSION,
+        label_id: label_id(&decision.decision_id, &post.post),
+        narrative_id: post.narrative_id.clone(),
+        post: post.post.clone(),
+        text: post.text.clone().unwrap_or_default(),
+        label: match decision.action {
+            DecisionAction::Confirm => ReviewLabel::Hoax,
+            DecisionAction::Reject => ReviewLabel::NotHoax,
+        },
+        category: post.category.clone(),
+        decision_id: decision.decision_id.clone(),
+        reviewer: decision.reviewer.clone(),
+        decided_at: decision.decided_at.clone(),
+        policy_version: engine.policy.version.clone(),
+    }
+}

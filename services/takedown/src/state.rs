@@ -1,0 +1,209 @@
+//! What the service remembers, as records of its compacted state topic: one per post that joined
+//! a narrative (`post:<platform:post_id>`) and one per narrative (`narrative:<id>`), so no record
+//! grows with a narrative's size. The latest record per key is the state; start-up reads the
+//! topic to its end before consuming anything else.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use patroli_contracts::{NarrativeStatus, PartnerStatus, PostRef, ReviewDecision};
+use serde::{Deserialize, Serialize};
+
+const POST_PREFIX: &str = "post:";
+const NARRATIVE_PREFIX: &str = "narrative:";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostRecord {
+    pub narrative_id: String,
+    pub post: PostRef,
+    pub scored_event_id: String,
+    pub url: Option<String>,
+    pub author: String,
+    pub created_at: String,
+    pub score: f32,
+    pub category: String,
+    pub categories: BTreeMap<String, f32>,
+    pub reason_words: Vec<String>,
+    pub fingerprint: u64,
+    pub text: Option<String>,
+    pub protected: bool,
+    /// The request that lists this post; a post is requested at most once.
+    pub requested_in: Option<String>,
+    /// Whether its `labels.v1` record went out (needs a decision and the text).
+    pub labelled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NarrativeRecord {
+    pub narrative_id: String,
+    pub status: NarrativeStatus,
+    pub revision: u64,
+    /// Wall-clock RFC 3339 time it entered the review queue (queue age metric).
+    pub queued_at: String,
+    /// The decision that set `status`.
+    pub decision: Option<ReviewDecision>,
+    /// Every decision id applied or ignored, so a re-delivered decision is a no-op.
+    pub decisions_seen: BTreeSet<String>,
+    pub requests: BTreeMap<String, RequestRecord>,
+}
+
+/// A request's life at the partner. Moves only forward: `sent` → `acknowledged` →
+/// `removed` | `rejected` (a partner may skip `acknowledged`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    Sent,
+    Acknowledged,
+    Removed,
+    Rejected,
+}
+
+impl RequestState {
+    pub const ALL: [RequestState; 4] = [
+        Self::Sent,
+        Self::Acknowledged,
+        Self::Removed,
+        Self::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Acknowledged => "acknowledged",
+            Self::Removed => "removed",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    /// The state a partner status moves to, or `None` if it would move backwards or leave a
+    /// final state (a late `acknowledged` after `removed` changes nothing).
+    pub fn advance(self, status: PartnerStatus) -> Option<RequestState> {
+        let next = match status {
+            PartnerStatus::Acknowledged => Self::Acknowledged,
+            PartnerStatus::Removed => Self::Removed,
+            PartnerStatus::Rejected => Self::Rejected,
+        };
+        let terminal = matches!(self, Self::Removed | Self::Rejected);
+        (!terminal && next > self).then_some(next)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub platform: String,
+    pub category: String,
+    pub state: RequestState,
+    pub created_at: String,
+}
+
+/// One record of the state topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StateRecord {
+    Post(Box<PostRecord>),
+    Narrative(Box<NarrativeRecord>),
+}
+
+impl StateRecord {
+    pub fn key(&self) -> String {
+        match self {
+            Self::Post(post) => format!("{POST_PREFIX}{}", post.post.key()),
+            Self::Narrative(narrative) => format!("{NARRATIVE_PREFIX}{}", narrative.narrative_id),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        match self {
+            Self::Post(post) => serde_json::to_vec(post),
+            Self::Narrative(narrative) => serde_json::to_vec(narrative),
+        }
+        .expect("state records serialise")
+    }
+
+    /// Decodes a state-topic message; the key says which kind of record it is.
+    pub fn from_message(key: &str, value: &[u8]) -> Result<Self, String> {
+        if key.starts_with(POST_PREFIX) {
+            serde_json::from_slice(value)
+                .map(|post| Self::Post(Box::new(post)))
+                .map_err(|e| format!("post record {key}: {e}"))
+        } else if key.starts_with(NARRATIVE_PREFIX) {
+            serde_json::from_slice(value)
+                .map(|narrative| Self::Narrative(Box::new(narrative)))
+                .map_err(|e| format!("narrative record {key}: {e}"))
+        } else {
+            Err(format!("unknown state key {key:?}"))
+        }
+    }
+}
+
+/// Texts of recently seen raw posts by post key: scored events carry no text, and reviewers,
+/// partners and retraining need it. Bounded, oldest out first.
+#[derive(Debug, Default)]
+pub struct TextCache {
+    texts: HashMap<String, String>,
+    order: VecDeque<String>,
+    capacity: usize,
+}
+
+impl TextCache {
+    pub fn new(capacity: usize) -> Self {
+        TextCache {
+            capacity,
+            ..TextCache::default()
+        }
+    }
+
+    pub fn insert(&mut self, key: String, text: String) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.texts.insert(key.clone(), text).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.texts.remove(&old);
+            }
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&String> {
+        self.texts.get(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_states_only_move_forward() {
+        use PartnerStatus::*;
+        assert_eq!(
+            RequestState::Sent.advance(Acknowledged),
+            Some(RequestState::Acknowledged)
+        );
+        assert_eq!(
+            RequestState::Sent.advance(Removed),
+            Some(RequestState::Removed)
+        );
+        assert_eq!(
+            RequestState::Acknowledged.advance(Rejected),
+            Some(RequestState::Rejected)
+        );
+        assert_eq!(RequestState::Acknowledged.advance(Acknowledged), None);
+        assert_eq!(RequestState::Removed.advance(Acknowledged), None);
+        assert_eq!(RequestState::Removed.advance(Rejected), None);
+        assert_eq!(RequestState::Rejected.advance(Removed), None);
+    }
+
+    #[test]
+    fn text_cache_forgets_the_oldest() {
+        let mut cache = TextCache::new(2);
+        cache.insert("a".into(), "1".into());
+        cache.insert("b".into(), "2".into());
+        cache.insert("a".into(), "1b".into());
+        cache.insert("c".into(), "3".into());
+        assert_eq!(cache.get("a"), None);
+        assert_eq!(cache.get("b").map(String::as_str), Some("2"));
+        assert_eq!(cache.get("c").map(String::as_str), Some("3"));
+    }
+}

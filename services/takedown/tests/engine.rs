@@ -1,0 +1,415 @@
+//! The workflow rules, without a broker: grouping, review, requests, labels, statuses, audit,
+//! idempotence and rebuilding from the state records.
+
+use std::collections::BTreeMap;
+
+use patroli_contracts::{
+    fingerprint, topics, AuditEvent, DecisionAction, LabelRecord, Latency, ModelRef,
+    NarrativeStatus, PartnerStatus, PostRef, Priority, Reasons, RequestBasis, ReviewDecision,
+    ReviewItem, ReviewLabel, ScoredEvent, SourceKind, SourceOffset, TakedownRequest,
+    TakedownStatus,
+};
+use patroli_takedown::state::StateRecord;
+use patroli_takedown::{Engine, Metrics, Outgoing, Policy};
+
+const HOAX: &str = "Surat suara di TPS 05 Kelurahan Cempaka sudah dicoblos duluan untuk paslon nomor 2 sebelum pemilih datang. Petugas KPPS diam saja, Bawaslu tdk bertindak. Sebarkan sebelum dihapus!";
+const OTHER: &str = "Info dari grup sebelah: pemungutan suara diundur ke tanggal 21 Februari karena logistik KPU belum siap, jadi besok gk usah ke TPS ya. Tolong teruskan ke keluarga dan tetangga kalian";
+const NOW: &str = "2024-02-14T10:00:00Z";
+
+fn policy(extra: &str) -> Policy {
+    let text = format!(
+        "version = \"test-1\"\n[defaults]\nreview = 0.7\n{extra}\n[protected]\naccounts = [\"x:kpu_ri\"]\ndomains = [\"kpu.go.id\"]\n[burst]\ndistinct_authors = 5\nwindow_minutes = 60\n"
+    );
+    Policy::parse(&text, "test").expect("valid policy")
+}
+
+fn engine(extra: &str) -> Engine {
+    Engine::new(policy(extra), 1000, Metrics::new())
+}
+
+fn scored(
+    platform: &str,
+    id: usize,
+    text: &str,
+    author: &str,
+    minute: usize,
+    score: f32,
+) -> ScoredEvent {
+    ScoredEvent {
+        schema_version: 1,
+        event_id: format!("ev-{platform}-{id}"),
+        source_kind: SourceKind::Post,
+        post: PostRef {
+            platform: platform.into(),
+            post_id: format!("p{id}"),
+        },
+        complaint_id: None,
+        author: author.into(),
+        created_at: format!("2024-02-13T{:02}:{:02}:00Z", 8 + minute / 60, minute % 60),
+        url: Some(format!("https://{platform}.example/p{id}")),
+        region: None,
+        lang: Some("id".into()),
+        score,
+        label: patroli_contracts::Label::Disinformation,
+        category: "ballot_fraud".into(),
+        categories: BTreeMap::from([("ballot_fraud".to_owned(), score)]),
+        model: ModelRef {
+            name: "m".into(),
+            version: "1".into(),
+        },
+        scored_at: NOW.into(),
+        latency: Latency {
+            processing_ms: 1.0,
+            end_to_end_ms: None,
+        },
+        fingerprint: fingerprint(text),
+        reasons: Reasons {
+            top_tokens: vec!["dicoblos".into()],
+        },
+        source: SourceOffset {
+            topic: topics::POSTS_SCORED.into(),
+            partition: 0,
+            offset: id as i64,
+        },
+    }
+}
+
+fn decision(id: &str, narrative: &str, action: DecisionAction) -> ReviewDecision {
+    ReviewDecision {
+        schema_version: 1,
+        decision_id: id.into(),
+        narrative_id: narrative.into(),
+        action,
+        reason: Some("checked with Bawaslu".into()),
+        reviewer: "reviewer_07".into(),
+        decided_at: NOW.into(),
+    }
+}
+
+fn of<T: serde::de::DeserializeOwned>(out: &[Outgoing], topic: &str) -> Vec<T> {
+    out.iter()
+        .filter(|o| o.topic == topic)
+        .map(|o| serde_json::from_slice(&o.payload).expect("valid JSON"))
+        .collect()
+}
+
+fn variant(i: usize) -> String {
+    let text = match i % 4 {
+        0 => HOAX.to_owned(),
+        1 => HOAX.to_uppercase(),
+        2 => format!("{HOAX} 😡😡 #Pemilu2024 https://t.co/x{i}"),
+        _ => HOAX.replace("sebelum", "sebeluuuum"),
+    };
+    text.replace("nomor 2", &format!("nomor {}", i % 3 + 1))
+}
+
+/// Feeds 12 variants over 3 platforms with texts; returns the outputs and the narrative id.
+fn twelve_variants(engine: &mut Engine) -> (Vec<Outgoing>, String) {
+    let mut out = Vec::new();
+    for i in 0..12 {
+        let platform = ["x", "facebook", "tiktok"][i % 3];
+        out.extend(engine.on_text(format!("{platform}:p{i}"), variant(i)));
+        out.extend(engine.on_scored(
+            scored(platform, i, &variant(i), &format!("a{i}"), i * 30, 0.9),
+            NOW,
+        ));
+    }
+    let items: Vec<ReviewItem> = of(&out, topics::REVIEW_QUEUE);
+    let id = items[0].narrative_id.clone();
+    (out, id)
+}
+
+#[test]
+fn near_duplicates_across_platforms_are_one_review_item() {
+    let mut engine = engine("");
+    let (out, narrative) = twelve_variants(&mut engine);
+    let items: Vec<ReviewItem> = of(&out, topics::REVIEW_QUEUE);
+    assert_eq!(items.len(), 12, "one revision per post");
+    assert!(items.iter().all(|i| i.narrative_id == narrative));
+    let last = items.last().unwrap();
+    assert_eq!(last.revision, 12);
+    assert_eq!(last.post_count, 12);
+    assert_eq!(last.platforms, ["facebook", "tiktok", "x"]);
+    assert_eq!(last.status, NarrativeStatus::PendingReview);
+    assert_eq!(last.first_seen, "2024-02-13T08:00:00Z");
+    assert_eq!(last.last_seen, "2024-02-13T13:30:00Z");
+    assert_eq!(last.sample_posts.len(), 5);
+    assert_eq!(last.policy_version, "test-1");
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
+    // Re-delivery of every scored event and text changes nothing.
+    for i in 0..12 {
+        let platform = ["x", "facebook", "tiktok"][i % 3];
+        assert!(engine
+            .on_text(format!("{platform}:p{i}"), variant(i))
+            .is_empty());
+        assert!(engine
+            .on_scored(scored(platform, i, &variant(i), "a", 0, 0.9), NOW)
+            .is_empty());
+    }
+}
+
+#[test]
+fn below_review_founds_nothing_but_joins_a_known_narrative() {
+    let mut engine = engine("");
+    assert!(engine
+        .on_scored(scored("x", 1, HOAX, "a", 0, 0.5), NOW)
+        .is_empty());
+    let out = engine.on_scored(scored("x", 2, HOAX, "a", 0, 0.9), NOW);
+    assert_eq!(of::<ReviewItem>(&out, topics::REVIEW_QUEUE).len(), 1);
+    let out = engine.on_scored(scored("x", 3, &HOAX.to_lowercase(), "a", 0, 0.1), NOW);
+    let items: Vec<ReviewItem> = of(&out, topics::REVIEW_QUEUE);
+    assert_eq!(items[0].post_count, 2);
+    let out = engine.on_scored(scored("x", 4, OTHER, "a", 0, 0.9), NOW);
+    let other: Vec<ReviewItem> = of(&out, topics::REVIEW_QUEUE);
+    assert_ne!(other[0].narrative_id, items[0].narrative_id);
+}
+
+#[test]
+fn confirm_requests_every_post_once_per_platform_then_copies_automatically() {
+    let mut engine = engine("");
+    let (_, narrative) = twelve_variants(&mut engine);
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW);
+    let requests: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
+    assert_eq!(requests.len(), 3);
+    let listed: BTreeMap<String, Vec<String>> = requests
+        .iter()
+        .map(|r| {
+            (
+                r.platform.clone(),
+                r.posts.iter().map(|p| p.post_id.clone()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(listed["x"], ["p0", "p3", "p6", "p9"]);
+    assert_eq!(listed["facebook"], ["p1", "p10", "p4", "p7"]);
+    assert_eq!(listed["tiktok"], ["p11", "p2", "p5", "p8"]);
+    for r in &requests {
+        assert_eq!(r.basis, RequestBasis::Confirmed);
+        assert_eq!(r.decision_id.as_deref(), Some("d1"));
+        assert_eq!(r.policy_version, "test-1");
+        assert!(r.evidence_excerpt.as_deref().unwrap().contains("TPS 05"));
+    }
+    let request_keys: Vec<&str> = out
+        .iter()
+        .filter(|o| o.topic == topics::TAKEDOWN_REQUESTS)
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(request_keys, ["facebook", "tiktok", "x"]);
+    let labels: Vec<LabelRecord> = of(&out, topics::LABELS);
+    assert_eq!(labels.len(), 12);
+    assert!(labels
+        .iter()
+        .all(|l| l.label == ReviewLabel::Hoax && !l.text.is_empty()));
+    let audit: Vec<AuditEvent> = of(&out, topics::TAKEDOWN_AUDIT);
+    assert_eq!(audit.len(), 4, "narrative confirmed + 3 requests sent");
+    assert_eq!(audit[0].to, "confirmed");
+    assert_eq!(audit[0].who, "reviewer_07");
+    assert_eq!(audit[0].why, "checked with Bawaslu");
+
+    assert!(engine
+        .on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW)
+        .is_empty());
+    let out = engine.on_scored(scored("x", 99, &variant(5), "late", 600, 0.4), NOW);
+    let copies: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
+    assert_eq!(copies.len(), 1);
+    assert_eq!(copies[0].basis, RequestBasis::ConfirmedNarrativeCopy);
+    assert_eq!(copies[0].posts[0].post_id, "p99");
+    assert_eq!(copies[0].decision_id.as_deref(), Some("d1"));
+}
+
+#[test]
+fn reject_labels_not_hoax_and_requests_nothing() {
+    let mut engine = engine("");
+    let (_, narrative) = twelve_variants(&mut engine);
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Reject), NOW);
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
+    let labels: Vec<LabelRecord> = of(&out, topics::LABELS);
+    assert_eq!(labels.len(), 12);
+    assert!(labels.iter().all(|l| l.label == ReviewLabel::NotHoax));
+    let out = engine.on_scored(scored("x", 99, HOAX, "late", 0, 0.99), NOW);
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
+    // A later confirm cannot undo the rejection; it is audited as ignored.
+    let out = engine.on_decision(decision("d2", &narrative, DecisionAction::Confirm), NOW);
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
+    let audit: Vec<AuditEvent> = of(&out, topics::TAKEDOWN_AUDIT);
+    assert_eq!(
+        audit[0].why,
+        "decision to confirmed ignored: narrative already rejected"
+    );
+}
+
+#[test]
+fn protected_sources_are_never_requested_without_confirmation() {
+    let mut engine = engine("[platforms.x]\nauto = 0.95\n");
+    let mut official = scored("x", 1, HOAX, "kpu_ri", 0, 0.99);
+    official.url = None;
+    let mut news = scored("x", 2, HOAX, "anon", 1, 0.99);
+    news.url = Some("https://www.kpu.go.id/berita/2".into());
+    let out = engine.on_scored(official, NOW);
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
+    let narrative = of::<ReviewItem>(&out, topics::REVIEW_QUEUE)[0]
+        .narrative_id
+        .clone();
+    let out = engine.on_scored(news, NOW);
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
+    let item = &of::<ReviewItem>(&out, topics::REVIEW_QUEUE)[0];
+    assert!(item.sample_posts.iter().all(|p| p.protected));
+    // An unprotected copy above `auto` is requested before review.
+    let out = engine.on_scored(scored("x", 3, HOAX, "anon", 2, 0.99), NOW);
+    let auto: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
+    assert_eq!(auto.len(), 1);
+    assert_eq!(auto[0].basis, RequestBasis::AutoThreshold);
+    assert_eq!(auto[0].decision_id, None);
+    // Confirming requests the protected posts a person has now seen.
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW);
+    let confirmed: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
+    assert_eq!(confirmed.len(), 1);
+    assert_eq!(confirmed[0].posts.len(), 2);
+    // A protected copy after confirmation waits for another confirmation.
+    let out = engine.on_scored(scored("x", 4, HOAX, "kpu_ri", 3, 0.99), NOW);
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
+    let out = engine.on_decision(decision("d2", &narrative, DecisionAction::Confirm), NOW);
+    let released: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].posts[0].post_id, "p4");
+}
+
+#[test]
+fn partner_statuses_drive_the_request_state() {
+    let mut engine = engine("");
+    let (_, narrative) = twelve_variants(&mut engine);
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW);
+    let x = of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS)
+        .into_iter()
+        .find(|r| r.platform == "x")
+        .unwrap();
+    let status = |s: PartnerStatus, platform: &str| TakedownStatus {
+        schema_version: 1,
+        request_id: x.request_id.clone(),
+        platform: platform.into(),
+        status: s,
+        reason: None,
+        reported_by: "x-trust".into(),
+        reported_at: NOW.into(),
+    };
+    let moves = |out: Vec<Outgoing>| -> Vec<(Option<String>, String)> {
+        of::<AuditEvent>(&out, topics::TAKEDOWN_AUDIT)
+            .into_iter()
+            .map(|a| (a.from, a.to))
+            .collect()
+    };
+    let ack = engine.on_status(status(PartnerStatus::Acknowledged, "x"), NOW);
+    assert_eq!(moves(ack), [(Some("sent".into()), "acknowledged".into())]);
+    let removed = engine.on_status(status(PartnerStatus::Removed, "x"), NOW);
+    assert_eq!(
+        moves(removed),
+        [(Some("acknowledged".into()), "removed".into())]
+    );
+    assert!(engine
+        .on_status(status(PartnerStatus::Acknowledged, "x"), NOW)
+        .is_empty());
+    assert!(engine
+        .on_status(status(PartnerStatus::Rejected, "x"), NOW)
+        .is_empty());
+    let wrong = engine.on_status(status(PartnerStatus::Rejected, "tiktok"), NOW);
+    let audit: Vec<AuditEvent> = of(&wrong, topics::TAKEDOWN_AUDIT);
+    assert_eq!(audit[0].to, "rejected");
+    assert_eq!(
+        audit[0].why,
+        "status from platform tiktok for a request to x"
+    );
+}
+
+#[test]
+fn a_burst_of_distinct_authors_raises_priority() {
+    let mut engine = engine("");
+    let mut last = None;
+    for i in 0..5 {
+        let out = engine.on_scored(
+            scored("x", i, &variant(i), &format!("a{i}"), i * 10, 0.9),
+            NOW,
+        );
+        last = of::<ReviewItem>(&out, topics::REVIEW_QUEUE).pop();
+    }
+    let item = last.unwrap();
+    assert_eq!(item.priority, Priority::High);
+    let burst = item.coordinated.unwrap();
+    assert_eq!((burst.distinct_authors, burst.window_minutes), (5, 60));
+    let out = engine.on_decision(
+        decision("d1", &item.narrative_id, DecisionAction::Confirm),
+        NOW,
+    );
+    let request = &of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS)[0];
+    assert_eq!(request.coordinated.as_ref().unwrap().distinct_authors, 5);
+}
+
+#[test]
+fn state_records_rebuild_an_engine_that_continues_identically() {
+    let mut original = engine("");
+    let (mut out, narrative) = twelve_variants(&mut original);
+    out.extend(original.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW));
+    let mut rebuilt = engine("");
+    for o in out.iter().filter(|o| o.topic == topics::TAKEDOWN_STATE) {
+        rebuilt.restore(StateRecord::from_message(&o.key, &o.payload).expect("valid record"));
+    }
+    // Replays after the rebuild change nothing ...
+    for i in 0..12 {
+        let platform = ["x", "facebook", "tiktok"][i % 3];
+        assert!(rebuilt
+            .on_scored(scored(platform, i, &variant(i), "a", 0, 0.9), NOW)
+            .is_empty());
+    }
+    assert!(rebuilt
+        .on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW)
+        .is_empty());
+    // ... and new input gives what the original gives.
+    let late = scored("tiktok", 50, &variant(2), "late", 700, 0.8);
+    let a = original.on_scored(late.clone(), NOW);
+    let b = rebuilt.on_scored(late, NOW);
+    let strip = |out: Vec<Outgoing>| -> Vec<(String, String)> {
+        out.into_iter()
+            .map(|o| (o.topic.to_owned(), o.key))
+            .collect()
+    };
+    assert_eq!(strip(a.clone()), strip(b.clone()));
+    assert_eq!(
+        of::<TakedownRequest>(&a, topics::TAKEDOWN_REQUESTS)[0].request_id,
+        of::<TakedownRequest>(&b, topics::TAKEDOWN_REQUESTS)[0].request_id
+    );
+}
+
+#[test]
+fn unusable_inputs_are_audited_not_dropped() {
+    let mut engine = engine("");
+    let out = engine.on_decision(
+        decision("d9", "n-0000000000000000", DecisionAction::Confirm),
+        NOW,
+    );
+    let audit: Vec<AuditEvent> = of(&out, topics::TAKEDOWN_AUDIT);
+    assert_eq!(
+        audit[0].why,
+        "decision for unknown narrative n-0000000000000000"
+    );
+    assert_eq!(audit[0].subject_id, "decision:d9");
+    let mut bad = scored("x", 1, HOAX, "a", 0, 0.9);
+    bad.fingerprint = "xyz".into();
+    let audit: Vec<AuditEvent> = of(&engine.on_scored(bad, NOW), topics::TAKEDOWN_AUDIT);
+    assert_eq!(audit[0].why, "fingerprint \"xyz\" is not 16 hex chars");
+    assert_eq!(audit[0].subject_id, "posts.scored.v1:0:1");
+}
+
+#[test]
+fn posts_without_words_stand_alone() {
+    let mut engine = engine("");
+    let a = engine.on_scored(scored("x", 1, "🔥🔥 https://t.co/a", "a", 0, 0.9), NOW);
+    let b = engine.on_scored(scored("x", 2, "🙏 #viral", "b", 0, 0.9), NOW);
+    let ids: Vec<String> = [a, b]
+        .iter()
+        .map(|out| {
+            of::<ReviewItem>(out, topics::REVIEW_QUEUE)[0]
+                .narrative_id
+                .clone()
+        })
+        .collect();
+    assert_eq!(ids, ["n-post-x:p1", "n-post-x:p2"]);
+}

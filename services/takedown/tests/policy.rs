@@ -1,0 +1,169 @@
+use patroli_takedown::policy::{Policy, Thresholds};
+
+const BASE: &str = r#"version = "2024.02.1"
+
+[defaults]
+review = 0.7
+
+[categories.ballot_fraud]
+review = 0.6
+
+[platforms.tiktok]
+review = 0.8
+auto = 0.99
+
+[platforms.tiktok.categories.ballot_fraud]
+review = 0.5
+
+[protected]
+accounts = ["x:kpu_ri"]
+domains = ["kpu.go.id", ".kompas.com"]
+"#;
+
+fn error(text: &str) -> String {
+    Policy::parse(text, "policy.toml")
+        .expect_err("policy is invalid")
+        .to_string()
+}
+
+#[test]
+fn the_most_specific_level_wins() {
+    let policy = Policy::parse(BASE, "policy.toml").expect("valid");
+    let t = |platform, category| policy.thresholds(platform, category);
+    assert_eq!(
+        t("x", "other_hoax"),
+        Thresholds {
+            review: 0.7,
+            auto: None
+        }
+    );
+    assert_eq!(
+        t("x", "ballot_fraud"),
+        Thresholds {
+            review: 0.6,
+            auto: None
+        }
+    );
+    assert_eq!(
+        t("tiktok", "other_hoax"),
+        Thresholds {
+            review: 0.8,
+            auto: Some(0.99)
+        }
+    );
+    assert_eq!(
+        t("tiktok", "ballot_fraud"),
+        Thresholds {
+            review: 0.5,
+            auto: Some(0.99)
+        }
+    );
+    assert_eq!(policy.version, "2024.02.1");
+    assert_eq!(policy.max_distance, 10);
+}
+
+#[test]
+fn auto_is_off_by_default() {
+    let policy = Policy::default();
+    for platform in ["x", "facebook", "tiktok", "instagram"] {
+        for category in ["ballot_fraud", "fake_official", "other_hoax"] {
+            assert_eq!(policy.thresholds(platform, category).auto, None);
+        }
+    }
+}
+
+#[test]
+fn protected_accounts_and_domains() {
+    let policy = Policy::parse(BASE, "policy.toml").expect("valid");
+    assert!(policy.is_protected("x", "kpu_ri", None));
+    assert!(!policy.is_protected("tiktok", "kpu_ri", None));
+    assert!(policy.is_protected("x", "anon", Some("https://www.kpu.go.id/berita/1")));
+    assert!(policy.is_protected("x", "anon", Some("https://KOMPAS.com/read")));
+    assert!(policy.is_protected("x", "anon", Some("http://user@news.kompas.com:443/a?b")));
+    assert!(!policy.is_protected("x", "anon", Some("https://notkpu.go.id.evil.example/x")));
+    assert!(!policy.is_protected("x", "anon", Some("https://fakekompas.com/x")));
+}
+
+#[test]
+fn out_of_range_threshold_names_its_line() {
+    let text = BASE.replace("review = 0.8", "review = 1.8");
+    assert_eq!(
+        error(&text),
+        "policy.toml:10: platforms.tiktok.review must be between 0 and 1, got 1.8"
+    );
+}
+
+#[test]
+fn unknown_key_names_its_line() {
+    let text = BASE.replace("review = 0.6", "reveiw = 0.6");
+    let message = error(&text);
+    assert!(
+        message.starts_with("policy.toml:7: unknown field `reveiw`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn syntax_error_names_its_line() {
+    let text = BASE.replace("[protected]", "[protected");
+    let message = error(&text);
+    assert!(message.starts_with("policy.toml:16: "), "{message}");
+}
+
+#[test]
+fn auto_below_review_names_its_table() {
+    let text = BASE.replace("auto = 0.99", "auto = 0.75");
+    assert_eq!(
+        error(&text),
+        "policy.toml:9: [platforms.tiktok]: auto threshold 0.75 is below the review threshold 0.8"
+    );
+}
+
+#[test]
+fn bad_protected_entries_name_their_line() {
+    let text = BASE.replace("\"x:kpu_ri\"", "\"kpu_ri\"");
+    assert_eq!(
+        error(&text),
+        "policy.toml:17: protected account \"kpu_ri\" must be platform:author"
+    );
+    let text = BASE.replace("\"kpu.go.id\"", "\"https://kpu.go.id\"");
+    assert_eq!(
+        error(&text),
+        "policy.toml:18: protected domain \"https://kpu.go.id\" must be a bare host name like kpu.go.id"
+    );
+}
+
+#[test]
+fn missing_version_and_defaults_are_errors() {
+    let message = error("[defaults]\nreview = 0.5\n");
+    assert!(message.contains("missing field `version`"), "{message}");
+    assert_eq!(
+        error("version = \"v\"\n[defaults]\nauto = 0.9\n"),
+        "policy.toml:2: [defaults] needs a review threshold"
+    );
+    assert_eq!(
+        error("version = \"  \"\n[defaults]\nreview = 0.5\n"),
+        "policy.toml:1: version must not be empty"
+    );
+}
+
+#[test]
+fn grouping_and_burst_are_checked() {
+    let text = format!("{BASE}\n[grouping]\nmax_distance = 40\n");
+    assert_eq!(
+        error(&text),
+        "policy.toml:21: grouping.max_distance must be at most 32 of 64 bits, got 40"
+    );
+    let text = format!("{BASE}\n[burst]\ndistinct_authors = 0\n");
+    assert_eq!(
+        error(&text),
+        "policy.toml:21: burst.distinct_authors must be at least 1"
+    );
+}
+
+#[test]
+fn the_bundled_policy_is_valid() {
+    let policy = Policy::default();
+    assert_eq!(policy.version, "2024.02-local");
+    assert!(policy.is_protected("x", "anon", Some("https://www.kpu.go.id/")));
+}
