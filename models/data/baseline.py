@@ -15,6 +15,9 @@ Reports (JSON on stdout and in --out):
   other sources, ROC-AUC on all of that source's rows. A source with one label
   only is scored against the test-split rows of the other label from the
   remaining sources (which training never saw).
+With --scores FILE (JSONL with `id` and `score`, e.g. `patroli score` output
+on test.jsonl) and --threshold T, reports the same pooled / per-source /
+genuine-news figures for another model's test-split scores instead.
 Uses models/.venv (created by models/data/build.py's pinned install).
 """
 
@@ -82,9 +85,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT / "models/data/build"))
     ap.add_argument("--out")
+    ap.add_argument("--scores")
+    ap.add_argument("--threshold", type=float, default=0.5)
     args = ap.parse_args()
     ensure_venv()
     d = Path(args.data)
+    if args.scores:
+        return report_scores(load(d / "test.jsonl"), load(args.scores), args.threshold)
     train, dev, test = (load(d / f"{s}.jsonl") for s in ("train", "dev", "test"))
     dev_s, test_s = fit_predict(train, [dev, test])
     t = threshold_for(dev_s, dev)
@@ -119,6 +126,22 @@ def main():
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+
+
+def report_scores(test, scored, threshold):
+    by_id = {r["id"]: r["score"] for r in scored}
+    rows = [r for r in test if r["id"] in by_id]
+    scores = [by_id[r["id"]] for r in rows]
+    by_src = defaultdict(list)
+    for s, r in zip(scores, rows):
+        by_src[r["source"]].append((s, r))
+    print(json.dumps({
+        "test_n": len(rows),
+        "test_roc_auc": auc(scores, rows),
+        "per_source_test_roc_auc": {k: auc([s for s, _ in v], [r for _, r in v]) for k, v in sorted(by_src.items())},
+        "per_source_fpr_not": {k: round(sum(1 for s, r in v if r["label"] == "not" and s >= threshold) / max(1, sum(1 for _, r in v if r["label"] == "not")), 4) for k, v in sorted(by_src.items()) if any(r["label"] == "not" for _, r in v)},
+        "at_threshold": at_threshold(scores, rows, threshold),
+    }, indent=1))
 
 
 if __name__ == "__main__":
