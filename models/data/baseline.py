@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import ROOT, ensure_venv  # noqa: E402
+from build import ROOT, ensure_venv, fnv64  # noqa: E402
 
 PROTECTED = {"news", "official"}
 MAX_FPR = 0.02
@@ -36,6 +36,20 @@ MAX_FPR = 0.02
 
 def load(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def cap(rows, n):
+    """At most n rows per (source, label), picked as `patroli train
+    --max-per-source` picks them (FNV-1a 64 of the lowercased id)."""
+    if not n:
+        return rows
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["source"], r["label"])].append(r)
+    out = []
+    for k in sorted(groups):
+        out += sorted(groups[k], key=lambda r: (fnv64(r["id"].strip().lower()), r["id"]))[:n]
+    return out
 
 
 def fit_predict(train, test_sets):
@@ -85,14 +99,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT / "models/data/build"))
     ap.add_argument("--out")
+    ap.add_argument("--test", default="test.jsonl", help="test file inside --data (e.g. test_capped.jsonl)")
+    ap.add_argument("--no-loso", action="store_true", help="pooled figures only")
+    ap.add_argument("--max-per-source", type=int, help="train rows per source and label, as patroli train")
+    ap.add_argument("--max-dev-per-source", type=int, help="dev rows per source and label, as patroli train")
     ap.add_argument("--scores")
     ap.add_argument("--threshold", type=float, default=0.5)
     args = ap.parse_args()
     ensure_venv()
     d = Path(args.data)
     if args.scores:
-        return report_scores(load(d / "test.jsonl"), load(args.scores), args.threshold)
-    train, dev, test = (load(d / f"{s}.jsonl") for s in ("train", "dev", "test"))
+        return report_scores(load(d / args.test), load(args.scores), args.threshold)
+    train, dev, test = (load(d / f) for f in ("train.jsonl", "dev.jsonl", args.test))
+    train, dev = cap(train, args.max_per_source), cap(dev, args.max_dev_per_source)
     dev_s, test_s = fit_predict(train, [dev, test])
     t = threshold_for(dev_s, dev)
     by_src = defaultdict(list)
@@ -111,7 +130,7 @@ def main():
         "test_at_dev_threshold": at_threshold(test_s, test, t),
         "leave_one_source_out": {},
     }
-    sources = sorted({r["source"] for r in train + dev + test})
+    sources = [] if args.no_loso else sorted({r["source"] for r in train + dev + test})
     everything = train + dev + test
     for src in sources:
         held = [r for r in everything if r["source"] == src]
