@@ -28,7 +28,7 @@ from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import ROOT, ensure_venv, fnv64  # noqa: E402
+from build import ROOT, cap, ensure_venv  # noqa: E402
 
 PROTECTED = {"news", "official"}
 MAX_FPR = 0.02
@@ -36,20 +36,6 @@ MAX_FPR = 0.02
 
 def load(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
-
-
-def cap(rows, n):
-    """At most n rows per (source, label), picked as `patroli train
-    --max-per-source` picks them (FNV-1a 64 of the lowercased id)."""
-    if not n:
-        return rows
-    groups = defaultdict(list)
-    for r in rows:
-        groups[(r["source"], r["label"])].append(r)
-    out = []
-    for k in sorted(groups):
-        out += sorted(groups[k], key=lambda r: (fnv64(r["id"].strip().lower()), r["id"]))[:n]
-    return out
 
 
 def fit_predict(train, test_sets):

@@ -10,7 +10,8 @@ hoax/not, strips label-revealing markers and source boilerplate, neutralises
 casing/punctuation (a fixed share of every cased source is lowercased and
 stripped the way two sources were by their authors), removes exact and near
 duplicates across sources, and splits train/dev/test by near-duplicate
-cluster. Writes OUT/{train,dev,test}.jsonl, OUT/all.jsonl and
+cluster. Writes OUT/{train,dev,test}.jsonl, OUT/all.jsonl, OUT/test_capped.jsonl
+(at most 120 test rows per source and label) and
 OUT/manifest.json (row counts per source/label/split, input hashes, the hash
 of the output). Deterministic: same inputs, same bytes.
 
@@ -283,6 +284,24 @@ PARSERS = {
 PREPROCESSED = {"tbh_cnn_faiq", "komdigi_reports", "tbh_2025_luthfi"}
 PLAIN_SHARE = 30  # percent
 
+def cap(rows, n):
+    """At most n rows per (source, label), picked as `patroli train
+    --max-per-source` picks them (FNV-1a 64 of the lowercased id)."""
+    if not n:
+        return rows
+    groups = defaultdict(list)
+    for r in rows:
+        groups[(r["source"], r["label"])].append(r)
+    out = []
+    for k in sorted(groups):
+        out += sorted(groups[k], key=lambda r: (fnv64(r["id"].strip().lower()), r["id"]))[:n]
+    return out
+
+
+# Test rows per (source, label) in test_capped.jsonl: a test set small enough
+# to score on a shared 2-core machine, with every source represented.
+TEST_CAP = 120
+
 # ---------------------------------------------------------------- dedup
 
 
@@ -451,6 +470,8 @@ def main():
     for name in ("train", "dev", "test"):
         blobs[name] = "".join(json.dumps(o, ensure_ascii=False) + "\n" for o in out_rows if o["split"] == name)
         (out / f"{name}.jsonl").write_text(blobs[name])
+    capped = cap([o for o in out_rows if o["split"] == "test"], TEST_CAP)
+    (out / "test_capped.jsonl").write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in capped))
     all_text = blobs["train"] + blobs["dev"] + blobs["test"]
     (out / "all.jsonl").write_text(all_text)
     report = {
