@@ -35,60 +35,7 @@ pub enum ModelCommand {
     /// Fine-tune a model directory from labelled JSONL (train split; dev for early stopping,
     /// calibration and the threshold). Records need `text` and `disinformation` (0/1) or
     /// `label` (hoax/not); `category`, `source`, `genre`, `split`, `narrative` are optional.
-    Train {
-        /// JSONL files or directories of them (e.g. the corpus, models/data/build/all.jsonl,
-        /// reviewers' labels exported from labels.v1).
-        #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
-        data: Vec<PathBuf>,
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        out: PathBuf,
-        /// Base encoder directory (models/install-base.sh).
-        #[arg(long, default_value = "models/base/multilingual-e5-small")]
-        base: PathBuf,
-        #[arg(long, default_value = "patroli-id-v1")]
-        name: String,
-        #[arg(long, default_value = "1.0.0")]
-        version: String,
-        #[arg(long, default_value_t = TrainOptions::default().epochs)]
-        epochs: usize,
-        /// Learning rate of the fine-tuned encoder layers.
-        #[arg(long, default_value_t = TrainOptions::default().lr)]
-        lr: f64,
-        #[arg(long, default_value_t = TrainOptions::default().head_lr)]
-        head_lr: f64,
-        #[arg(long, default_value_t = TrainOptions::default().batch_size)]
-        batch_size: usize,
-        #[arg(long, default_value_t = TrainOptions::default().seed)]
-        seed: u64,
-        /// Top encoder layers to fine-tune.
-        #[arg(long, default_value_t = TrainOptions::default().finetune_layers)]
-        finetune_layers: usize,
-        #[arg(long, default_value_t = TrainOptions::default().max_len)]
-        max_len: usize,
-        #[arg(long, default_value_t = TrainOptions::default().patience)]
-        patience: usize,
-        /// Loss weight of a source, as SOURCE=WEIGHT (repeatable; default 1).
-        #[arg(long = "source-weight", value_parser = parse_source_weight)]
-        source_weights: Vec<(String, f32)>,
-        /// Leave a source out entirely (repeatable).
-        #[arg(long = "exclude-source")]
-        exclude_sources: Vec<String>,
-        /// At most this many train examples per source and label.
-        #[arg(long)]
-        max_per_source: Option<usize>,
-        /// At most this many dev examples per source and label.
-        #[arg(long)]
-        max_dev_per_source: Option<usize>,
-        /// Keep lower-layer activations here between runs.
-        #[arg(long)]
-        cache_dir: Option<PathBuf>,
-        /// Largest false-positive rate on dev genuine news / official items at the threshold.
-        #[arg(long, default_value_t = TrainOptions::default().max_protected_fpr)]
-        max_protected_fpr: f64,
-        /// The threshold is never set below this.
-        #[arg(long, default_value_t = TrainOptions::default().threshold)]
-        min_threshold: f32,
-    },
+    Train(Box<TrainArgs>),
     /// Evaluate a model on labelled JSONL; writes eval_report.{json,md} into the model directory.
     Eval {
         #[arg(long, default_value = DEFAULT_MODEL)]
@@ -129,6 +76,62 @@ pub enum ModelCommand {
     },
 }
 
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// JSONL files or directories of them (e.g. the corpus, models/data/build/all.jsonl,
+    /// reviewers' labels exported from labels.v1).
+    #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
+    data: Vec<PathBuf>,
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    out: PathBuf,
+    /// Base encoder directory (models/install-base.sh).
+    #[arg(long, default_value = "models/base/multilingual-e5-small")]
+    base: PathBuf,
+    #[arg(long, default_value = "patroli-id-v1")]
+    name: String,
+    #[arg(long, default_value = "1.0.0")]
+    version: String,
+    #[arg(long, default_value_t = TrainOptions::default().epochs)]
+    epochs: usize,
+    /// Learning rate of the fine-tuned encoder layers.
+    #[arg(long, default_value_t = TrainOptions::default().lr)]
+    lr: f64,
+    #[arg(long, default_value_t = TrainOptions::default().head_lr)]
+    head_lr: f64,
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
+    batch_size: usize,
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    seed: u64,
+    /// Top encoder layers to fine-tune.
+    #[arg(long, default_value_t = TrainOptions::default().finetune_layers)]
+    finetune_layers: usize,
+    #[arg(long, default_value_t = TrainOptions::default().max_len)]
+    max_len: usize,
+    #[arg(long, default_value_t = TrainOptions::default().patience)]
+    patience: usize,
+    /// Loss weight of a source, as SOURCE=WEIGHT (repeatable; default 1).
+    #[arg(long = "source-weight", value_parser = parse_source_weight)]
+    source_weights: Vec<(String, f32)>,
+    /// Leave a source out entirely (repeatable).
+    #[arg(long = "exclude-source")]
+    exclude_sources: Vec<String>,
+    /// At most this many train examples per source and label.
+    #[arg(long)]
+    max_per_source: Option<usize>,
+    /// At most this many dev examples per source and label.
+    #[arg(long)]
+    max_dev_per_source: Option<usize>,
+    /// Keep lower-layer activations here between runs.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Largest false-positive rate on dev genuine news / official items at the threshold.
+    #[arg(long, default_value_t = TrainOptions::default().max_protected_fpr)]
+    max_protected_fpr: f64,
+    /// The threshold is never set below this.
+    #[arg(long, default_value_t = TrainOptions::default().threshold)]
+    min_threshold: f32,
+}
+
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
     match command {
         ModelCommand::Score {
@@ -165,28 +168,29 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        ModelCommand::Train {
-            data,
-            out,
-            base,
-            name,
-            version,
-            epochs,
-            lr,
-            head_lr,
-            batch_size,
-            seed,
-            finetune_layers,
-            max_len,
-            patience,
-            source_weights,
-            exclude_sources,
-            max_per_source,
-            max_dev_per_source,
-            cache_dir,
-            max_protected_fpr,
-            min_threshold,
-        } => {
+        ModelCommand::Train(args) => {
+            let TrainArgs {
+                data,
+                out,
+                base,
+                name,
+                version,
+                epochs,
+                lr,
+                head_lr,
+                batch_size,
+                seed,
+                finetune_layers,
+                max_len,
+                patience,
+                source_weights,
+                exclude_sources,
+                max_per_source,
+                max_dev_per_source,
+                cache_dir,
+                max_protected_fpr,
+                min_threshold,
+            } = *args;
             let opts = TrainOptions {
                 data,
                 out,
