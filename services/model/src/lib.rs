@@ -7,6 +7,7 @@
 
 mod bench;
 mod bert;
+mod cache;
 mod classifier;
 mod data;
 mod e5s1;
@@ -17,22 +18,26 @@ mod spec;
 mod text;
 mod tiny;
 mod train;
+mod train_ops;
 
 use std::path::{Path, PathBuf};
 
 pub use bench::{bench, BenchRow};
 pub use bert::BertConfig;
 pub use classifier::{BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction};
-pub use data::{load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES};
+pub use data::{
+    data_fingerprint, load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES,
+};
 pub use e5s1::{convert_e5s1, dequantize_q4_0, parse_e5s1, E5s1, E5s1Header};
 pub use eval::{evaluate, CategoryRow, EvalReport};
 pub use jsonl::{score_jsonl, ScoreStats};
 pub use metrics::{
-    average_precision, binary_counts, expected_calibration_error, roc_auc, BinaryCounts,
+    average_precision, binary_counts, expected_calibration_error, roc_auc, threshold_at_fpr,
+    BinaryCounts,
 };
 pub use spec::{ModelSpec, BASE_DIR_ENV};
 pub use tiny::build_tiny_model;
-pub use train::{train, TrainOptions, TrainReport};
+pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};
 
 /// Everything that can go wrong loading, running or training a model.
 #[derive(Debug, thiserror::Error)]

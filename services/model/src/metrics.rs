@@ -76,6 +76,26 @@ pub fn expected_calibration_error(scores: &[f32], labels: &[bool], bins: usize) 
         .sum()
 }
 
+/// The lowest threshold at which at most `max_fpr` of `negatives` score at
+/// or above it: just above the score of the first negative that would
+/// exceed the allowance. `None` without negatives.
+pub fn threshold_at_fpr(negatives: &[f32], max_fpr: f64) -> Option<f32> {
+    if negatives.is_empty() {
+        return None;
+    }
+    let mut s = negatives.to_vec();
+    s.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (max_fpr * s.len() as f64).floor() as usize;
+    Some(s.get(allowed).map_or(0.0, |&x| next_up(x)))
+}
+
+fn next_up(x: f32) -> f32 {
+    if x < 0.0 {
+        return 0.0;
+    }
+    f32::from_bits(x.to_bits() + 1)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct BinaryCounts {
     pub tp: usize,
@@ -166,6 +186,22 @@ mod tests {
             expected_calibration_error(&[1.0, 0.0], &[true, false], 10),
             0.0
         );
+    }
+
+    #[test]
+    fn threshold_keeps_false_positives_within_the_rate() {
+        // 10 negatives, 20%: the two highest may pass, the third may not.
+        let neg = [0.1, 0.95, 0.3, 0.8, 0.7, 0.2, 0.05, 0.4, 0.6, 0.5];
+        let t = threshold_at_fpr(&neg, 0.2).unwrap();
+        assert!(t > 0.7 && t < 0.7001, "{t}");
+        assert_eq!(binary_counts(&neg, &[false; 10], t).fp, 2);
+        // 2% of 10 rounds down to none.
+        let t = threshold_at_fpr(&neg, 0.02).unwrap();
+        assert_eq!(binary_counts(&neg, &[false; 10], t).fp, 0);
+        assert!(t > 0.95);
+        // Everything allowed: threshold 0.
+        assert_eq!(threshold_at_fpr(&neg, 1.0), Some(0.0));
+        assert_eq!(threshold_at_fpr(&[], 0.02), None);
     }
 
     #[test]

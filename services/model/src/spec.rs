@@ -37,6 +37,10 @@ pub struct ModelSpec {
     pub bos_id: u32,
     pub eos_id: u32,
     pub pad_id: u32,
+    /// `data_fingerprint` of the training data (absent in models trained
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_sha: Option<String>,
 }
 
 impl ModelSpec {

@@ -182,6 +182,7 @@ pub(crate) fn tiny_spec(finetuned: usize) -> ModelSpec {
         bos_id: 0,
         eos_id: 2,
         pad_id: 1,
+        data_sha: None,
     }
 }
 

@@ -1,34 +1,46 @@
 //! `patroli train`: fine-tunes the top encoder layers and an 11-way head on
-//! the corpus train split, early-stops and calibrates on the dev split, never
-//! reads the test split.
+//! the train split of labelled JSONL (the corpus, public data, reviewers'
+//! decisions), early-stops, calibrates and sets the threshold on the dev
+//! split, never reads the test split.
 //!
-//! The frozen lower layers run once per example (their outputs are cached),
-//! so each epoch only costs the top layers' forward and backward passes.
+//! Examples with a category train the head on it; examples with only the
+//! binary label train the hoax probability mass alone. The frozen lower
+//! layers run once per example (their outputs are cached, on disk with
+//! `cache_dir`), so each epoch only costs the top layers' forward and
+//! backward passes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::bert::{
-    additive_mask, load_safetensors, mean_pool, BertConfig, Layer, Linear, LAYER_TENSORS,
+use crate::bert::{load_safetensors, BertConfig, Layer, Linear, LAYER_TENSORS};
+use crate::cache::{cache_file, lower_states};
+use crate::classifier::Network;
+use crate::data::{
+    data_fingerprint, load_examples, Example, Split, CATEGORIES, DISINFO_CATEGORIES,
 };
-use crate::classifier::{token_budget_batches, Network};
-use crate::data::{load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES};
+use crate::metrics::{binary_counts, threshold_at_fpr};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::text::TextEncoder;
+use crate::train_ops::{
+    build_layers, class_weights, dev_logits, fit_temperature, hoax_scores, loss_fn, pad_hidden,
+    top_forward,
+};
 use crate::ModelError;
 
 const PREFIX: &str = "query: ";
 const DROPOUT: f32 = 0.1;
 
+/// Missing fields take their defaults, so older reports' options still load.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct TrainOptions {
     /// JSONL files or directories of them.
     pub data: Vec<PathBuf>,
@@ -51,7 +63,22 @@ pub struct TrainOptions {
     pub max_len: usize,
     /// Epochs without dev-loss improvement before stopping.
     pub patience: usize,
+    /// Lowest label threshold: the dev-chosen one is never below it.
     pub threshold: f32,
+    /// Largest share of dev genuine news / official items (`Example::protected`)
+    /// allowed at or above the threshold.
+    pub max_protected_fpr: f64,
+    /// Loss weight per source (default 1).
+    pub source_weights: BTreeMap<String, f32>,
+    /// Sources left out entirely (leave-one-source-out runs).
+    pub exclude_sources: Vec<String>,
+    /// At most this many train examples per (source, label), picked by a
+    /// stable hash of the id: sizes a run to the CPU budget.
+    pub max_per_source: Option<usize>,
+    /// The same cap for dev.
+    pub max_dev_per_source: Option<usize>,
+    /// Directory keeping lower-layer activations between runs.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for TrainOptions {
@@ -71,6 +98,12 @@ impl Default for TrainOptions {
             max_len: 128,
             patience: 2,
             threshold: 0.5,
+            max_protected_fpr: 0.02,
+            source_weights: BTreeMap::new(),
+            exclude_sources: Vec::new(),
+            max_per_source: None,
+            max_dev_per_source: None,
+            cache_dir: None,
         }
     }
 }
@@ -85,42 +118,72 @@ pub struct EpochLog {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TrainReport {
+    /// `data_fingerprint` of the data files read.
+    pub data_sha: String,
     pub train_examples: usize,
+    /// Train examples per source.
+    pub train_per_source: BTreeMap<String, usize>,
     pub dev_examples: usize,
     /// Test-split examples present in the data and left untouched.
     pub test_examples_held_out: usize,
     pub best_epoch: usize,
     pub epochs: Vec<EpochLog>,
     pub temperature: f32,
+    /// The label threshold chosen on dev and its effect there.
+    pub threshold: ThresholdChoice,
     pub seconds: f64,
     pub options: TrainOptions,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ThresholdChoice {
+    pub threshold: f32,
+    /// Dev genuine news / official items it was chosen on.
+    pub dev_protected: usize,
+    pub dev_protected_fpr: f64,
+    pub dev_precision: f64,
+    pub dev_recall: f64,
 }
 
 /// The best epoch so far: (dev loss, epoch, top layers' tensors, head w, head b).
 type Snapshot = (f64, usize, Vec<Vec<Tensor>>, Tensor, Tensor);
 
-struct Cached {
-    hidden: Tensor,
-    category: usize,
-    hoax: bool,
+pub(crate) struct Cached {
+    pub hidden: Tensor,
+    pub category: Option<usize>,
+    pub hoax: bool,
+    pub protected: bool,
+    /// Loss weight: the source's, scaled so both labels weigh the same.
+    pub weight: f32,
 }
 
 /// Trains a model directory per `opts` and returns what happened.
 pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let start = Instant::now();
-    let examples = load_examples(&opts.data)?;
-    let (mut train_ex, mut dev_ex, mut held_out) = (Vec::new(), Vec::new(), 0);
+    let data_sha = data_fingerprint(&opts.data)?;
+    let examples: Vec<Example> = load_examples(&opts.data)?
+        .into_iter()
+        .filter(|e| !opts.exclude_sources.contains(&e.source))
+        .collect();
+    let mut held_out = 0;
+    let (mut train_ex, mut dev_ex) = (Vec::new(), Vec::new());
     for e in examples {
-        match split_of(&e.narrative) {
+        match e.split() {
             Split::Train => train_ex.push(e),
             Split::Dev => dev_ex.push(e),
             Split::Test => held_out += 1,
         }
     }
+    let train_ex = cap_per_source(train_ex, opts.max_per_source);
+    let dev_ex = cap_per_source(dev_ex, opts.max_dev_per_source);
     if train_ex.is_empty() {
         return Err(ModelError::Data(
             "no training examples in the train split".into(),
         ));
+    }
+    let mut train_per_source = BTreeMap::new();
+    for e in &train_ex {
+        *train_per_source.entry(e.source.clone()).or_insert(0) += 1;
     }
     let cfg = BertConfig::load(&opts.base_dir.join("config.json"))?;
     let base = load_safetensors(&opts.base_dir.join("model.safetensors"))?;
@@ -147,8 +210,13 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         held_out,
         "caching lower layers"
     );
-    let train_c = cache(&net, &text, &train_ex, lower)?;
-    let dev_c = cache(&net, &text, &dev_ex, lower)?;
+    let file = opts
+        .cache_dir
+        .as_deref()
+        .map(|d| cache_file(d, &opts.base_dir, lower))
+        .transpose()?;
+    let train_c = cache(&net, &text, &train_ex, lower, file.as_deref(), opts)?;
+    let dev_c = cache(&net, &text, &dev_ex, lower, file.as_deref(), opts)?;
     drop(net);
     tracing::info!(secs = start.elapsed().as_secs_f64(), "lower layers cached");
 
@@ -283,8 +351,8 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     }
     let (_, best_epoch, snap, hw, hb) = best.expect("at least one epoch");
     let head = Linear { w: hw, b: hb };
-    let temperature = if dev_c.is_empty() {
-        1.0
+    let (temperature, threshold) = if dev_c.is_empty() {
+        (1.0, no_dev_threshold(opts.threshold))
     } else {
         let mut tensors = HashMap::new();
         for (i, layer) in snap.iter().enumerate() {
@@ -296,7 +364,9 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
             .map(|l| Layer::from_map(&tensors, &format!("top.{l}."), eps))
             .collect::<Result<Vec<_>, _>>()?;
         let logits = dev_logits(&layers, &head, &dev_c, heads, h)?;
-        fit_temperature(&logits, &dev_c, &hoax_mask)?
+        let t = fit_temperature(&logits, &dev_c, &hoax_mask)?;
+        let scores = hoax_scores(&logits, &hoax_mask, f64::from(t))?;
+        (t, choose_threshold(&scores, &dev_c, opts))
     };
 
     let mut out_t: HashMap<String, Tensor> = HashMap::new();
@@ -315,7 +385,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         base_dir: relative_path(&opts.out, &opts.base_dir)?,
         text_prefix: PREFIX.into(),
         max_len,
-        threshold: opts.threshold,
+        threshold: threshold.threshold,
         temperature,
         categories: CATEGORIES.iter().map(|s| s.to_string()).collect(),
         disinformation_categories: DISINFO_CATEGORIES.iter().map(|s| s.to_string()).collect(),
@@ -323,15 +393,19 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         bos_id: bos,
         eos_id: eos,
         pad_id: pad,
+        data_sha: Some(data_sha.clone()),
     };
     spec.save(&opts.out)?;
     let report = TrainReport {
+        data_sha,
         train_examples: train_c.len(),
+        train_per_source,
         dev_examples: dev_c.len(),
         test_examples_held_out: held_out,
         best_epoch,
         epochs: log,
         temperature,
+        threshold,
         seconds: start.elapsed().as_secs_f64(),
         options: opts.clone(),
     };
@@ -344,221 +418,96 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     Ok(report)
 }
 
-/// Runs the frozen layers once per example and keeps each output unpadded.
+/// Keeps at most `cap` examples per (source, label), chosen by a stable
+/// hash of the id so the subset does not depend on file order.
+fn cap_per_source(examples: Vec<Example>, cap: Option<usize>) -> Vec<Example> {
+    let Some(cap) = cap else {
+        return examples;
+    };
+    let mut groups: BTreeMap<(String, u8), Vec<Example>> = BTreeMap::new();
+    for e in examples {
+        groups
+            .entry((e.source.clone(), e.disinformation))
+            .or_default()
+            .push(e);
+    }
+    let mut out = Vec::new();
+    for (_, mut g) in groups {
+        g.sort_by_key(|e| (crate::data::split_hash(&e.id), e.id.clone()));
+        g.truncate(cap);
+        out.extend(g);
+    }
+    out
+}
+
+/// Runs the frozen layers once per example (or reads them from the cache
+/// file) and keeps each output unpadded.
 fn cache(
     net: &Network,
     text: &TextEncoder,
     examples: &[Example],
     lower: usize,
+    file: Option<&Path>,
+    opts: &TrainOptions,
 ) -> Result<Vec<Cached>, ModelError> {
-    let toks = examples
-        .iter()
-        .map(|e| text.encode(&e.text))
-        .collect::<Result<Vec<_>, _>>()?;
-    let lens: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-    let mut out: Vec<Option<Cached>> = (0..examples.len()).map(|_| None).collect();
-    for batch in token_budget_batches(&lens) {
-        let ids: Vec<&[u32]> = batch.iter().map(|&i| toks[i].ids.as_slice()).collect();
-        let (ids_t, mask) = net.pad(&ids)?;
-        let hidden = net.lower(&ids_t, &mask, lower)?;
-        for (row, &i) in batch.iter().enumerate() {
-            out[i] = Some(Cached {
-                hidden: hidden.get(row)?.narrow(0, 0, lens[i])?.copy()?,
-                category: examples[i].category_index(),
-                hoax: examples[i].disinformation == 1,
-            });
-        }
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let states = lower_states(net, text, &texts, lower, file)?;
+    let source_w = |e: &Example| opts.source_weights.get(&e.source).copied().unwrap_or(1.0);
+    // Each label carries half the total weight, whatever the sources' mix.
+    let mut label_w = [0.0f32; 2];
+    for e in examples {
+        label_w[usize::from(e.hoax())] += source_w(e);
     }
-    Ok(out
+    let total = label_w[0] + label_w[1];
+    Ok(states
         .into_iter()
-        .map(|c| c.expect("every example cached"))
+        .zip(examples)
+        .map(|(hidden, e)| Cached {
+            hidden,
+            category: e.category_index(),
+            hoax: e.hoax(),
+            protected: e.protected(),
+            weight: source_w(e) * total / (2.0 * label_w[usize::from(e.hoax())]).max(1e-6),
+        })
         .collect())
 }
 
-fn build_layers(
-    vars: &[Vec<Var>],
-    lower: usize,
-    eps: f64,
-    detach: bool,
-) -> Result<Vec<Layer>, ModelError> {
-    vars.iter()
-        .enumerate()
-        .map(|(i, vs)| {
-            let prefix = format!("top.{}.", lower + i);
-            let map: HashMap<String, Tensor> = LAYER_TENSORS
-                .iter()
-                .zip(vs)
-                .map(|(s, v)| {
-                    let t = if detach {
-                        v.as_tensor().detach()
-                    } else {
-                        v.as_tensor().clone()
-                    };
-                    (format!("{prefix}{s}"), t)
-                })
-                .collect();
-            Layer::from_map(&map, &prefix, eps)
-        })
-        .collect()
-}
-
-/// Zero-pads cached hidden states to [B, S, H] with a 0/1 mask [B, S].
-fn pad_hidden(items: &[&Cached], h: usize) -> Result<(Tensor, Tensor), ModelError> {
-    let s = items
+/// The lowest threshold (not below `opts.threshold`) that keeps the dev
+/// false-positive rate on genuine news / official items within
+/// `opts.max_protected_fpr`.
+fn choose_threshold(scores: &[f32], dev: &[Cached], opts: &TrainOptions) -> ThresholdChoice {
+    let protected: Vec<f32> = scores
         .iter()
-        .map(|c| c.hidden.dim(0))
-        .collect::<Result<Vec<_>, _>>()?;
-    let max = s.iter().copied().max().unwrap_or(0);
-    let mut rows = Vec::with_capacity(items.len());
-    let mut mask = Vec::with_capacity(items.len() * max);
-    for (c, &len) in items.iter().zip(&s) {
-        let row = if len < max {
-            Tensor::cat(
-                &[
-                    &c.hidden,
-                    &Tensor::zeros((max - len, h), DType::F32, &Device::Cpu)?,
-                ],
-                0,
-            )?
-        } else {
-            c.hidden.clone()
-        };
-        rows.push(row);
-        mask.extend(std::iter::repeat_n(1u32, len));
-        mask.extend(std::iter::repeat_n(0u32, max - len));
-    }
-    Ok((
-        Tensor::stack(&rows, 0)?,
-        Tensor::from_vec(mask, (items.len(), max), &Device::Cpu)?,
-    ))
-}
-
-fn top_forward(
-    layers: &[Layer],
-    x: &Tensor,
-    mask: &Tensor,
-    heads: usize,
-    differentiable: bool,
-) -> Result<Tensor, ModelError> {
-    let amask = additive_mask(mask)?;
-    let mut x = x.clone();
-    for l in layers {
-        x = l.forward(&x, &amask, heads, differentiable)?;
-    }
-    Ok(mean_pool(&x, mask)?)
-}
-
-fn dev_logits(
-    layers: &[Layer],
-    head: &Linear,
-    dev: &[Cached],
-    heads: usize,
-    h: usize,
-) -> Result<Tensor, ModelError> {
-    let lens: Vec<usize> = dev
-        .iter()
-        .map(|c| c.hidden.dim(0))
-        .collect::<Result<_, _>>()?;
-    let mut rows: Vec<Option<Tensor>> = vec![None; dev.len()];
-    for batch in token_budget_batches(&lens) {
-        let items: Vec<&Cached> = batch.iter().map(|&i| &dev[i]).collect();
-        let (x, mask) = pad_hidden(&items, h)?;
-        let pooled = top_forward(layers, &x, &mask, heads, false)?;
-        let logits = head.forward(&pooled)?;
-        for (r, &i) in batch.iter().enumerate() {
-            rows[i] = Some(logits.get(r)?);
-        }
-    }
-    let rows: Vec<Tensor> = rows.into_iter().map(|r| r.expect("all dev rows")).collect();
-    Ok(Tensor::stack(&rows, 0)?)
-}
-
-/// Inverse-frequency category weights, square-rooted so rare categories
-/// count more without a handful of examples dominating; mean weight 1.
-fn class_weights(train: &[Cached]) -> Vec<f32> {
-    let mut counts = vec![0usize; CATEGORIES.len()];
-    for c in train {
-        counts[c.category] += 1;
-    }
-    let present = counts.iter().filter(|&&n| n > 0).count().max(1);
-    let raw: Vec<f32> = counts
-        .iter()
-        .map(|&n| {
-            if n == 0 {
-                0.0
-            } else {
-                (train.len() as f32 / (present * n) as f32).sqrt()
-            }
-        })
+        .zip(dev)
+        .filter(|(_, d)| d.protected)
+        .map(|(s, _)| *s)
         .collect();
-    let mean = train.iter().map(|c| raw[c.category]).sum::<f32>() / train.len().max(1) as f32;
-    raw.iter().map(|w| w / mean.max(1e-6)).collect()
-}
-
-/// Category cross-entropy plus the binary log-loss of the hoax probability
-/// mass (the score the model is judged on), optionally class-weighted.
-fn loss_fn(
-    logits: &Tensor,
-    items: &[&Cached],
-    hoax_mask: &Tensor,
-    class_w: Option<&[f32]>,
-) -> Result<Tensor, ModelError> {
-    let (b, c) = logits.dims2()?;
-    let mut onehot = vec![0f32; b * c];
-    let mut weights = Vec::with_capacity(b);
-    let mut y = Vec::with_capacity(b);
-    for (i, it) in items.iter().enumerate() {
-        onehot[i * c + it.category] = 1.0;
-        weights.push(class_w.map_or(1.0, |w| w[it.category]));
-        y.push(f32::from(u8::from(it.hoax)));
+    let t = threshold_at_fpr(&protected, opts.max_protected_fpr)
+        .map_or(opts.threshold, |t| t.max(opts.threshold));
+    let labels: Vec<bool> = dev.iter().map(|d| d.hoax).collect();
+    let all = binary_counts(scores, &labels, t);
+    let prot = binary_counts(&protected, &vec![false; protected.len()], t);
+    ThresholdChoice {
+        threshold: t,
+        dev_protected: protected.len(),
+        dev_protected_fpr: if protected.is_empty() {
+            0.0
+        } else {
+            prot.fp as f64 / protected.len() as f64
+        },
+        dev_precision: all.precision(),
+        dev_recall: all.recall(),
     }
-    let dev = &Device::Cpu;
-    let onehot = Tensor::from_vec(onehot, (b, c), dev)?;
-    let w = Tensor::from_vec(weights, b, dev)?;
-    let y = Tensor::from_vec(y, b, dev)?;
-    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
-    let ce = (logp * onehot)?.sum(1)?.neg()?;
-    let s = candle_nn::ops::softmax(logits, D::Minus1)?
-        .broadcast_mul(hoax_mask)?
-        .sum(1)?
-        .clamp(1e-6f32, 1.0 - 1e-6)?;
-    let bce = ((&y * s.log()?)? + ((1.0 - &y)? * (1.0 - &s)?.log()?)?)?.neg()?;
-    let per = (ce + bce)?;
-    Ok(((per * &w)?.sum_all()? / w.sum_all()?.to_scalar::<f32>()? as f64)?)
 }
 
-fn hoax_scores(logits: &Tensor, hoax_mask: &Tensor, t: f64) -> Result<Vec<f32>, ModelError> {
-    Ok(candle_nn::ops::softmax(&(logits / t)?, D::Minus1)?
-        .broadcast_mul(hoax_mask)?
-        .sum(1)?
-        .to_vec1::<f32>()?)
-}
-
-/// The temperature minimising the dev binary log-loss of the score,
-/// searched on a grid (one parameter, a few hundred examples: a grid is
-/// exact enough and cannot diverge).
-fn fit_temperature(logits: &Tensor, dev: &[Cached], hoax_mask: &Tensor) -> Result<f32, ModelError> {
-    let mut best = (f64::INFINITY, 1.0f32);
-    for i in 0..=90 {
-        let t = 0.5 + 0.05 * i as f32;
-        let scores = hoax_scores(logits, hoax_mask, f64::from(t))?;
-        let nll: f64 = scores
-            .iter()
-            .zip(dev)
-            .map(|(&s, d)| {
-                let s = f64::from(s).clamp(1e-7, 1.0 - 1e-7);
-                if d.hoax {
-                    -s.ln()
-                } else {
-                    -(1.0 - s).ln()
-                }
-            })
-            .sum();
-        if nll < best.0 {
-            best = (nll, t);
-        }
+fn no_dev_threshold(t: f32) -> ThresholdChoice {
+    ThresholdChoice {
+        threshold: t,
+        dev_protected: 0,
+        dev_protected_fpr: 0.0,
+        dev_precision: 0.0,
+        dev_recall: 0.0,
     }
-    Ok(best.1)
 }
 
 /// `to` relative to the directory `from` (both may be relative to the

@@ -4,7 +4,8 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 use patroli_model::{
-    build_tiny_model, score_jsonl, train, Classifier, InferenceOptions, ScoreStats, TrainOptions,
+    build_tiny_model, evaluate, score_jsonl, train, Classifier, InferenceOptions, ScoreStats,
+    Split, TrainOptions,
 };
 
 fn tiny() -> (tempfile::TempDir, Classifier) {
@@ -239,4 +240,109 @@ fn training_smoke_loss_falls_and_artifacts_load() {
     let again = train(&opts).unwrap();
     assert_eq!(again.epochs, report.epochs);
     assert_eq!(again.temperature, report.temperature);
+}
+
+/// Public and reviewer data carry only a binary label: training must work on
+/// it alone, set the threshold on dev genuine news, and record the data
+/// version in the model and its evaluation.
+#[test]
+fn trains_end_to_end_on_binary_labels_only() {
+    let dir = tempfile::tempdir().unwrap();
+    build_tiny_model(dir.path(), 5).unwrap();
+    let data = dir.path().join("labels.jsonl");
+    let hoaxes = [
+        "SEBARKAN surat suara sudah tercoblos di gudang",
+        "viral kpu curang kotak suara hilang sebarkan",
+        "hoaks coblos dua kali boleh pakai ktp lama",
+    ];
+    let news = [
+        "kpu umumkan jadwal pemungutan suara 14 februari",
+        "bawaslu cek dpt di jakarta besok pukul 07",
+        "capres ganjar dan anies hadiri debat resmi",
+    ];
+    let mut lines = String::new();
+    let (mut counts, mut n) = ([0usize; 3], 0);
+    for i in 0..60 {
+        let hoax = i % 2 == 0;
+        let text = if hoax { hoaxes[i % 3] } else { news[i % 3] };
+        let split = ["train", "train", "train", "dev", "test"][(i / 2) % 5];
+        counts[["train", "dev", "test"]
+            .iter()
+            .position(|s| *s == split)
+            .unwrap()] += 1;
+        lines += &serde_json::json!({
+            "text": format!("{text} {i}"),
+            "label": if hoax { "hoax" } else { "not" },
+            "source": if i % 3 == 0 { "reviewers" } else { "public" },
+            "genre": if hoax { "post" } else { "news" },
+            "split": split,
+        })
+        .to_string();
+        lines.push('\n');
+        n += 1;
+    }
+    assert_eq!((n, counts), (60, [36, 12, 12]));
+    std::fs::write(&data, lines).unwrap();
+    let opts = TrainOptions {
+        data: vec![data.clone()],
+        out: dir.path().to_path_buf(),
+        base_dir: dir.path().join("base"),
+        name: "tiny-binary".into(),
+        epochs: 10,
+        head_lr: 1e-2,
+        lr: 1e-3,
+        batch_size: 8,
+        finetune_layers: 1,
+        max_len: 32,
+        patience: 100,
+        source_weights: [("reviewers".to_string(), 2.0)].into_iter().collect(),
+        cache_dir: Some(dir.path().join("cache")),
+        ..TrainOptions::default()
+    };
+    let report = train(&opts).unwrap();
+    assert_eq!(
+        (
+            report.train_examples,
+            report.dev_examples,
+            report.test_examples_held_out
+        ),
+        (36, 12, 12)
+    );
+    assert_eq!(report.train_per_source["reviewers"], 12);
+    assert_eq!(report.train_per_source["public"], 24);
+    let first = report.epochs.first().unwrap().train_loss;
+    let last = report.epochs.last().unwrap().train_loss;
+    assert!(last < first * 0.8, "loss {first} -> {last}");
+    // 6 dev news items at 2%: none may reach the threshold.
+    let t = &report.threshold;
+    assert_eq!((t.dev_protected, t.dev_protected_fpr), (6, 0.0));
+    assert!(t.threshold >= 0.5, "{t:?}");
+    let clf = Classifier::load(dir.path(), &InferenceOptions::default()).unwrap();
+    assert_eq!(clf.info().threshold, t.threshold);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
+        1,
+        "one cache file"
+    );
+    // A re-run reads the cached states and reproduces the run exactly.
+    let again = train(&opts).unwrap();
+    assert_eq!(again.epochs, report.epochs);
+    assert_eq!(again.threshold, report.threshold);
+
+    let eval = evaluate(dir.path(), &[data], Some(Split::Test), "eval_binary").unwrap();
+    assert_eq!((eval.n, eval.positives), (12, 6));
+    assert_eq!(
+        eval.model_data_sha.as_deref(),
+        Some(report.data_sha.as_str())
+    );
+    assert_eq!(eval.data_sha, report.data_sha);
+    let sources: Vec<(&str, usize)> = eval
+        .per_source
+        .iter()
+        .map(|r| (r.source.as_str(), r.n))
+        .collect();
+    assert_eq!(sources, [("public", 8), ("reviewers", 4)]);
+    assert_eq!(eval.protected_n, 6);
+    assert!(dir.path().join("eval_binary.md").exists());
+    assert!(eval.category_confusion.iter().flatten().all(|&c| c == 0));
 }

@@ -32,39 +32,10 @@ pub enum ModelCommand {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Fine-tune a model directory from the labelled corpus (train split; dev for early stopping and calibration).
-    Train {
-        /// JSONL files or directories of them.
-        #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
-        data: Vec<PathBuf>,
-        #[arg(long, default_value = DEFAULT_MODEL)]
-        out: PathBuf,
-        /// Base encoder directory (models/install-base.sh).
-        #[arg(long, default_value = "models/base/multilingual-e5-small")]
-        base: PathBuf,
-        #[arg(long, default_value = "patroli-id-v1")]
-        name: String,
-        #[arg(long, default_value = "1.0.0")]
-        version: String,
-        #[arg(long, default_value_t = TrainOptions::default().epochs)]
-        epochs: usize,
-        /// Learning rate of the fine-tuned encoder layers.
-        #[arg(long, default_value_t = TrainOptions::default().lr)]
-        lr: f64,
-        #[arg(long, default_value_t = TrainOptions::default().head_lr)]
-        head_lr: f64,
-        #[arg(long, default_value_t = TrainOptions::default().batch_size)]
-        batch_size: usize,
-        #[arg(long, default_value_t = TrainOptions::default().seed)]
-        seed: u64,
-        /// Top encoder layers to fine-tune.
-        #[arg(long, default_value_t = TrainOptions::default().finetune_layers)]
-        finetune_layers: usize,
-        #[arg(long, default_value_t = TrainOptions::default().max_len)]
-        max_len: usize,
-        #[arg(long, default_value_t = TrainOptions::default().patience)]
-        patience: usize,
-    },
+    /// Fine-tune a model directory from labelled JSONL (train split; dev for early stopping,
+    /// calibration and the threshold). Records need `text` and `disinformation` (0/1) or
+    /// `label` (hoax/not); `category`, `source`, `genre`, `split`, `narrative` are optional.
+    Train(Box<TrainArgs>),
     /// Evaluate a model on labelled JSONL; writes eval_report.{json,md} into the model directory.
     Eval {
         #[arg(long, default_value = DEFAULT_MODEL)]
@@ -74,6 +45,9 @@ pub enum ModelCommand {
         /// train, dev, test or all.
         #[arg(long, default_value = "test")]
         split: String,
+        /// Report file stem written into the model directory (.json and .md).
+        #[arg(long, default_value = "eval_report")]
+        report: String,
     },
     /// Throughput and latency on corpus texts at several thread counts.
     Bench {
@@ -100,6 +74,62 @@ pub enum ModelCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+}
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// JSONL files or directories of them (e.g. the corpus, models/data/build/all.jsonl,
+    /// reviewers' labels exported from labels.v1).
+    #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
+    data: Vec<PathBuf>,
+    #[arg(long, default_value = DEFAULT_MODEL)]
+    out: PathBuf,
+    /// Base encoder directory (models/install-base.sh).
+    #[arg(long, default_value = "models/base/multilingual-e5-small")]
+    base: PathBuf,
+    #[arg(long, default_value = "patroli-id-v1")]
+    name: String,
+    #[arg(long, default_value = "1.0.0")]
+    version: String,
+    #[arg(long, default_value_t = TrainOptions::default().epochs)]
+    epochs: usize,
+    /// Learning rate of the fine-tuned encoder layers.
+    #[arg(long, default_value_t = TrainOptions::default().lr)]
+    lr: f64,
+    #[arg(long, default_value_t = TrainOptions::default().head_lr)]
+    head_lr: f64,
+    #[arg(long, default_value_t = TrainOptions::default().batch_size)]
+    batch_size: usize,
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    seed: u64,
+    /// Top encoder layers to fine-tune.
+    #[arg(long, default_value_t = TrainOptions::default().finetune_layers)]
+    finetune_layers: usize,
+    #[arg(long, default_value_t = TrainOptions::default().max_len)]
+    max_len: usize,
+    #[arg(long, default_value_t = TrainOptions::default().patience)]
+    patience: usize,
+    /// Loss weight of a source, as SOURCE=WEIGHT (repeatable; default 1).
+    #[arg(long = "source-weight", value_parser = parse_source_weight)]
+    source_weights: Vec<(String, f32)>,
+    /// Leave a source out entirely (repeatable).
+    #[arg(long = "exclude-source")]
+    exclude_sources: Vec<String>,
+    /// At most this many train examples per source and label.
+    #[arg(long)]
+    max_per_source: Option<usize>,
+    /// At most this many dev examples per source and label.
+    #[arg(long)]
+    max_dev_per_source: Option<usize>,
+    /// Keep lower-layer activations here between runs.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Largest false-positive rate on dev genuine news / official items at the threshold.
+    #[arg(long, default_value_t = TrainOptions::default().max_protected_fpr)]
+    max_protected_fpr: f64,
+    /// The threshold is never set below this.
+    #[arg(long, default_value_t = TrainOptions::default().threshold)]
+    min_threshold: f32,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -138,21 +168,29 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        ModelCommand::Train {
-            data,
-            out,
-            base,
-            name,
-            version,
-            epochs,
-            lr,
-            head_lr,
-            batch_size,
-            seed,
-            finetune_layers,
-            max_len,
-            patience,
-        } => {
+        ModelCommand::Train(args) => {
+            let TrainArgs {
+                data,
+                out,
+                base,
+                name,
+                version,
+                epochs,
+                lr,
+                head_lr,
+                batch_size,
+                seed,
+                finetune_layers,
+                max_len,
+                patience,
+                source_weights,
+                exclude_sources,
+                max_per_source,
+                max_dev_per_source,
+                cache_dir,
+                max_protected_fpr,
+                min_threshold,
+            } = *args;
             let opts = TrainOptions {
                 data,
                 out,
@@ -167,26 +205,44 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 finetune_layers,
                 max_len,
                 patience,
-                ..TrainOptions::default()
+                threshold: min_threshold,
+                max_protected_fpr,
+                source_weights: source_weights.into_iter().collect(),
+                exclude_sources,
+                max_per_source,
+                max_dev_per_source,
+                cache_dir,
             };
             let report = patroli_model::train(&opts)?;
+            let t = &report.threshold;
             eprintln!(
-                "trained on {} (dev {}, test held out {}) in {:.0}s; best epoch {}, temperature {:.2}",
+                "trained on {} (dev {}, test held out {}) in {:.0}s; best epoch {}, temperature {:.2}; \
+                 threshold {:.3} (dev: {} genuine news/official items, FPR {:.4}, precision {:.4}, recall {:.4})",
                 report.train_examples,
                 report.dev_examples,
                 report.test_examples_held_out,
                 report.seconds,
                 report.best_epoch,
-                report.temperature
+                report.temperature,
+                t.threshold,
+                t.dev_protected,
+                t.dev_protected_fpr,
+                t.dev_precision,
+                t.dev_recall
             );
             Ok(())
         }
-        ModelCommand::Eval { model, data, split } => {
+        ModelCommand::Eval {
+            model,
+            data,
+            split,
+            report,
+        } => {
             let split = match split.as_str() {
                 "all" => None,
                 s => Some(s.parse::<Split>().map_err(anyhow::Error::msg)?),
             };
-            let report = patroli_model::evaluate(&model, &data, split)?;
+            let report = patroli_model::evaluate(&model, &data, split, &report)?;
             print!("{}", report.to_markdown());
             Ok(())
         }
@@ -216,6 +272,19 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_source_weight(s: &str) -> Result<(String, f32), String> {
+    let (src, w) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not SOURCE=WEIGHT"))?;
+    let w: f32 = w
+        .parse()
+        .map_err(|_| format!("{w:?} in {s:?} is not a number"))?;
+    if src.is_empty() || !w.is_finite() || w < 0.0 {
+        return Err(format!("{s:?}: need a source name and a weight >= 0"));
+    }
+    Ok((src.to_string(), w))
 }
 
 /// Every k-th corpus text, so the length mix (tweets to articles) is the corpus's.

@@ -1,0 +1,143 @@
+//! Lower-layer activations for training, computed once and optionally kept
+//! on disk: the frozen layers are most of an epoch's cost, and re-runs (other
+//! seeds, learning rates, held-out sources) reuse them.
+//!
+//! A cache file holds the unpadded hidden states of every text it has seen,
+//! keyed by the text's token ids, for one base encoder and one layer depth.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::classifier::{token_budget_batches, Network};
+use crate::text::TextEncoder;
+use crate::ModelError;
+
+fn fnv(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes
+        .into_iter()
+        .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// The cache file for the base in `base_dir` cut after `lower` layers: named
+/// by a hash of the base's config, its tokenizer and weight file sizes.
+pub(crate) fn cache_file(dir: &Path, base_dir: &Path, lower: usize) -> Result<PathBuf, ModelError> {
+    let mut h = FNV0;
+    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
+        let p = base_dir.join(name);
+        let meta = std::fs::metadata(&p).map_err(|e| ModelError::io(&p, e))?;
+        h = fnv(h, meta.len().to_le_bytes());
+    }
+    let cfg = base_dir.join("config.json");
+    h = fnv(h, std::fs::read(&cfg).map_err(|e| ModelError::io(&cfg, e))?);
+    Ok(dir.join(format!("lower-{lower}-{h:016x}.safetensors")))
+}
+
+fn ids_key(ids: &[u32]) -> u64 {
+    fnv(FNV0, ids.iter().flat_map(|i| i.to_le_bytes()))
+}
+
+/// Hidden states [len, H] after `lower` layers for each of `texts`, read
+/// from `file` where present and computed (then added to `file`) otherwise.
+pub(crate) fn lower_states(
+    net: &Network,
+    text: &TextEncoder,
+    texts: &[&str],
+    lower: usize,
+    file: Option<&Path>,
+) -> Result<Vec<Tensor>, ModelError> {
+    let ids = texts
+        .iter()
+        .map(|t| Ok(text.encode(t)?.ids))
+        .collect::<Result<Vec<_>, ModelError>>()?;
+    let keys: Vec<u64> = ids.iter().map(|i| ids_key(i)).collect();
+    let mut known = match file {
+        Some(f) if f.exists() => load(f)?,
+        _ => HashMap::new(),
+    };
+    let missing: Vec<usize> = {
+        let mut seen = std::collections::HashSet::new();
+        (0..texts.len())
+            .filter(|&i| !known.contains_key(&keys[i]) && seen.insert(keys[i]))
+            .collect()
+    };
+    tracing::info!(
+        texts = texts.len(),
+        cached = texts.len() - missing.len(),
+        to_compute = missing.len(),
+        "lower-layer states"
+    );
+    let lens: Vec<usize> = missing.iter().map(|&i| ids[i].len()).collect();
+    let batches = token_budget_batches(&lens);
+    for (n, batch) in batches.iter().enumerate() {
+        let rows: Vec<&[u32]> = batch.iter().map(|&j| ids[missing[j]].as_slice()).collect();
+        let (ids_t, mask) = net.pad(&rows)?;
+        let hidden = net.lower(&ids_t, &mask, lower)?;
+        for (row, &j) in batch.iter().enumerate() {
+            let i = missing[j];
+            known.insert(keys[i], hidden.get(row)?.narrow(0, 0, lens[j])?.copy()?);
+        }
+        if n % 50 == 49 {
+            tracing::info!(batch = n + 1, of = batches.len(), "caching lower layers");
+        }
+    }
+    if let Some(f) = file.filter(|_| !missing.is_empty()) {
+        save(f, &known)?;
+    }
+    Ok(keys.iter().map(|k| known[k].clone()).collect())
+}
+
+fn load(path: &Path) -> Result<HashMap<u64, Tensor>, ModelError> {
+    let t = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| ModelError::Format(format!("{}: {e}", path.display())))?;
+    let get = |n: &str| {
+        t.get(n)
+            .ok_or_else(|| ModelError::Format(format!("{}: no tensor {n}", path.display())))
+    };
+    let hidden = get("hidden")?;
+    let keys = get("keys")?.to_vec1::<i64>()?;
+    let lens = get("lens")?.to_vec1::<i64>()?;
+    let mut out = HashMap::with_capacity(keys.len());
+    let mut at = 0usize;
+    for (k, l) in keys.into_iter().zip(lens) {
+        let l = l as usize;
+        out.insert(k as u64, hidden.narrow(0, at, l)?);
+        at += l;
+    }
+    Ok(out)
+}
+
+fn save(path: &Path, states: &HashMap<u64, Tensor>) -> Result<(), ModelError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
+    }
+    let mut keys: Vec<u64> = states.keys().copied().collect();
+    keys.sort_unstable();
+    let rows: Vec<&Tensor> = keys.iter().map(|k| &states[k]).collect();
+    let lens = rows
+        .iter()
+        .map(|t| Ok(t.dim(0)? as i64))
+        .collect::<Result<Vec<_>, candle_core::Error>>()?;
+    let n = keys.len();
+    let mut out = HashMap::new();
+    out.insert(
+        "hidden".to_string(),
+        Tensor::cat(&rows, 0)?.to_dtype(DType::F32)?,
+    );
+    out.insert(
+        "keys".to_string(),
+        Tensor::from_vec(
+            keys.into_iter().map(|k| k as i64).collect(),
+            n,
+            &Device::Cpu,
+        )?,
+    );
+    out.insert("lens".to_string(), Tensor::from_vec(lens, n, &Device::Cpu)?);
+    // Written aside and renamed: an interrupted run leaves the old cache intact.
+    let tmp = path.with_extension("partial");
+    candle_core::safetensors::save(&out, &tmp)?;
+    std::fs::rename(&tmp, path).map_err(|e| ModelError::io(path, e))
+}
