@@ -1,4 +1,5 @@
 use patroli_contracts::topics;
+use patroli_model::TokenBudget;
 use patroli_runtime::KafkaConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -22,8 +23,9 @@ pub enum DeliveryMode {
 pub struct BatchConfig {
     /// Most posts scored in one model call.
     pub max_posts: usize,
-    /// Most tokens (after truncation, padding excluded) in one batch, so a
-    /// run of long posts does not blow up latency or memory.
+    /// Most padded tokens (posts times the longest post, after truncation)
+    /// in one model call, so a run of long posts does not blow up latency
+    /// or memory.
     pub max_tokens: usize,
     /// How long the first post of a batch may wait for company.
     pub max_wait_ms: u64,
@@ -31,10 +33,20 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
+        let budget = TokenBudget::DEFAULT;
         BatchConfig {
-            max_posts: 32,
-            max_tokens: 4096,
+            max_posts: budget.max_posts,
+            max_tokens: budget.max_tokens,
             max_wait_ms: 100,
+        }
+    }
+}
+
+impl BatchConfig {
+    pub fn budget(&self) -> TokenBudget {
+        TokenBudget {
+            max_posts: self.max_posts,
+            max_tokens: self.max_tokens,
         }
     }
 }

@@ -7,7 +7,11 @@ pub mod batch;
 pub mod config;
 pub mod metrics;
 pub mod output;
+mod poll;
+mod rebalance;
+mod score;
 pub mod service;
+mod write;
 
 pub use config::{BatchConfig, ClassifierConfig, DeliveryMode};
 pub use metrics::Metrics;

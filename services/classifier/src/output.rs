@@ -7,7 +7,7 @@ use patroli_contracts::{
     fingerprint, now_rfc3339, scored_event_id, DlqEvent, InvalidInput, Label, Latency, ModelRef,
     Reasons, ScoredEvent, ScoringInput, SourceOffset, SCHEMA_VERSION,
 };
-use patroli_model::Prediction;
+use patroli_model::{Prediction, Tokenized};
 use std::time::Instant;
 
 /// One consumed message, decoded (or not) in the poll loop.
@@ -20,7 +20,13 @@ pub struct Item {
     pub received: Instant,
     /// Trace headers carried through to the outputs.
     pub trace_headers: Vec<(String, Vec<u8>)>,
-    pub decoded: Result<ScoringInput, InvalidInput>,
+    pub decoded: Result<Valid, InvalidInput>,
+}
+
+/// A post ready for the model, tokenized once where it was decoded.
+pub struct Valid {
+    pub input: ScoringInput,
+    pub tokens: Tokenized,
 }
 
 /// What the service produces for one item.
@@ -30,6 +36,33 @@ pub struct OutRecord {
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
     pub outcome: Outcome,
+    /// The input it came from, to dead-letter it if the broker rejects
+    /// this record.
+    pub origin: Origin,
+}
+
+/// The input message a record was made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub source: SourceOffset,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Origin {
+    fn of(item: &Item) -> Self {
+        Origin {
+            source: item.source.clone(),
+            key: item.key.clone(),
+            payload: item.payload.clone(),
+        }
+    }
+}
+
+/// Milliseconds from `since_ms` to `now_ms`; `since_ms` comes from a
+/// partner's header.
+pub fn elapsed_ms(now_ms: i64, since_ms: i64) -> i64 {
+    (now_ms - since_ms).max(0)
 }
 
 /// For counting what was produced, once it is durable.
@@ -72,7 +105,7 @@ pub fn scored_record(
         scored_at: now_rfc3339(),
         latency: Latency {
             processing_ms: item.received.elapsed().as_secs_f64() * 1000.0,
-            end_to_end_ms: item.ingest_ms.map(|t| (now_ms - t).max(0) as f64),
+            end_to_end_ms: item.ingest_ms.map(|t| elapsed_ms(now_ms, t) as f64),
         },
         fingerprint: fingerprint(&input.text),
         reasons: Reasons {
@@ -86,6 +119,7 @@ pub fn scored_record(
         payload: serde_json::to_vec(&event).expect("scored events always serialise"),
         headers: with_event_id(&item.trace_headers, &event_id),
         outcome: Outcome::Scored(label),
+        origin: Origin::of(item),
     }
 }
 
@@ -102,6 +136,7 @@ pub fn dead_letter_record(item: &Item, invalid: &InvalidInput, topic: &str) -> O
         payload: serde_json::to_vec(&event).expect("dead-letter events always serialise"),
         headers: with_event_id(&item.trace_headers, &event.event_id),
         outcome: Outcome::DeadLetter(invalid.reason.as_str()),
+        origin: Origin::of(item),
     }
 }
 

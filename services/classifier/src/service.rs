@@ -1,44 +1,37 @@
-//! The read-score-write loop. Three stages joined by bounded channels:
+//! Wiring: the three stages of the read-score-write loop joined by bounded
+//! channels, and the service around them (health, metrics, start-up and
+//! shutdown):
 //!
-//! 1. poll (this task): receive, decode, batch; pause fetching when the
-//!    scorer is behind, but keep polling so rebalances are served and
-//!    `max.poll.interval.ms` is never exceeded;
-//! 2. score: the model on tokio's blocking pool;
-//! 3. write: produce outputs, then make input offsets durable (stored
-//!    after delivery in at-least-once mode, inside the transaction in
-//!    exactly-once mode).
+//! 1. poll ([`crate::poll`]): receive, decode, tokenize, batch;
+//! 2. score ([`crate::score`]): the model on tokio's blocking pool;
+//! 3. write ([`crate::write`]): produce outputs, then make input offsets
+//!    durable.
 //!
-//! A rebalance waits for in-flight batches to finish (bounded by
-//! `drain_timeout_ms`) and commits before the partitions go; anything
-//! still queued is dropped uncommitted and re-fetched by the next owner.
+//! Rebalances ([`crate::rebalance`]) drain in-flight batches before the
+//! partitions go.
 
-use crate::batch::Batcher;
 use crate::config::{ClassifierConfig, DeliveryMode};
 use crate::metrics::Metrics;
-use crate::output::{dead_letter_record, scored_record, Item, OutRecord, Outcome};
-use patroli_contracts::{decode_input, DlqReason, InvalidInput, Limits, ModelRef, SourceOffset};
+use crate::poll::{poll_loop, Batch, Poller};
+use crate::rebalance::{
+    commit_stored, InFlight, ServiceConsumer, ServiceContext, READY_ASSIGNED,
+};
+use crate::score::{score_batch, score_stage, ScoredBatch};
+use crate::write::{write_stage, Writer};
+use patroli_contracts::ModelRef;
 use patroli_model::{Classifier, InferenceOptions};
 use patroli_runtime::{serve_http, Health};
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use rdkafka::producer::{FutureProducer, Producer};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const READY_MODEL: &str = "model_loaded";
 const READY_BROKER: &str = "broker_reachable";
-const READY_ASSIGNED: &str = "partitions_assigned";
-/// Headers carried from input to output so a post can be traced end to end.
-const TRACE_HEADERS: [&str; 3] = ["trace_id", "traceparent", "ingest_time_ms"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifierError {
@@ -52,132 +45,6 @@ pub enum ClassifierError {
     Transaction(KafkaError),
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
-}
-
-/// Counts batches between dispatch and durable completion, so a rebalance
-/// can wait for them.
-#[derive(Default)]
-struct InFlight {
-    count: Mutex<usize>,
-    idle: Condvar,
-}
-
-impl InFlight {
-    fn start(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    }
-
-    fn finish(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    fn wait_idle(&self, limit: Duration) -> bool {
-        let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        let (count, _) = self
-            .idle
-            .wait_timeout_while(count, limit, |c| *c > 0)
-            .unwrap_or_else(|p| p.into_inner());
-        *count == 0
-    }
-}
-
-struct ServiceContext {
-    in_flight: Arc<InFlight>,
-    /// Bumped on every assignment change; a batch stores offsets only if
-    /// the generation it was formed in is still current.
-    generation: Arc<AtomicU64>,
-    health: Health,
-    metrics: Metrics,
-    commit_on_revoke: bool,
-    drain_timeout: Duration,
-}
-
-impl ServiceContext {
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-}
-
-impl ClientContext for ServiceContext {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in &statistics.topics {
-            for (partition, p) in &stats.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for ServiceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let wait = || self.in_flight.wait_idle(self.drain_timeout);
-            // Rebalance callbacks run inside `recv` on a runtime worker;
-            // block_in_place lets the write stage finish meanwhile.
-            let drained = match tokio::runtime::Handle::try_current() {
-                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(wait)
-                }
-                _ => wait(),
-            };
-            // After the drain, so batches that finished during it still
-            // store their offsets; later ones must not.
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            if !drained {
-                tracing::warn!(
-                    timeout_ms = self.drain_timeout.as_millis() as u64,
-                    "in-flight batches did not finish before the rebalance; their inputs will be re-delivered"
-                );
-            }
-            if self.commit_on_revoke {
-                match consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(())
-                    | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) =>
-                        {}
-                    Err(e) => tracing::warn!(error = %e, "commit before revoke failed"),
-                }
-            }
-            tracing::info!(partitions = partitions.count(), "partitions revoked");
-            // Lag of partitions we no longer own would go stale and keep
-            // lag alerts firing; the new owner reports them.
-            self.metrics.consumer_lag.reset();
-            self.metrics.assigned_partitions.set(0);
-            self.health.set(READY_ASSIGNED, false);
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            let count = partitions.count();
-            tracing::info!(partitions = count, "partitions assigned");
-            self.metrics.assigned_partitions.set(count as i64);
-            self.health.set(READY_ASSIGNED, count > 0);
-        }
-    }
-}
-
-type ServiceConsumer = StreamConsumer<ServiceContext>;
-
-struct Batch {
-    items: Vec<Item>,
-    generation: u64,
-}
-
-struct ScoredBatch {
-    records: Vec<OutRecord>,
-    /// Next offset to consume per input partition.
-    next_offsets: BTreeMap<(String, i32), i64>,
-    generation: u64,
 }
 
 /// Runs the classifier until `shutdown` is cancelled (then drains and
@@ -254,23 +121,28 @@ pub async fn run(
     let stop = shutdown.child_token();
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
     let (scored_tx, scored_rx) = mpsc::channel::<ScoredBatch>(1);
-    let scorer = tokio::spawn(score_stage(
-        batch_rx,
-        scored_tx,
-        classifier.clone(),
-        model,
-        config.clone(),
-        metrics.clone(),
-    ));
-    let writer = tokio::spawn(write_stage(
+    let score = {
+        let (classifier, config, metrics) = (classifier.clone(), config.clone(), metrics.clone());
+        move |batch| score_batch(&classifier, batch, &model, &config, &metrics)
+    };
+    let scorer = spawn_stage("scorer", &stop, score_stage(batch_rx, scored_tx, score));
+    let writer = spawn_stage(
+        "writer",
+        &stop,
+        write_stage(
         scored_rx,
-        producer.clone(),
-        consumer.clone(),
-        in_flight.clone(),
-        config.delivery,
-        metrics.clone(),
+        Writer {
+            producer: producer.clone(),
+            consumer: consumer.clone(),
+            in_flight: in_flight.clone(),
+            delivery: config.delivery,
+            metrics: metrics.clone(),
+            health: health.clone(),
+            dlq_topic: config.dlq_topic.clone(),
+        },
         stop.clone(),
-    ));
+        ),
+    );
 
     // A rebalance may block the poll loop for up to the drain timeout.
     health
@@ -288,22 +160,30 @@ pub async fn run(
     let scored = scorer.await;
     let written = writer.await;
     if config.delivery == DeliveryMode::AtLeastOnce {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(())
-            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "final commit failed; the last batches will be re-delivered")
-            }
+        if let Err(e) = commit_stored(consumer.as_ref()) {
+            tracing::warn!(error = %e, "final commit failed; the last batches will be re-delivered");
         }
     }
     consumer.unsubscribe();
     let _ = producer.flush(Duration::from_secs(10));
     http_stop.cancel();
     let _ = http.await;
-    scored.map_err(|e| ClassifierError::Stage(e.to_string()))?;
+    scored.map_err(|e| ClassifierError::Stage(e.to_string()))??;
     written.map_err(|e| ClassifierError::Stage(e.to_string()))??;
     tracing::info!("classifier stopped cleanly");
     Ok(())
+}
+
+/// Runs one stage of the pipeline as its own task.
+fn spawn_stage<F>(
+    _name: &'static str,
+    _stop: &CancellationToken,
+    stage: F,
+) -> tokio::task::JoinHandle<Result<(), ClassifierError>>
+where
+    F: std::future::Future<Output = Result<(), ClassifierError>> + Send + 'static,
+{
+    tokio::spawn(stage)
 }
 
 fn consumer_config(config: &ClassifierConfig) -> rdkafka::ClientConfig {
@@ -364,449 +244,3 @@ async fn wait_for_broker(consumer: &Arc<ServiceConsumer>, shutdown: &Cancellatio
     }
 }
 
-fn to_item(message: &BorrowedMessage<'_>, limits: &Limits) -> Item {
-    let mut trace_headers = Vec::new();
-    let mut ingest_ms = None;
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            if TRACE_HEADERS.contains(&header.key) {
-                if let Some(value) = header.value {
-                    if header.key == "ingest_time_ms" {
-                        ingest_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-                    }
-                    trace_headers.push((header.key.to_owned(), value.to_vec()));
-                }
-            }
-        }
-    }
-    let payload = message.payload().map(<[u8]>::to_vec);
-    Item {
-        source: SourceOffset {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-        },
-        key: message.key().map(<[u8]>::to_vec),
-        decoded: decode_input(message.topic(), payload.as_deref(), limits),
-        payload,
-        ingest_ms: ingest_ms.or_else(|| message.timestamp().to_millis()),
-        received: Instant::now(),
-        trace_headers,
-    }
-}
-
-/// What the poll loop reads from; it owns nothing but its batcher.
-struct Poller<'a> {
-    consumer: &'a Arc<ServiceConsumer>,
-    classifier: &'a Classifier,
-    config: &'a ClassifierConfig,
-    in_flight: &'a InFlight,
-    metrics: &'a Metrics,
-    health: &'a Health,
-}
-
-async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &CancellationToken) {
-    let Poller {
-        consumer,
-        classifier,
-        config,
-        in_flight,
-        metrics,
-        health,
-    } = poller;
-    let limits = Limits {
-        max_text_bytes: config.max_text_bytes,
-    };
-    let mut queue = Queue {
-        batcher: Batcher::new(config.batch.clone()),
-        ready: None,
-        paused: false,
-        generation: consumer.context().generation(),
-    };
-    loop {
-        health.beat();
-        queue.follow_assignment(consumer.context().generation(), metrics);
-        let now = Instant::now();
-        if queue.ready.is_none()
-            && (queue.batcher.is_full() || queue.batcher.deadline().is_some_and(|d| d <= now))
-        {
-            queue.ready = Some(queue.batcher.take());
-        }
-        if let Some(items) = queue.ready.take() {
-            match batch_tx.try_reserve() {
-                Ok(permit) => {
-                    in_flight.start();
-                    metrics.in_flight_batches.inc();
-                    permit.send(Batch {
-                        items,
-                        generation: queue.generation,
-                    });
-                    queue.set_paused(false, consumer, metrics);
-                }
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    queue.ready = Some(items);
-                    queue.set_paused(true, consumer, metrics);
-                }
-                Err(mpsc::error::TrySendError::Closed(())) => return,
-            }
-        }
-        let wake_at = if queue.ready.is_some() {
-            now + Duration::from_millis(10)
-        } else {
-            queue
-                .batcher
-                .deadline()
-                .unwrap_or(now + Duration::from_millis(500))
-        };
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            received = consumer.recv() => match received {
-                Ok(message) => {
-                    // Rebalance callbacks ran inside recv: compare first so a
-                    // message of the new assignment is not dropped with the old.
-                    queue.follow_assignment(consumer.context().generation(), metrics);
-                    metrics.consumed.with_label_values(&[message.topic()]).inc();
-                    let item = to_item(&message, &limits);
-                    let tokens = match &item.decoded {
-                        Ok(input) => classifier.token_count(&input.text),
-                        Err(_) => 0,
-                    };
-                    queue.batcher.push(item, tokens, Instant::now());
-                }
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
-            },
-            _ = tokio::time::sleep_until(wake_at.into()) => {}
-        }
-    }
-    // Shutting down: hand over what is queued so it is scored now rather
-    // than re-delivered after the restart. If the scorer is gone, the
-    // items stay uncommitted, which is just as safe.
-    let mut leftovers = queue.ready.take().into_iter().collect::<Vec<_>>();
-    while !queue.batcher.is_empty() {
-        leftovers.push(queue.batcher.take());
-    }
-    for items in leftovers {
-        in_flight.start();
-        metrics.in_flight_batches.inc();
-        let batch = Batch {
-            items,
-            generation: queue.generation,
-        };
-        if batch_tx.send(batch).await.is_err() {
-            in_flight.finish();
-            metrics.in_flight_batches.dec();
-            break;
-        }
-    }
-}
-
-/// What the poll loop holds between iterations.
-struct Queue {
-    batcher: Batcher<Item>,
-    /// A formed batch waiting for the scorer to take it.
-    ready: Option<Vec<Item>>,
-    paused: bool,
-    generation: u64,
-}
-
-impl Queue {
-    /// Items queued under an older assignment are dropped uncommitted: their
-    /// partitions restart from the last commit, wherever they now live. A
-    /// new assignment starts unpaused.
-    fn follow_assignment(&mut self, current: u64, metrics: &Metrics) {
-        if current != self.generation {
-            self.batcher.clear();
-            self.ready = None;
-            self.paused = false;
-            metrics.paused.set(0);
-            self.generation = current;
-        }
-    }
-
-    fn set_paused(&mut self, pause: bool, consumer: &ServiceConsumer, metrics: &Metrics) {
-        if self.paused == pause {
-            return;
-        }
-        let result = consumer.assignment().and_then(|assigned| {
-            if pause {
-                consumer.pause(&assigned)
-            } else {
-                consumer.resume(&assigned)
-            }
-        });
-        match result {
-            Ok(()) => {
-                self.paused = pause;
-                metrics.paused.set(i64::from(pause));
-            }
-            Err(e) => tracing::warn!(error = %e, pause, "cannot change fetch pause state"),
-        }
-    }
-}
-
-async fn score_stage(
-    mut batches: mpsc::Receiver<Batch>,
-    scored: mpsc::Sender<ScoredBatch>,
-    classifier: Arc<Classifier>,
-    model: ModelRef,
-    config: ClassifierConfig,
-    metrics: Metrics,
-) {
-    let model = Arc::new(model);
-    let config = Arc::new(config);
-    while let Some(batch) = batches.recv().await {
-        let (classifier, model, config, metrics) = (
-            classifier.clone(),
-            model.clone(),
-            config.clone(),
-            metrics.clone(),
-        );
-        let done = tokio::task::spawn_blocking(move || {
-            score_batch(&classifier, batch, &model, &config, &metrics)
-        })
-        .await;
-        match done {
-            Ok(result) => {
-                if scored.send(result).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "scoring task panicked; its inputs stay uncommitted");
-                return;
-            }
-        }
-    }
-}
-
-fn score_batch(
-    classifier: &Classifier,
-    batch: Batch,
-    model: &ModelRef,
-    config: &ClassifierConfig,
-    metrics: &Metrics,
-) -> ScoredBatch {
-    let valid: Vec<&str> = batch
-        .items
-        .iter()
-        .filter_map(|item| item.decoded.as_ref().ok().map(|input| input.text.as_str()))
-        .collect();
-    let tokens: usize = valid.iter().map(|t| classifier.token_count(t)).sum();
-    let started = Instant::now();
-    let predictions = score_isolating_failures(classifier, &valid);
-    metrics
-        .inference_seconds
-        .observe(started.elapsed().as_secs_f64());
-    metrics.batch_posts.observe(valid.len() as f64);
-    metrics.batch_tokens.observe(tokens as f64);
-
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut predictions = predictions.into_iter();
-    let mut records = Vec::with_capacity(batch.items.len());
-    let mut next_offsets = BTreeMap::new();
-    for item in &batch.items {
-        let record = match &item.decoded {
-            Ok(input) => match predictions.next().expect("one prediction per valid item") {
-                Ok(prediction) => {
-                    scored_record(item, input, prediction, model, &config.output_topic, now_ms)
-                }
-                Err(detail) => dead_letter_record(
-                    item,
-                    &InvalidInput {
-                        reason: DlqReason::ModelError,
-                        detail,
-                    },
-                    &config.dlq_topic,
-                ),
-            },
-            Err(invalid) => dead_letter_record(item, invalid, &config.dlq_topic),
-        };
-        if let Some(end_to_end) = item.ingest_ms {
-            metrics
-                .end_to_end_seconds
-                .observe((now_ms - end_to_end).max(0) as f64 / 1000.0);
-        }
-        records.push(record);
-        next_offsets.insert(
-            (item.source.topic.clone(), item.source.partition),
-            item.source.offset + 1,
-        );
-    }
-    ScoredBatch {
-        records,
-        next_offsets,
-        generation: batch.generation,
-    }
-}
-
-/// Scores the batch; if the model fails on it, scores post by post so one
-/// poisonous post goes to the DLQ instead of stalling its partition.
-fn score_isolating_failures(
-    classifier: &Classifier,
-    texts: &[&str],
-) -> Vec<Result<patroli_model::Prediction, String>> {
-    match classifier.score(texts) {
-        Ok(predictions) => predictions.into_iter().map(Ok).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, posts = texts.len(), "batch failed; scoring post by post");
-            texts
-                .iter()
-                .map(|text| {
-                    classifier
-                        .score(&[text])
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut p| {
-                            p.pop().ok_or_else(|| "model returned no prediction".into())
-                        })
-                })
-                .collect()
-        }
-    }
-}
-
-async fn write_stage(
-    mut scored: mpsc::Receiver<ScoredBatch>,
-    producer: FutureProducer,
-    consumer: Arc<ServiceConsumer>,
-    in_flight: Arc<InFlight>,
-    delivery: DeliveryMode,
-    metrics: Metrics,
-    stop: CancellationToken,
-) -> Result<(), ClassifierError> {
-    while let Some(batch) = scored.recv().await {
-        let written = match delivery {
-            DeliveryMode::AtLeastOnce => {
-                write_at_least_once(&batch, &producer, &consumer, &metrics, &stop).await
-            }
-            DeliveryMode::ExactlyOnce => write_transaction(&batch, &producer, &consumer).await,
-        };
-        in_flight.finish();
-        metrics.in_flight_batches.dec();
-        match written {
-            Ok(true) => count_outcomes(&batch.records, &metrics),
-            Ok(false) => {}
-            Err(e) => {
-                stop.cancel();
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn count_outcomes(records: &[OutRecord], metrics: &Metrics) {
-    for record in records {
-        match &record.outcome {
-            Outcome::Scored(label) => metrics.scored.with_label_values(&[label.as_str()]).inc(),
-            Outcome::DeadLetter(reason) => metrics.dlq.with_label_values(&[reason]).inc(),
-        }
-    }
-}
-
-async fn produce_all(batch: &ScoredBatch, producer: &FutureProducer) -> Result<(), KafkaError> {
-    let sends = batch.records.iter().map(|record| {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        producer.send(
-            FutureRecord::to(&record.topic)
-                .key(&record.key)
-                .payload(&record.payload)
-                .headers(headers),
-            Duration::from_secs(30),
-        )
-    });
-    for delivery in futures::future::join_all(sends).await {
-        delivery.map_err(|(e, _)| e)?;
-    }
-    Ok(())
-}
-
-fn offsets_list(batch: &ScoredBatch) -> Result<TopicPartitionList, KafkaError> {
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), next) in &batch.next_offsets {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-    }
-    Ok(list)
-}
-
-/// Produces until every output is acknowledged, then stores the input
-/// offsets. Retries forever on delivery failure (stalling is better than
-/// losing a post); gives up only on shutdown, leaving the offsets unstored.
-/// Returns whether the batch was completed.
-async fn write_at_least_once(
-    batch: &ScoredBatch,
-    producer: &FutureProducer,
-    consumer: &ServiceConsumer,
-    metrics: &Metrics,
-    stop: &CancellationToken,
-) -> Result<bool, ClassifierError> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match produce_all(batch, producer).await {
-            Ok(()) => break,
-            Err(e) => {
-                metrics
-                    .produce_retries
-                    .with_label_values(&["at-least-once"])
-                    .inc();
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "delivery failed; producing the batch again");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(false),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-    if batch.generation != consumer.context().generation() {
-        tracing::info!(
-            "batch finished after its partitions were revoked; the new owner re-delivers it"
-        );
-        return Ok(true);
-    }
-    let offsets = offsets_list(batch)?;
-    if let Err(e) = consumer.store_offsets(&offsets) {
-        tracing::warn!(error = %e, "cannot store offsets; the batch will be re-delivered");
-    }
-    Ok(true)
-}
-
-/// Outputs and input offsets in one Kafka transaction. Any failure aborts
-/// it and is fatal: the process restarts from the last committed
-/// transaction, which is exactly where nothing was lost or duplicated.
-async fn write_transaction(
-    batch: &ScoredBatch,
-    producer: &FutureProducer,
-    consumer: &ServiceConsumer,
-) -> Result<bool, ClassifierError> {
-    if batch.generation != consumer.context().generation() {
-        tracing::info!("dropping a batch of revoked partitions; the new owner re-consumes it");
-        return Ok(false);
-    }
-    let group = consumer
-        .group_metadata()
-        .ok_or_else(|| ClassifierError::Stage("the consumer has no group metadata".into()))?;
-    let timeout = Duration::from_secs(30);
-    let result: Result<(), KafkaError> = async {
-        producer.begin_transaction()?;
-        produce_all(batch, producer).await?;
-        let offsets = offsets_list(batch)?;
-        tokio::task::block_in_place(|| {
-            producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
-            producer.commit_transaction(timeout)
-        })
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(true),
-        Err(e) => {
-            let _ = tokio::task::block_in_place(|| producer.abort_transaction(timeout));
-            Err(ClassifierError::Transaction(e))
-        }
-    }
-}

@@ -6,14 +6,16 @@
 //! here that alters the wire format must bump [`SCHEMA_VERSION`] and regenerate `schemas/`.
 
 mod decode;
+mod dlq;
 mod events;
 mod fingerprint;
 mod ids;
 pub mod schema;
 
-pub use decode::{decode_input, DlqReason, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES};
+pub use decode::{decode_input, Limits, DEFAULT_MAX_TEXT_BYTES};
+pub use dlq::{DlqEvent, DlqReason, InvalidInput};
 pub use events::{
-    Complaint, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
+    Complaint, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
     RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
 };
 pub use fingerprint::{fingerprint, hamming};

@@ -3,7 +3,8 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::events::{Complaint, DlqEvent, RawPost, ScoredEvent};
+use crate::dlq::DlqEvent;
+use crate::events::{Complaint, RawPost, ScoredEvent};
 use crate::topics;
 
 /// The JSON Schema of `topic`'s message value, or `None` for a topic this crate does not define.

@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 
 pub use bench::{bench, BenchRow};
 pub use bert::BertConfig;
-pub use classifier::{BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction};
+pub use classifier::{
+    BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction, TokenBudget,
+};
+pub use text::Tokenized;
 pub use data::{load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES};
 pub use e5s1::{convert_e5s1, dequantize_q4_0, parse_e5s1, E5s1, E5s1Header};
 pub use eval::{evaluate, CategoryRow, EvalReport};

@@ -1,0 +1,223 @@
+//! Stage 1, the poll loop: receive, decode, tokenize, batch. It pauses
+//! fetching when the scorer is behind, but keeps polling so rebalances are
+//! served and `max.poll.interval.ms` is never exceeded.
+
+use crate::batch::Batcher;
+use crate::config::ClassifierConfig;
+use crate::metrics::Metrics;
+use crate::output::{Item, Valid};
+use crate::rebalance::{InFlight, ServiceConsumer};
+use patroli_contracts::{decode_input, DlqReason, InvalidInput, Limits, SourceOffset};
+use patroli_model::Classifier;
+use patroli_runtime::Health;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Headers carried from input to output so a post can be traced end to end.
+const TRACE_HEADERS: [&str; 3] = ["trace_id", "traceparent", "ingest_time_ms"];
+
+/// Posts of one assignment generation, on their way to the scorer.
+pub(crate) struct Batch {
+    pub items: Vec<Item>,
+    pub generation: u64,
+}
+
+/// The `ingest_time_ms` header a partner set, if it is a time at all.
+pub(crate) fn ingest_time_ms(value: &[u8]) -> Option<i64> {
+    std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+}
+
+fn to_item(message: &BorrowedMessage<'_>, limits: &Limits, classifier: &Classifier) -> Item {
+    let mut trace_headers = Vec::new();
+    let mut ingest_ms = None;
+    if let Some(headers) = message.headers() {
+        for header in headers.iter() {
+            if TRACE_HEADERS.contains(&header.key) {
+                if let Some(value) = header.value {
+                    if header.key == "ingest_time_ms" {
+                        ingest_ms = ingest_time_ms(value);
+                    }
+                    trace_headers.push((header.key.to_owned(), value.to_vec()));
+                }
+            }
+        }
+    }
+    let payload = message.payload().map(<[u8]>::to_vec);
+    let decoded = decode_input(message.topic(), payload.as_deref(), limits).and_then(|input| {
+        match classifier.tokenize(&input.text) {
+            Ok(tokens) => Ok(Valid { input, tokens }),
+            Err(e) => Err(InvalidInput {
+                reason: DlqReason::ModelError,
+                detail: format!("cannot tokenize the text: {e}"),
+            }),
+        }
+    });
+    Item {
+        source: SourceOffset {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        },
+        key: message.key().map(<[u8]>::to_vec),
+        decoded,
+        payload,
+        ingest_ms: ingest_ms.or_else(|| message.timestamp().to_millis()),
+        received: Instant::now(),
+        trace_headers,
+    }
+}
+
+/// What the poll loop reads from; it owns nothing but its batcher.
+pub(crate) struct Poller<'a> {
+    pub consumer: &'a Arc<ServiceConsumer>,
+    pub classifier: &'a Classifier,
+    pub config: &'a ClassifierConfig,
+    pub in_flight: &'a InFlight,
+    pub metrics: &'a Metrics,
+    pub health: &'a Health,
+}
+
+pub(crate) async fn poll_loop(
+    poller: Poller<'_>,
+    batch_tx: mpsc::Sender<Batch>,
+    stop: &CancellationToken,
+) {
+    let Poller {
+        consumer,
+        classifier,
+        config,
+        in_flight,
+        metrics,
+        health,
+    } = poller;
+    let limits = Limits {
+        max_text_bytes: config.max_text_bytes,
+    };
+    let mut queue = Queue {
+        batcher: Batcher::new(&config.batch),
+        ready: None,
+        paused: false,
+        generation: consumer.context().generation(),
+    };
+    loop {
+        health.beat();
+        queue.follow_assignment(consumer.context().generation(), metrics);
+        let now = Instant::now();
+        if queue.ready.is_none()
+            && (queue.batcher.is_full() || queue.batcher.deadline().is_some_and(|d| d <= now))
+        {
+            queue.ready = Some(queue.batcher.take());
+        }
+        if let Some(items) = queue.ready.take() {
+            match batch_tx.try_reserve() {
+                Ok(permit) => {
+                    in_flight.start();
+                    metrics.in_flight_batches.inc();
+                    permit.send(Batch {
+                        items,
+                        generation: queue.generation,
+                    });
+                    queue.set_paused(false, consumer, metrics);
+                }
+                Err(mpsc::error::TrySendError::Full(())) => {
+                    queue.ready = Some(items);
+                    queue.set_paused(true, consumer, metrics);
+                }
+                Err(mpsc::error::TrySendError::Closed(())) => return,
+            }
+        }
+        let wake_at = if queue.ready.is_some() {
+            now + Duration::from_millis(10)
+        } else {
+            queue
+                .batcher
+                .deadline()
+                .unwrap_or(now + Duration::from_millis(500))
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            received = consumer.recv() => match received {
+                Ok(message) => {
+                    // Rebalance callbacks ran inside recv: compare first so a
+                    // message of the new assignment is not dropped with the old.
+                    queue.follow_assignment(consumer.context().generation(), metrics);
+                    metrics.consumed.with_label_values(&[message.topic()]).inc();
+                    let item = to_item(&message, &limits, classifier);
+                    let tokens = item.decoded.as_ref().map_or(0, |valid| valid.tokens.len());
+                    queue.batcher.push(item, tokens, Instant::now());
+                }
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            },
+            _ = tokio::time::sleep_until(wake_at.into()) => {}
+        }
+    }
+    // Shutting down: hand over what is queued so it is scored now rather
+    // than re-delivered after the restart. If the scorer is gone, the
+    // items stay uncommitted, which is just as safe.
+    let mut leftovers = queue.ready.take().into_iter().collect::<Vec<_>>();
+    while !queue.batcher.is_empty() {
+        leftovers.push(queue.batcher.take());
+    }
+    for items in leftovers {
+        in_flight.start();
+        metrics.in_flight_batches.inc();
+        let batch = Batch {
+            items,
+            generation: queue.generation,
+        };
+        if batch_tx.send(batch).await.is_err() {
+            in_flight.finish();
+            metrics.in_flight_batches.dec();
+            break;
+        }
+    }
+}
+
+/// What the poll loop holds between iterations.
+struct Queue {
+    batcher: Batcher<Item>,
+    /// A formed batch waiting for the scorer to take it.
+    ready: Option<Vec<Item>>,
+    paused: bool,
+    generation: u64,
+}
+
+impl Queue {
+    /// Items queued under an older assignment are dropped uncommitted: their
+    /// partitions restart from the last commit, wherever they now live. A
+    /// new assignment starts unpaused.
+    fn follow_assignment(&mut self, current: u64, metrics: &Metrics) {
+        if current != self.generation {
+            self.batcher.clear();
+            self.ready = None;
+            self.paused = false;
+            metrics.paused.set(0);
+            self.generation = current;
+        }
+    }
+
+    fn set_paused(&mut self, pause: bool, consumer: &ServiceConsumer, metrics: &Metrics) {
+        if self.paused == pause {
+            return;
+        }
+        let result = consumer.assignment().and_then(|assigned| {
+            if pause {
+                consumer.pause(&assigned)
+            } else {
+                consumer.resume(&assigned)
+            }
+        });
+        match result {
+            Ok(()) => {
+                self.paused = pause;
+                metrics.paused.set(i64::from(pause));
+            }
+            Err(e) => tracing::warn!(error = %e, pause, "cannot change fetch pause state"),
+        }
+    }
+}
+
