@@ -75,6 +75,9 @@ pub struct ClassifierConfig {
     pub max_poll_interval_ms: u64,
     /// How long a rebalance or shutdown waits for in-flight batches.
     pub drain_timeout_ms: u64,
+    /// How often `patroli_consumer_lag` is recomputed from the broker's
+    /// watermarks and the group's committed offsets.
+    pub lag_refresh_ms: u64,
     pub http_addr: SocketAddr,
     pub log_json: bool,
 }
@@ -97,6 +100,7 @@ impl Default for ClassifierConfig {
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             drain_timeout_ms: 30_000,
+            lag_refresh_ms: 5_000,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             log_json: false,
         }

@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod config;
+mod lag;
 pub mod metrics;
 pub mod output;
 mod poll;

@@ -4,8 +4,8 @@
 //! same `event_id`s.
 
 use patroli_contracts::{
-    fingerprint, now_rfc3339, scored_event_id, DlqEvent, InvalidInput, Label, Latency, ModelRef,
-    Reasons, ScoredEvent, ScoringInput, SourceOffset, SCHEMA_VERSION,
+    fingerprint, now_rfc3339, scored_event_id, DlqEvent, DlqReason, InvalidInput, Label, Latency,
+    ModelRef, Reasons, ScoredEvent, ScoringInput, SourceOffset, SCHEMA_VERSION,
 };
 use patroli_model::{Prediction, Tokenized};
 use std::time::Instant;
@@ -62,7 +62,7 @@ impl Origin {
 /// Milliseconds from `since_ms` to `now_ms`; `since_ms` comes from a
 /// partner's header.
 pub fn elapsed_ms(now_ms: i64, since_ms: i64) -> i64 {
-    (now_ms - since_ms).max(0)
+    now_ms.saturating_sub(since_ms).max(0)
 }
 
 /// For counting what was produced, once it is durable.
@@ -138,6 +138,52 @@ pub fn dead_letter_record(item: &Item, invalid: &InvalidInput, topic: &str) -> O
         outcome: Outcome::DeadLetter(invalid.reason.as_str()),
         origin: Origin::of(item),
     }
+}
+
+/// The dead letter for `record`, which the broker rejected for good
+/// (`error`). A scored event's post is dead-lettered with its original; a
+/// rejected dead letter is written again without the original. Trace
+/// headers, often the reason a record is too large, are left off. `None`
+/// when even that was rejected: there is nothing left to shed.
+pub fn rejected_record(
+    record: &OutRecord,
+    error: &dyn std::fmt::Display,
+    topic: &str,
+) -> Option<OutRecord> {
+    let mut origin = record.origin.clone();
+    let bytes = record.payload.len();
+    let detail = match record.outcome {
+        Outcome::Scored(_) => {
+            format!("the broker rejected the scored event ({bytes} bytes) for good: {error}")
+        }
+        Outcome::DeadLetter(reason) => {
+            if reason == DlqReason::OutputRejected.as_str() && origin.payload.is_none() {
+                return None;
+            }
+            origin.payload = None;
+            format!(
+                "the broker rejected the dead-letter event ({bytes} bytes) for good, \
+                 so the original is not kept: {error}"
+            )
+        }
+    };
+    let event = DlqEvent::new(
+        origin.source.clone(),
+        origin.key.as_deref(),
+        origin.payload.as_deref(),
+        &InvalidInput {
+            reason: DlqReason::OutputRejected,
+            detail,
+        },
+    );
+    Some(OutRecord {
+        topic: topic.to_owned(),
+        key: event.message_key(),
+        payload: serde_json::to_vec(&event).expect("dead-letter events always serialise"),
+        headers: with_event_id(&[], &event.event_id),
+        outcome: Outcome::DeadLetter(DlqReason::OutputRejected.as_str()),
+        origin,
+    })
 }
 
 fn with_event_id(trace: &[(String, Vec<u8>)], event_id: &str) -> Vec<(String, Vec<u8>)> {

@@ -26,9 +26,11 @@ pub(crate) struct Batch {
     pub generation: u64,
 }
 
-/// The `ingest_time_ms` header a partner set, if it is a time at all.
+/// The `ingest_time_ms` header a partner set, if it is a time at all:
+/// milliseconds since the epoch, never negative.
 pub(crate) fn ingest_time_ms(value: &[u8]) -> Option<i64> {
-    std::str::from_utf8(value).ok().and_then(|v| v.parse().ok())
+    let ms: u64 = std::str::from_utf8(value).ok()?.parse().ok()?;
+    i64::try_from(ms).ok()
 }
 
 fn to_item(message: &BorrowedMessage<'_>, limits: &Limits, classifier: &Classifier) -> Item {
@@ -47,15 +49,16 @@ fn to_item(message: &BorrowedMessage<'_>, limits: &Limits, classifier: &Classifi
         }
     }
     let payload = message.payload().map(<[u8]>::to_vec);
-    let decoded = decode_input(message.topic(), payload.as_deref(), limits).and_then(|input| {
-        match classifier.tokenize(&input.text) {
-            Ok(tokens) => Ok(Valid { input, tokens }),
-            Err(e) => Err(InvalidInput {
-                reason: DlqReason::ModelError,
-                detail: format!("cannot tokenize the text: {e}"),
-            }),
-        }
-    });
+    let decoded =
+        decode_input(message.topic(), payload.as_deref(), limits).and_then(
+            |input| match classifier.tokenize(&input.text) {
+                Ok(tokens) => Ok(Valid { input, tokens }),
+                Err(e) => Err(InvalidInput {
+                    reason: DlqReason::ModelError,
+                    detail: format!("cannot tokenize the text: {e}"),
+                }),
+            },
+        );
     Item {
         source: SourceOffset {
             topic: message.topic().to_owned(),
@@ -221,3 +224,46 @@ impl Queue {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::elapsed_ms;
+    use proptest::prelude::*;
+
+    #[test]
+    fn ingest_headers_are_times_since_the_epoch() {
+        assert_eq!(ingest_time_ms(b"1707552000000"), Some(1_707_552_000_000));
+        assert_eq!(ingest_time_ms(b"0"), Some(0));
+        assert_eq!(ingest_time_ms(b"-1"), None);
+        assert_eq!(ingest_time_ms(b"-9223372036854775808"), None);
+        assert_eq!(ingest_time_ms(b"9223372036854775808"), None);
+        assert_eq!(ingest_time_ms(b"12.5"), None);
+        assert_eq!(ingest_time_ms(b"\xff"), None);
+        assert_eq!(ingest_time_ms(b""), None);
+    }
+
+    #[test]
+    fn latency_is_never_negative_and_never_overflows() {
+        let now = 1_707_552_000_000;
+        assert_eq!(elapsed_ms(now, now - 1500), 1500);
+        assert_eq!(elapsed_ms(now, now + 1500), 0);
+        assert_eq!(elapsed_ms(now, i64::MIN), i64::MAX);
+        assert_eq!(elapsed_ms(i64::MIN, i64::MAX), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn any_ingest_header_gives_a_latency_without_panicking(
+            header in prop_oneof![
+                "-?[0-9]{1,25}".prop_map(String::into_bytes),
+                proptest::collection::vec(any::<u8>(), 0..32),
+            ],
+            now in any::<i64>(),
+        ) {
+            if let Some(ingest) = ingest_time_ms(&header) {
+                prop_assert!(ingest >= 0);
+                prop_assert!(elapsed_ms(now, ingest) >= 0);
+            }
+        }
+    }
+}

@@ -5,7 +5,7 @@ use crate::config::ClassifierConfig;
 use crate::metrics::Metrics;
 use crate::output::{dead_letter_record, elapsed_ms, scored_record, OutRecord};
 use crate::poll::Batch;
-use crate::service::ClassifierError;
+use crate::service::{panic_message, ClassifierError};
 use patroli_contracts::{DlqReason, InvalidInput, ModelRef};
 use patroli_model::{Classifier, Prediction, Tokenized};
 use std::collections::BTreeMap;
@@ -42,8 +42,13 @@ where
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "scoring task panicked; its inputs stay uncommitted");
-                return Ok(());
+                let why = match e.try_into_panic() {
+                    Ok(panic) => panic_message(panic.as_ref()),
+                    Err(e) => e.to_string(),
+                };
+                return Err(ClassifierError::Stage(format!(
+                    "the scorer panicked: {why}"
+                )));
             }
         }
     }

@@ -11,19 +11,20 @@
 //! partitions go.
 
 use crate::config::{ClassifierConfig, DeliveryMode};
+use crate::lag::report_lag;
 use crate::metrics::Metrics;
 use crate::poll::{poll_loop, Batch, Poller};
-use crate::rebalance::{
-    commit_stored, InFlight, ServiceConsumer, ServiceContext, READY_ASSIGNED,
-};
+use crate::rebalance::{commit_stored, InFlight, ServiceConsumer, ServiceContext, READY_ASSIGNED};
 use crate::score::{score_batch, score_stage, ScoredBatch};
-use crate::write::{write_stage, Writer};
+use crate::write::{write_stage, Writer, READY_OUTPUT};
+use futures::FutureExt;
 use patroli_contracts::ModelRef;
 use patroli_model::{Classifier, InferenceOptions};
 use patroli_runtime::{serve_http, Health};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,19 @@ pub enum ClassifierError {
     Transaction(KafkaError),
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(
+        "the broker refuses the classifier's output for good, check the topic and its ACLs: {0}"
+    )]
+    OutputRefused(KafkaError),
+    #[error(
+        "the broker rejects even the smallest dead letter for the input at {source_key}: {error}"
+    )]
+    Unwritable {
+        source_key: String,
+        error: KafkaError,
+    },
 }
 
 /// Runs the classifier until `shutdown` is cancelled (then drains and
@@ -53,8 +67,9 @@ pub async fn run(
     config: ClassifierConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ClassifierError> {
+    check_config(&config)?;
     let metrics = Metrics::new();
-    let health = Health::new(&[READY_MODEL, READY_BROKER, READY_ASSIGNED]);
+    let health = Health::new(&[READY_MODEL, READY_BROKER, READY_ASSIGNED, READY_OUTPUT]);
     // Health and metrics stay up through the drain after SIGTERM, so the
     // last batches are still observable; they stop when the service does.
     let http_stop = CancellationToken::new();
@@ -106,6 +121,7 @@ pub async fn run(
         return Ok(());
     }
     health.set(READY_BROKER, true);
+    health.set(READY_OUTPUT, true);
     if config.delivery == DeliveryMode::ExactlyOnce {
         let p = producer.clone();
         tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30)))
@@ -130,19 +146,26 @@ pub async fn run(
         "writer",
         &stop,
         write_stage(
-        scored_rx,
-        Writer {
-            producer: producer.clone(),
-            consumer: consumer.clone(),
-            in_flight: in_flight.clone(),
-            delivery: config.delivery,
-            metrics: metrics.clone(),
-            health: health.clone(),
-            dlq_topic: config.dlq_topic.clone(),
-        },
-        stop.clone(),
+            scored_rx,
+            Writer {
+                producer: producer.clone(),
+                consumer: consumer.clone(),
+                in_flight: in_flight.clone(),
+                delivery: config.delivery,
+                metrics: metrics.clone(),
+                health: health.clone(),
+                dlq_topic: config.dlq_topic.clone(),
+            },
+            stop.clone(),
         ),
     );
+
+    let lag = tokio::spawn(report_lag(
+        consumer.clone(),
+        metrics.clone(),
+        Duration::from_millis(config.lag_refresh_ms),
+        stop.clone(),
+    ));
 
     // A rebalance may block the poll loop for up to the drain timeout.
     health
@@ -157,6 +180,7 @@ pub async fn run(
     };
     poll_loop(poller, batch_tx, &stop).await;
 
+    let _ = lag.await;
     let scored = scorer.await;
     let written = writer.await;
     if config.delivery == DeliveryMode::AtLeastOnce {
@@ -174,16 +198,60 @@ pub async fn run(
     Ok(())
 }
 
-/// Runs one stage of the pipeline as its own task.
+/// Runs one stage of the pipeline as its own task. A stage that fails or
+/// panics cancels `stop`, so the poll loop and with it every other stage
+/// ends, and the service exits with the stage's error.
 fn spawn_stage<F>(
-    _name: &'static str,
-    _stop: &CancellationToken,
+    name: &'static str,
+    stop: &CancellationToken,
     stage: F,
 ) -> tokio::task::JoinHandle<Result<(), ClassifierError>>
 where
     F: std::future::Future<Output = Result<(), ClassifierError>> + Send + 'static,
 {
-    tokio::spawn(stage)
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let result = match AssertUnwindSafe(stage).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(ClassifierError::Stage(format!(
+                "the {name} panicked: {}",
+                panic_message(panic.as_ref())
+            ))),
+        };
+        if let Err(e) = &result {
+            tracing::error!(stage = name, error = %e, "pipeline stage failed; stopping");
+            stop.cancel();
+        }
+        result
+    })
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Settings the service cannot honour are refused before anything starts.
+fn check_config(config: &ClassifierConfig) -> Result<(), ClassifierError> {
+    if let Some(strategy) = config.kafka.extra.get("partition.assignment.strategy") {
+        if strategy
+            .split(',')
+            .any(|s| s.trim() == "cooperative-sticky")
+        {
+            return Err(ClassifierError::Config(format!(
+                "kafka.extra sets partition.assignment.strategy = {strategy:?}, but the \
+                 classifier drains, pauses and drops queued work for its whole assignment at \
+                 once, which is only correct with eager rebalancing; use \"range\" or \
+                 \"roundrobin\" (or remove the setting)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn consumer_config(config: &ClassifierConfig) -> rdkafka::ClientConfig {
@@ -196,7 +264,6 @@ fn consumer_config(config: &ClassifierConfig) -> rdkafka::ClientConfig {
             "max.poll.interval.ms",
             config.max_poll_interval_ms.to_string(),
         )
-        .set("statistics.interval.ms", "5000")
         // A paused or busy instance should not sit on a huge prefetch.
         .set("queued.max.messages.kbytes", "16384");
     match config.delivery {
@@ -244,3 +311,85 @@ async fn wait_for_broker(consumer: &Arc<ServiceConsumer>, shutdown: &Cancellatio
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Any stage that panics ends the whole service with an error, never
+    /// with a clean stop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_scorer_stops_the_service_with_an_error() {
+        let stop = CancellationToken::new();
+        let (batch_tx, batch_rx) = mpsc::channel(1);
+        let (scored_tx, mut scored_rx) = mpsc::channel(1);
+        let scorer = spawn_stage(
+            "scorer",
+            &stop,
+            score_stage(batch_rx, scored_tx, |_: Batch| -> ScoredBatch {
+                panic!("boom")
+            }),
+        );
+        batch_tx
+            .send(Batch {
+                items: Vec::new(),
+                generation: 0,
+            })
+            .await
+            .expect("scorer is running");
+        let failed = scorer.await.unwrap().expect_err("a panic is a failure");
+        assert_eq!(
+            failed.to_string(),
+            "a pipeline stage stopped unexpectedly: the scorer panicked: boom"
+        );
+        assert!(stop.is_cancelled(), "the poll loop must stop too");
+        assert!(scored_rx.recv().await.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_or_failing_stage_cancels_the_others() {
+        let stop = CancellationToken::new();
+        async fn on_fire() -> Result<(), ClassifierError> {
+            panic!("disk on fire")
+        }
+        let writer = spawn_stage("writer", &stop, on_fire());
+        assert_eq!(
+            writer.await.unwrap().unwrap_err().to_string(),
+            "a pipeline stage stopped unexpectedly: the writer panicked: disk on fire"
+        );
+        assert!(stop.is_cancelled());
+
+        let stop = CancellationToken::new();
+        let failing = spawn_stage("writer", &stop, async {
+            Err(ClassifierError::Stage("nope".into()))
+        });
+        assert!(failing.await.unwrap().is_err());
+        assert!(stop.is_cancelled());
+
+        let stop = CancellationToken::new();
+        let fine = spawn_stage("writer", &stop, async { Ok(()) });
+        assert!(fine.await.unwrap().is_ok());
+        assert!(!stop.is_cancelled(), "a clean end stops nothing");
+    }
+
+    /// Drain and pause work on the whole assignment at once, which only
+    /// eager rebalancing matches; cooperative-sticky is refused up front.
+    #[tokio::test]
+    async fn cooperative_sticky_assignment_is_refused_at_start_up() {
+        let mut config = ClassifierConfig {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..ClassifierConfig::default()
+        };
+        config.kafka.extra.insert(
+            "partition.assignment.strategy".into(),
+            "cooperative-sticky".into(),
+        );
+        let refused = run(config, CancellationToken::new()).await.unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "invalid configuration: kafka.extra sets partition.assignment.strategy = \
+             \"cooperative-sticky\", but the classifier drains, pauses and drops queued work \
+             for its whole assignment at once, which is only correct with eager rebalancing; \
+             use \"range\" or \"roundrobin\" (or remove the setting)"
+        );
+    }
+}

@@ -15,8 +15,8 @@ pub mod schema;
 pub use decode::{decode_input, Limits, DEFAULT_MAX_TEXT_BYTES};
 pub use dlq::{DlqEvent, DlqReason, InvalidInput};
 pub use events::{
-    Complaint, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
-    RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
+    Complaint, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef, RawPost,
+    Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
 };
 pub use fingerprint::{fingerprint, hamming};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};

@@ -25,7 +25,6 @@ pub use bert::BertConfig;
 pub use classifier::{
     BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction, TokenBudget,
 };
-pub use text::Tokenized;
 pub use data::{load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES};
 pub use e5s1::{convert_e5s1, dequantize_q4_0, parse_e5s1, E5s1, E5s1Header};
 pub use eval::{evaluate, CategoryRow, EvalReport};
@@ -34,6 +33,7 @@ pub use metrics::{
     average_precision, binary_counts, expected_calibration_error, roc_auc, BinaryCounts,
 };
 pub use spec::{ModelSpec, BASE_DIR_ENV};
+pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, TrainOptions, TrainReport};
 
