@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use patroli_contracts::topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -38,17 +37,17 @@ fn lag_gauge(classifier: &ClassifierProcess) -> BTreeMap<(String, i32), i64> {
 
 /// The real backlog per input partition: high watermark minus the group's
 /// committed offset (the low watermark if it has none).
-fn backlog(brokers: &str) -> BTreeMap<(String, i32), i64> {
+fn backlog(stream: &Stream) -> BTreeMap<(String, i32), i64> {
     // Never joins the group: committed offsets are read, not taken over.
-    let reader: BaseConsumer = kafka(brokers)
+    let reader: BaseConsumer = kafka(&stream.brokers)
         .client_config("test-lag")
-        .set("group.id", GROUP)
+        .set("group.id", stream.unique(GROUP))
         .create()
         .expect("reader");
     let mut wanted = TopicPartitionList::new();
     for (topic, partitions) in [
-        (topics::POSTS_RAW, RAW_PARTITIONS),
-        (topics::COMPLAINTS, COMPLAINT_PARTITIONS),
+        (&stream.raw, raw_partitions()),
+        (&stream.complaints, complaint_partitions()),
     ] {
         for partition in 0..partitions {
             wanted.add_partition(topic, partition);
@@ -98,11 +97,9 @@ fn wait_for_lag(
 /// zero. Both times it equals high watermark minus committed offset.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lag_gauge_equals_the_backlog() {
-    let broker = start_broker();
-    let brokers = broker.bootstrap_servers();
-    create_topics(&brokers).await;
+    let stream = Stream::create(&shared_brokers(), "lag").await;
     let model = tiny_model();
-    produce_posts(&producer(&brokers), 0..POSTS).await;
+    stream.produce_posts(&stream.producer(), 0..POSTS).await;
 
     let held_open = [
         ("PATROLI_BATCH__MAX_POSTS", "1000000"),
@@ -110,8 +107,8 @@ async fn the_lag_gauge_equals_the_backlog() {
         ("PATROLI_BATCH__MAX_WAIT_MS", "3600000"),
         ("PATROLI_LAG_REFRESH_MS", "200"),
     ];
-    let mut held = ClassifierProcess::spawn(&brokers, model.path(), GROUP, &held_open);
-    let backlog_before = backlog(&brokers);
+    let mut held = ClassifierProcess::spawn(&stream, model.path(), GROUP, &held_open);
+    let backlog_before = backlog(&stream);
     assert_eq!(
         backlog_before.values().sum::<i64>(),
         POSTS as i64,
@@ -120,15 +117,15 @@ async fn the_lag_gauge_equals_the_backlog() {
     wait_for_lag(&held, &backlog_before);
     assert!(held.terminate().success());
 
-    let collector = Collector::start(&brokers, "read_committed");
+    let collector = Collector::start(&stream, "read_committed");
     let running = ClassifierProcess::spawn(
-        &brokers,
+        &stream,
         model.path(),
         GROUP,
         &[("PATROLI_LAG_REFRESH_MS", "200")],
     );
     collector.wait_for(POSTS, Duration::from_secs(120));
-    let drained = backlog(&brokers);
+    let drained = backlog(&stream);
     assert!(drained.values().all(|&lag| lag == 0), "{drained:?}");
     wait_for_lag(&running, &drained);
     drop(running);

@@ -7,7 +7,7 @@ use crate::config::ClassifierConfig;
 use crate::metrics::Metrics;
 use crate::output::{Item, Valid};
 use crate::rebalance::{InFlight, ServiceConsumer};
-use patroli_contracts::{decode_input, DlqReason, InvalidInput, Limits, SourceOffset};
+use patroli_contracts::{decode_as, DlqReason, InputKind, InvalidInput, Limits, SourceOffset};
 use patroli_model::Classifier;
 use patroli_runtime::Health;
 use rdkafka::consumer::Consumer;
@@ -33,7 +33,12 @@ pub(crate) fn ingest_time_ms(value: &[u8]) -> Option<i64> {
     i64::try_from(ms).ok()
 }
 
-fn to_item(message: &BorrowedMessage<'_>, limits: &Limits, classifier: &Classifier) -> Item {
+fn to_item(
+    message: &BorrowedMessage<'_>,
+    input_kind: InputKind,
+    limits: &Limits,
+    classifier: &Classifier,
+) -> Item {
     let mut trace_headers = Vec::new();
     let mut ingest_ms = None;
     if let Some(headers) = message.headers() {
@@ -49,16 +54,15 @@ fn to_item(message: &BorrowedMessage<'_>, limits: &Limits, classifier: &Classifi
         }
     }
     let payload = message.payload().map(<[u8]>::to_vec);
-    let decoded =
-        decode_input(message.topic(), payload.as_deref(), limits).and_then(
-            |input| match classifier.tokenize(&input.text) {
-                Ok(tokens) => Ok(Valid { input, tokens }),
-                Err(e) => Err(InvalidInput {
-                    reason: DlqReason::ModelError,
-                    detail: format!("cannot tokenize the text: {e}"),
-                }),
-            },
-        );
+    let decoded = decode_as(input_kind, payload.as_deref(), limits).and_then(|input| {
+        match classifier.tokenize(&input.text) {
+            Ok(tokens) => Ok(Valid { input, tokens }),
+            Err(e) => Err(InvalidInput {
+                reason: DlqReason::ModelError,
+                detail: format!("cannot tokenize the text: {e}"),
+            }),
+        }
+    });
     Item {
         source: SourceOffset {
             topic: message.topic().to_owned(),
@@ -149,7 +153,12 @@ pub(crate) async fn poll_loop(
                     // message of the new assignment is not dropped with the old.
                     queue.follow_assignment(consumer.context().generation(), metrics);
                     metrics.consumed.with_label_values(&[message.topic()]).inc();
-                    let item = to_item(&message, &limits, classifier);
+                    let kind = if message.topic() == config.complaints_topic {
+                        InputKind::Complaint
+                    } else {
+                        InputKind::Post
+                    };
+                    let item = to_item(&message, kind, &limits, classifier);
                     let tokens = item.decoded.as_ref().map_or(0, |valid| valid.tokens.len());
                     queue.batcher.push(item, tokens, Instant::now());
                 }

@@ -129,7 +129,10 @@ pub async fn run(
             .map_err(|e| ClassifierError::Stage(e.to_string()))?
             .map_err(ClassifierError::Transaction)?;
     }
-    let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
+    let topics = [
+        config.posts_topic.as_str(),
+        config.complaints_topic.as_str(),
+    ];
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.group_id, mode = ?config.delivery, "consuming");
 

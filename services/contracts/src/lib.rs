@@ -12,7 +12,7 @@ mod fingerprint;
 mod ids;
 pub mod schema;
 
-pub use decode::{decode_input, Limits, DEFAULT_MAX_TEXT_BYTES};
+pub use decode::{decode_as, decode_input, InputKind, Limits, DEFAULT_MAX_TEXT_BYTES};
 pub use dlq::{DlqEvent, DlqReason, InvalidInput};
 pub use events::{
     Complaint, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef, RawPost,
@@ -31,6 +31,16 @@ pub mod topics {
 
     /// Every topic this crate defines a value for, in data-flow order.
     pub const ALL: [&str; 4] = [POSTS_RAW, COMPLAINTS, POSTS_SCORED, POSTS_DLQ];
+
+    /// Partitions per topic on a local broker (`patroli up`, the tests):
+    /// enough to show consumer-group scaling. Production partition counts
+    /// are the Strimzi `KafkaTopic`s in deploy/k8s/base/kafkatopics.yaml.
+    pub const LOCAL_PARTITIONS: [(&str, i32); 4] = [
+        (POSTS_RAW, 6),
+        (COMPLAINTS, 3),
+        (POSTS_SCORED, 6),
+        (POSTS_DLQ, 1),
+    ];
 }
 
 /// The `schema_version` every event written today carries and every reader accepts.
