@@ -60,3 +60,31 @@ async fn produce_failures_longer_than_the_delivery_timeout_lose_nothing() {
         outputs.scored.len()
     );
 }
+
+/// Without permission to write its output, retrying cannot help: the
+/// classifier stops with a non-zero exit status instead of retrying forever
+/// (its orchestrator restarts it and alerts on the crash loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_failure_stops_the_classifier_with_an_error() {
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let stream = Stream::on_mock(&mock);
+    let model = tiny_model();
+    stream.produce_posts(&stream.producer(), 0..10).await;
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 100],
+    );
+    let mut classifier = ClassifierProcess::spawn(&stream, model.path(), "faults-authz", &[]);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = classifier.child.try_wait().expect("wait for classifier") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the classifier kept running without write permission"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(1));
+}

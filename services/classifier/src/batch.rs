@@ -1,16 +1,21 @@
-//! Micro-batching by token budget and maximum wait: the model's cost grows
-//! with tokens, not posts, so a batch closes when either its post count or
-//! its token total reaches the limit, or when its oldest post has waited
+//! Micro-batching by padded token budget and maximum wait. A batch is padded
+//! to its longest post, so the model's cost is `posts * longest`; the rule
+//! for what fits one forward pass is the model's own [`TokenBudget`], so the
+//! batch formed here is exactly one forward pass. A batch closes when no
+//! further post could join it, or when its oldest post has waited
 //! `max_wait`.
 
 use crate::config::BatchConfig;
+use patroli_model::TokenBudget;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub struct Batcher<T> {
     queue: VecDeque<Queued<T>>,
-    queued_tokens: usize,
-    limits: BatchConfig,
+    /// Longest post queued, in tokens.
+    longest: usize,
+    budget: TokenBudget,
+    max_wait: Duration,
 }
 
 struct Queued<T> {
@@ -20,16 +25,17 @@ struct Queued<T> {
 }
 
 impl<T> Batcher<T> {
-    pub fn new(limits: BatchConfig) -> Self {
+    pub fn new(limits: &BatchConfig) -> Self {
         Batcher {
             queue: VecDeque::new(),
-            queued_tokens: 0,
-            limits,
+            longest: 0,
+            budget: limits.budget(),
+            max_wait: Duration::from_millis(limits.max_wait_ms),
         }
     }
 
     pub fn push(&mut self, item: T, tokens: usize, arrived: Instant) {
-        self.queued_tokens += tokens;
+        self.longest = self.longest.max(tokens);
         self.queue.push_back(Queued {
             item,
             tokens,
@@ -45,35 +51,30 @@ impl<T> Batcher<T> {
         self.queue.is_empty()
     }
 
-    /// A full batch is ready to go without waiting.
+    /// A full batch is ready to go without waiting: not even another post
+    /// as long as the longest queued one could join.
     pub fn is_full(&self) -> bool {
-        self.queue.len() >= self.limits.max_posts || self.queued_tokens >= self.limits.max_tokens
+        !self.queue.is_empty() && !self.budget.fits(self.queue.len() + 1, self.longest)
     }
 
     /// When the oldest queued post has waited long enough.
     pub fn deadline(&self) -> Option<Instant> {
-        self.queue
-            .front()
-            .map(|q| q.arrived + Duration::from_millis(self.limits.max_wait_ms))
+        self.queue.front().map(|q| q.arrived + self.max_wait)
     }
 
-    /// Takes the oldest posts that fit the limits, in arrival order. A
-    /// single post over the token budget still forms a batch of one, so it
-    /// can never block the queue.
+    /// Takes the oldest posts that fit one forward pass, in arrival order.
     pub fn take(&mut self) -> Vec<T> {
         let mut taken = Vec::new();
-        let mut tokens = 0;
+        let mut longest = 0;
         while let Some(next) = self.queue.front() {
-            let fits_posts = taken.len() < self.limits.max_posts;
-            let fits_tokens = taken.is_empty() || tokens + next.tokens <= self.limits.max_tokens;
-            if !(fits_posts && fits_tokens) {
+            let grown = longest.max(next.tokens);
+            if !self.budget.fits(taken.len() + 1, grown) {
                 break;
             }
-            let next = self.queue.pop_front().expect("front exists");
-            tokens += next.tokens;
-            self.queued_tokens -= next.tokens;
-            taken.push(next.item);
+            longest = grown;
+            taken.push(self.queue.pop_front().expect("front exists").item);
         }
+        self.longest = self.queue.iter().map(|q| q.tokens).max().unwrap_or(0);
         taken
     }
 
@@ -81,7 +82,7 @@ impl<T> Batcher<T> {
     /// fetched again from the last commit, by this or another instance.
     pub fn clear(&mut self) {
         self.queue.clear();
-        self.queued_tokens = 0;
+        self.longest = 0;
     }
 }
 
@@ -100,7 +101,7 @@ mod tests {
     #[test]
     fn closes_on_post_count() {
         let now = Instant::now();
-        let mut b = Batcher::new(limits(3, 1000));
+        let mut b = Batcher::new(&limits(3, 1000));
         for i in 0..4 {
             b.push(i, 10, now);
         }
@@ -111,32 +112,47 @@ mod tests {
     }
 
     #[test]
-    fn closes_on_token_budget_without_exceeding_it() {
+    fn counts_padding_not_the_sum_of_lengths() {
         let now = Instant::now();
-        let mut b = Batcher::new(limits(100, 100));
-        for (i, tokens) in [40, 40, 40, 10].into_iter().enumerate() {
+        let mut b = Batcher::new(&limits(100, 100));
+        // Padded to 40, three posts cost 120 although their sum is 60.
+        for (i, tokens) in [10, 40, 10, 10].into_iter().enumerate() {
             b.push(i, tokens, now);
         }
         assert!(b.is_full());
         assert_eq!(b.take(), vec![0, 1]);
+        assert!(!b.is_full());
         assert_eq!(b.take(), vec![2, 3]);
         assert!(b.is_empty());
     }
 
     #[test]
+    fn a_batch_that_fills_the_budget_exactly_is_full() {
+        let now = Instant::now();
+        let mut b = Batcher::new(&limits(100, 100));
+        b.push(0, 50, now);
+        assert!(!b.is_full());
+        b.push(1, 50, now);
+        assert!(b.is_full());
+        assert_eq!(b.take(), vec![0, 1]);
+    }
+
+    #[test]
     fn an_oversized_post_forms_a_batch_of_its_own() {
         let now = Instant::now();
-        let mut b = Batcher::new(limits(100, 100));
+        let mut b = Batcher::new(&limits(100, 100));
         b.push("huge", 500, now);
         b.push("small", 5, now);
+        assert!(b.is_full());
         assert_eq!(b.take(), vec!["huge"]);
+        assert!(!b.is_full());
         assert_eq!(b.take(), vec!["small"]);
     }
 
     #[test]
     fn deadline_follows_the_oldest_post() {
         let t0 = Instant::now();
-        let mut b = Batcher::new(limits(1, 1000));
+        let mut b = Batcher::new(&limits(1, 1000));
         assert_eq!(b.deadline(), None);
         b.push(1, 1, t0);
         b.push(2, 1, t0 + Duration::from_millis(30));

@@ -1,4 +1,5 @@
 use patroli_contracts::topics;
+use patroli_model::TokenBudget;
 use patroli_runtime::KafkaConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -22,8 +23,9 @@ pub enum DeliveryMode {
 pub struct BatchConfig {
     /// Most posts scored in one model call.
     pub max_posts: usize,
-    /// Most tokens (after truncation, padding excluded) in one batch, so a
-    /// run of long posts does not blow up latency or memory.
+    /// Most padded tokens (posts times the longest post, after truncation)
+    /// in one model call, so a run of long posts does not blow up latency
+    /// or memory.
     pub max_tokens: usize,
     /// How long the first post of a batch may wait for company.
     pub max_wait_ms: u64,
@@ -31,10 +33,20 @@ pub struct BatchConfig {
 
 impl Default for BatchConfig {
     fn default() -> Self {
+        let budget = TokenBudget::DEFAULT;
         BatchConfig {
-            max_posts: 32,
-            max_tokens: 4096,
+            max_posts: budget.max_posts,
+            max_tokens: budget.max_tokens,
             max_wait_ms: 100,
+        }
+    }
+}
+
+impl BatchConfig {
+    pub fn budget(&self) -> TokenBudget {
+        TokenBudget {
+            max_posts: self.max_posts,
+            max_tokens: self.max_tokens,
         }
     }
 }
@@ -67,6 +79,9 @@ pub struct ClassifierConfig {
     pub max_poll_interval_ms: u64,
     /// How long a rebalance or shutdown waits for in-flight batches.
     pub drain_timeout_ms: u64,
+    /// How often `patroli_consumer_lag` is recomputed from the broker's
+    /// watermarks and the group's committed offsets.
+    pub lag_refresh_ms: u64,
     pub http_addr: SocketAddr,
     pub log_json: bool,
 }
@@ -90,6 +105,7 @@ impl Default for ClassifierConfig {
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,
             drain_timeout_ms: 30_000,
+            lag_refresh_ms: 5_000,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9464)),
             log_json: false,
         }

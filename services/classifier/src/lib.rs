@@ -5,9 +5,14 @@
 
 pub mod batch;
 pub mod config;
+mod lag;
 pub mod metrics;
 pub mod output;
+mod poll;
+mod rebalance;
+mod score;
 pub mod service;
+mod write;
 
 pub use config::{BatchConfig, ClassifierConfig, DeliveryMode};
 pub use metrics::Metrics;

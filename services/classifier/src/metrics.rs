@@ -100,7 +100,7 @@ impl Metrics {
             ),
             consumer_lag: gauge_vec(
                 "patroli_consumer_lag",
-                "Messages behind the partition's high watermark, as librdkafka reports it.",
+                "Messages not yet committed: the partition's high watermark minus the group's committed offset.",
                 &["topic", "partition"],
             ),
             in_flight_batches: gauge(

@@ -4,10 +4,10 @@
 //! same `event_id`s.
 
 use patroli_contracts::{
-    fingerprint, now_rfc3339, scored_event_id, DlqEvent, InvalidInput, Label, Latency, ModelRef,
-    Reasons, ScoredEvent, ScoringInput, SourceOffset, SCHEMA_VERSION,
+    fingerprint, now_rfc3339, scored_event_id, DlqEvent, DlqReason, InvalidInput, Label, Latency,
+    ModelRef, Reasons, ScoredEvent, ScoringInput, SourceOffset, SCHEMA_VERSION,
 };
-use patroli_model::Prediction;
+use patroli_model::{Prediction, Tokenized};
 use std::time::Instant;
 
 /// One consumed message, decoded (or not) in the poll loop.
@@ -20,7 +20,13 @@ pub struct Item {
     pub received: Instant,
     /// Trace headers carried through to the outputs.
     pub trace_headers: Vec<(String, Vec<u8>)>,
-    pub decoded: Result<ScoringInput, InvalidInput>,
+    pub decoded: Result<Valid, InvalidInput>,
+}
+
+/// A post ready for the model, tokenized once where it was decoded.
+pub struct Valid {
+    pub input: ScoringInput,
+    pub tokens: Tokenized,
 }
 
 /// What the service produces for one item.
@@ -30,6 +36,33 @@ pub struct OutRecord {
     pub payload: Vec<u8>,
     pub headers: Vec<(String, Vec<u8>)>,
     pub outcome: Outcome,
+    /// The input it came from, to dead-letter it if the broker rejects
+    /// this record.
+    pub origin: Origin,
+}
+
+/// The input message a record was made from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Origin {
+    pub source: SourceOffset,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+impl Origin {
+    fn of(item: &Item) -> Self {
+        Origin {
+            source: item.source.clone(),
+            key: item.key.clone(),
+            payload: item.payload.clone(),
+        }
+    }
+}
+
+/// Milliseconds from `since_ms` to `now_ms`; `since_ms` comes from a
+/// partner's header.
+pub fn elapsed_ms(now_ms: i64, since_ms: i64) -> i64 {
+    now_ms.saturating_sub(since_ms).max(0)
 }
 
 /// For counting what was produced, once it is durable.
@@ -72,7 +105,7 @@ pub fn scored_record(
         scored_at: now_rfc3339(),
         latency: Latency {
             processing_ms: item.received.elapsed().as_secs_f64() * 1000.0,
-            end_to_end_ms: item.ingest_ms.map(|t| (now_ms - t).max(0) as f64),
+            end_to_end_ms: item.ingest_ms.map(|t| elapsed_ms(now_ms, t) as f64),
         },
         fingerprint: fingerprint(&input.text),
         reasons: Reasons {
@@ -86,6 +119,7 @@ pub fn scored_record(
         payload: serde_json::to_vec(&event).expect("scored events always serialise"),
         headers: with_event_id(&item.trace_headers, &event_id),
         outcome: Outcome::Scored(label),
+        origin: Origin::of(item),
     }
 }
 
@@ -102,7 +136,54 @@ pub fn dead_letter_record(item: &Item, invalid: &InvalidInput, topic: &str) -> O
         payload: serde_json::to_vec(&event).expect("dead-letter events always serialise"),
         headers: with_event_id(&item.trace_headers, &event.event_id),
         outcome: Outcome::DeadLetter(invalid.reason.as_str()),
+        origin: Origin::of(item),
     }
+}
+
+/// The dead letter for `record`, which the broker rejected for good
+/// (`error`). A scored event's post is dead-lettered with its original; a
+/// rejected dead letter is written again without the original. Trace
+/// headers, often the reason a record is too large, are left off. `None`
+/// when even that was rejected: there is nothing left to shed.
+pub fn rejected_record(
+    record: &OutRecord,
+    error: &dyn std::fmt::Display,
+    topic: &str,
+) -> Option<OutRecord> {
+    let mut origin = record.origin.clone();
+    let bytes = record.payload.len();
+    let detail = match record.outcome {
+        Outcome::Scored(_) => {
+            format!("the broker rejected the scored event ({bytes} bytes) for good: {error}")
+        }
+        Outcome::DeadLetter(reason) => {
+            if reason == DlqReason::OutputRejected.as_str() && origin.payload.is_none() {
+                return None;
+            }
+            origin.payload = None;
+            format!(
+                "the broker rejected the dead-letter event ({bytes} bytes) for good, \
+                 so the original is not kept: {error}"
+            )
+        }
+    };
+    let event = DlqEvent::new(
+        origin.source.clone(),
+        origin.key.as_deref(),
+        origin.payload.as_deref(),
+        &InvalidInput {
+            reason: DlqReason::OutputRejected,
+            detail,
+        },
+    );
+    Some(OutRecord {
+        topic: topic.to_owned(),
+        key: event.message_key(),
+        payload: serde_json::to_vec(&event).expect("dead-letter events always serialise"),
+        headers: with_event_id(&[], &event.event_id),
+        outcome: Outcome::DeadLetter(DlqReason::OutputRejected.as_str()),
+        origin,
+    })
 }
 
 fn with_event_id(trace: &[(String, Vec<u8>)], event_id: &str) -> Vec<(String, Vec<u8>)> {

@@ -1,46 +1,38 @@
-//! The read-score-write loop. Three stages joined by bounded channels:
+//! Wiring: the three stages of the read-score-write loop joined by bounded
+//! channels, and the service around them (health, metrics, start-up and
+//! shutdown):
 //!
-//! 1. poll (this task): receive, decode, batch; pause fetching when the
-//!    scorer is behind, but keep polling so rebalances are served and
-//!    `max.poll.interval.ms` is never exceeded;
-//! 2. score: the model on tokio's blocking pool;
-//! 3. write: produce outputs, then make input offsets durable (stored
-//!    after delivery in at-least-once mode, inside the transaction in
-//!    exactly-once mode).
+//! 1. poll ([`crate::poll`]): receive, decode, tokenize, batch;
+//! 2. score ([`crate::score`]): the model on tokio's blocking pool;
+//! 3. write ([`crate::write`]): produce outputs, then make input offsets
+//!    durable.
 //!
-//! A rebalance waits for in-flight batches to finish (bounded by
-//! `drain_timeout_ms`) and commits before the partitions go; anything
-//! still queued is dropped uncommitted and re-fetched by the next owner.
+//! Rebalances ([`crate::rebalance`]) drain in-flight batches before the
+//! partitions go.
 
-use crate::batch::Batcher;
 use crate::config::{ClassifierConfig, DeliveryMode};
+use crate::lag::report_lag;
 use crate::metrics::Metrics;
-use crate::output::{dead_letter_record, scored_record, Item, OutRecord, Outcome};
-use patroli_contracts::{
-    decode_as, DlqReason, InputKind, InvalidInput, Limits, ModelRef, SourceOffset,
-};
+use crate::poll::{poll_loop, Batch, Poller};
+use crate::rebalance::{commit_stored, InFlight, ServiceConsumer, ServiceContext, READY_ASSIGNED};
+use crate::score::{score_batch, score_stage, ScoredBatch};
+use crate::write::{write_stage, Writer, READY_OUTPUT};
+use futures::FutureExt;
+use patroli_contracts::ModelRef;
 use patroli_model::{Classifier, InferenceOptions};
 use patroli_runtime::{serve_http, Health};
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::statistics::Statistics;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use rdkafka::producer::{FutureProducer, Producer};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 const READY_MODEL: &str = "model_loaded";
 const READY_BROKER: &str = "broker_reachable";
-const READY_ASSIGNED: &str = "partitions_assigned";
-/// Headers carried from input to output so a post can be traced end to end.
-const TRACE_HEADERS: [&str; 3] = ["trace_id", "traceparent", "ingest_time_ms"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClassifierError {
@@ -54,132 +46,19 @@ pub enum ClassifierError {
     Transaction(KafkaError),
     #[error("a pipeline stage stopped unexpectedly: {0}")]
     Stage(String),
-}
-
-/// Counts batches between dispatch and durable completion, so a rebalance
-/// can wait for them.
-#[derive(Default)]
-struct InFlight {
-    count: Mutex<usize>,
-    idle: Condvar,
-}
-
-impl InFlight {
-    fn start(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    }
-
-    fn finish(&self) {
-        let mut count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *count = count.saturating_sub(1);
-        if *count == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    fn wait_idle(&self, limit: Duration) -> bool {
-        let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        let (count, _) = self
-            .idle
-            .wait_timeout_while(count, limit, |c| *c > 0)
-            .unwrap_or_else(|p| p.into_inner());
-        *count == 0
-    }
-}
-
-struct ServiceContext {
-    in_flight: Arc<InFlight>,
-    /// Bumped on every assignment change; a batch stores offsets only if
-    /// the generation it was formed in is still current.
-    generation: Arc<AtomicU64>,
-    health: Health,
-    metrics: Metrics,
-    commit_on_revoke: bool,
-    drain_timeout: Duration,
-}
-
-impl ServiceContext {
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
-    }
-}
-
-impl ClientContext for ServiceContext {
-    fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in &statistics.topics {
-            for (partition, p) in &stats.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics
-                        .consumer_lag
-                        .with_label_values(&[topic.as_str(), &partition.to_string()])
-                        .set(p.consumer_lag);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for ServiceContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(partitions) = rebalance {
-            let wait = || self.in_flight.wait_idle(self.drain_timeout);
-            // Rebalance callbacks run inside `recv` on a runtime worker;
-            // block_in_place lets the write stage finish meanwhile.
-            let drained = match tokio::runtime::Handle::try_current() {
-                Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                    tokio::task::block_in_place(wait)
-                }
-                _ => wait(),
-            };
-            // After the drain, so batches that finished during it still
-            // store their offsets; later ones must not.
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            if !drained {
-                tracing::warn!(
-                    timeout_ms = self.drain_timeout.as_millis() as u64,
-                    "in-flight batches did not finish before the rebalance; their inputs will be re-delivered"
-                );
-            }
-            if self.commit_on_revoke {
-                match consumer.commit_consumer_state(CommitMode::Sync) {
-                    Ok(())
-                    | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) =>
-                        {}
-                    Err(e) => tracing::warn!(error = %e, "commit before revoke failed"),
-                }
-            }
-            tracing::info!(partitions = partitions.count(), "partitions revoked");
-            // Lag of partitions we no longer own would go stale and keep
-            // lag alerts firing; the new owner reports them.
-            self.metrics.consumer_lag.reset();
-            self.metrics.assigned_partitions.set(0);
-            self.health.set(READY_ASSIGNED, false);
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(partitions) = rebalance {
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            let count = partitions.count();
-            tracing::info!(partitions = count, "partitions assigned");
-            self.metrics.assigned_partitions.set(count as i64);
-            self.health.set(READY_ASSIGNED, count > 0);
-        }
-    }
-}
-
-type ServiceConsumer = StreamConsumer<ServiceContext>;
-
-struct Batch {
-    items: Vec<Item>,
-    generation: u64,
-}
-
-struct ScoredBatch {
-    records: Vec<OutRecord>,
-    /// Next offset to consume per input partition.
-    next_offsets: BTreeMap<(String, i32), i64>,
-    generation: u64,
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(
+        "the broker refuses the classifier's output for good, check the topic and its ACLs: {0}"
+    )]
+    OutputRefused(KafkaError),
+    #[error(
+        "the broker rejects even the smallest dead letter for the input at {source_key}: {error}"
+    )]
+    Unwritable {
+        source_key: String,
+        error: KafkaError,
+    },
 }
 
 /// Runs the classifier until `shutdown` is cancelled (then drains and
@@ -188,8 +67,9 @@ pub async fn run(
     config: ClassifierConfig,
     shutdown: CancellationToken,
 ) -> Result<(), ClassifierError> {
+    check_config(&config)?;
     let metrics = Metrics::new();
-    let health = Health::new(&[READY_MODEL, READY_BROKER, READY_ASSIGNED]);
+    let health = Health::new(&[READY_MODEL, READY_BROKER, READY_ASSIGNED, READY_OUTPUT]);
     // Health and metrics stay up through the drain after SIGTERM, so the
     // last batches are still observable; they stop when the service does.
     let http_stop = CancellationToken::new();
@@ -241,6 +121,7 @@ pub async fn run(
         return Ok(());
     }
     health.set(READY_BROKER, true);
+    health.set(READY_OUTPUT, true);
     if config.delivery == DeliveryMode::ExactlyOnce {
         let p = producer.clone();
         tokio::task::spawn_blocking(move || p.init_transactions(Duration::from_secs(30)))
@@ -259,21 +140,33 @@ pub async fn run(
     let stop = shutdown.child_token();
     let (batch_tx, batch_rx) = mpsc::channel::<Batch>(1);
     let (scored_tx, scored_rx) = mpsc::channel::<ScoredBatch>(1);
-    let scorer = tokio::spawn(score_stage(
-        batch_rx,
-        scored_tx,
-        classifier.clone(),
-        model,
-        config.clone(),
-        metrics.clone(),
-    ));
-    let writer = tokio::spawn(write_stage(
-        scored_rx,
-        producer.clone(),
+    let score = {
+        let (classifier, config, metrics) = (classifier.clone(), config.clone(), metrics.clone());
+        move |batch| score_batch(&classifier, batch, &model, &config, &metrics)
+    };
+    let scorer = spawn_stage("scorer", &stop, score_stage(batch_rx, scored_tx, score));
+    let writer = spawn_stage(
+        "writer",
+        &stop,
+        write_stage(
+            scored_rx,
+            Writer {
+                producer: producer.clone(),
+                consumer: consumer.clone(),
+                in_flight: in_flight.clone(),
+                delivery: config.delivery,
+                metrics: metrics.clone(),
+                health: health.clone(),
+                dlq_topic: config.dlq_topic.clone(),
+            },
+            stop.clone(),
+        ),
+    );
+
+    let lag = tokio::spawn(report_lag(
         consumer.clone(),
-        in_flight.clone(),
-        config.delivery,
         metrics.clone(),
+        Duration::from_millis(config.lag_refresh_ms),
         stop.clone(),
     ));
 
@@ -290,24 +183,77 @@ pub async fn run(
     };
     poll_loop(poller, batch_tx, &stop).await;
 
+    let _ = lag.await;
     let scored = scorer.await;
     let written = writer.await;
     if config.delivery == DeliveryMode::AtLeastOnce {
-        match consumer.commit_consumer_state(CommitMode::Sync) {
-            Ok(())
-            | Err(KafkaError::ConsumerCommit(rdkafka::types::RDKafkaErrorCode::NoOffset)) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "final commit failed; the last batches will be re-delivered")
-            }
+        if let Err(e) = commit_stored(consumer.as_ref()) {
+            tracing::warn!(error = %e, "final commit failed; the last batches will be re-delivered");
         }
     }
     consumer.unsubscribe();
     let _ = producer.flush(Duration::from_secs(10));
     http_stop.cancel();
     let _ = http.await;
-    scored.map_err(|e| ClassifierError::Stage(e.to_string()))?;
+    scored.map_err(|e| ClassifierError::Stage(e.to_string()))??;
     written.map_err(|e| ClassifierError::Stage(e.to_string()))??;
     tracing::info!("classifier stopped cleanly");
+    Ok(())
+}
+
+/// Runs one stage of the pipeline as its own task. A stage that fails or
+/// panics cancels `stop`, so the poll loop and with it every other stage
+/// ends, and the service exits with the stage's error.
+fn spawn_stage<F>(
+    name: &'static str,
+    stop: &CancellationToken,
+    stage: F,
+) -> tokio::task::JoinHandle<Result<(), ClassifierError>>
+where
+    F: std::future::Future<Output = Result<(), ClassifierError>> + Send + 'static,
+{
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let result = match AssertUnwindSafe(stage).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => Err(ClassifierError::Stage(format!(
+                "the {name} panicked: {}",
+                panic_message(panic.as_ref())
+            ))),
+        };
+        if let Err(e) = &result {
+            tracing::error!(stage = name, error = %e, "pipeline stage failed; stopping");
+            stop.cancel();
+        }
+        result
+    })
+}
+
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Settings the service cannot honour are refused before anything starts.
+fn check_config(config: &ClassifierConfig) -> Result<(), ClassifierError> {
+    if let Some(strategy) = config.kafka.extra.get("partition.assignment.strategy") {
+        if strategy
+            .split(',')
+            .any(|s| s.trim() == "cooperative-sticky")
+        {
+            return Err(ClassifierError::Config(format!(
+                "kafka.extra sets partition.assignment.strategy = {strategy:?}, but the \
+                 classifier drains, pauses and drops queued work for its whole assignment at \
+                 once, which is only correct with eager rebalancing; use \"range\" or \
+                 \"roundrobin\" (or remove the setting)"
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -321,7 +267,6 @@ fn consumer_config(config: &ClassifierConfig) -> rdkafka::ClientConfig {
             "max.poll.interval.ms",
             config.max_poll_interval_ms.to_string(),
         )
-        .set("statistics.interval.ms", "5000")
         // A paused or busy instance should not sit on a huge prefetch.
         .set("queued.max.messages.kbytes", "16384");
     match config.delivery {
@@ -369,454 +314,85 @@ async fn wait_for_broker(consumer: &Arc<ServiceConsumer>, shutdown: &Cancellatio
     }
 }
 
-fn to_item(message: &BorrowedMessage<'_>, input_kind: InputKind, limits: &Limits) -> Item {
-    let mut trace_headers = Vec::new();
-    let mut ingest_ms = None;
-    if let Some(headers) = message.headers() {
-        for header in headers.iter() {
-            if TRACE_HEADERS.contains(&header.key) {
-                if let Some(value) = header.value {
-                    if header.key == "ingest_time_ms" {
-                        ingest_ms = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok());
-                    }
-                    trace_headers.push((header.key.to_owned(), value.to_vec()));
-                }
-            }
-        }
-    }
-    let payload = message.payload().map(<[u8]>::to_vec);
-    Item {
-        source: SourceOffset {
-            topic: message.topic().to_owned(),
-            partition: message.partition(),
-            offset: message.offset(),
-        },
-        key: message.key().map(<[u8]>::to_vec),
-        decoded: decode_as(input_kind, payload.as_deref(), limits),
-        payload,
-        ingest_ms: ingest_ms.or_else(|| message.timestamp().to_millis()),
-        received: Instant::now(),
-        trace_headers,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// What the poll loop reads from; it owns nothing but its batcher.
-struct Poller<'a> {
-    consumer: &'a Arc<ServiceConsumer>,
-    classifier: &'a Classifier,
-    config: &'a ClassifierConfig,
-    in_flight: &'a InFlight,
-    metrics: &'a Metrics,
-    health: &'a Health,
-}
-
-async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &CancellationToken) {
-    let Poller {
-        consumer,
-        classifier,
-        config,
-        in_flight,
-        metrics,
-        health,
-    } = poller;
-    let limits = Limits {
-        max_text_bytes: config.max_text_bytes,
-    };
-    let mut queue = Queue {
-        batcher: Batcher::new(config.batch.clone()),
-        ready: None,
-        paused: false,
-        generation: consumer.context().generation(),
-    };
-    loop {
-        health.beat();
-        queue.follow_assignment(consumer.context().generation(), metrics);
-        let now = Instant::now();
-        if queue.ready.is_none()
-            && (queue.batcher.is_full() || queue.batcher.deadline().is_some_and(|d| d <= now))
-        {
-            queue.ready = Some(queue.batcher.take());
-        }
-        if let Some(items) = queue.ready.take() {
-            match batch_tx.try_reserve() {
-                Ok(permit) => {
-                    in_flight.start();
-                    metrics.in_flight_batches.inc();
-                    permit.send(Batch {
-                        items,
-                        generation: queue.generation,
-                    });
-                    queue.set_paused(false, consumer, metrics);
-                }
-                Err(mpsc::error::TrySendError::Full(())) => {
-                    queue.ready = Some(items);
-                    queue.set_paused(true, consumer, metrics);
-                }
-                Err(mpsc::error::TrySendError::Closed(())) => return,
-            }
-        }
-        let wake_at = if queue.ready.is_some() {
-            now + Duration::from_millis(10)
-        } else {
-            queue
-                .batcher
-                .deadline()
-                .unwrap_or(now + Duration::from_millis(500))
-        };
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            received = consumer.recv() => match received {
-                Ok(message) => {
-                    // Rebalance callbacks ran inside recv: compare first so a
-                    // message of the new assignment is not dropped with the old.
-                    queue.follow_assignment(consumer.context().generation(), metrics);
-                    metrics.consumed.with_label_values(&[message.topic()]).inc();
-                    let kind = if message.topic() == config.complaints_topic {
-                        InputKind::Complaint
-                    } else {
-                        InputKind::Post
-                    };
-                    let item = to_item(&message, kind, &limits);
-                    let tokens = match &item.decoded {
-                        Ok(input) => classifier.token_count(&input.text),
-                        Err(_) => 0,
-                    };
-                    queue.batcher.push(item, tokens, Instant::now());
-                }
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
-            },
-            _ = tokio::time::sleep_until(wake_at.into()) => {}
-        }
-    }
-    // Shutting down: hand over what is queued so it is scored now rather
-    // than re-delivered after the restart. If the scorer is gone, the
-    // items stay uncommitted, which is just as safe.
-    let mut leftovers = queue.ready.take().into_iter().collect::<Vec<_>>();
-    while !queue.batcher.is_empty() {
-        leftovers.push(queue.batcher.take());
-    }
-    for items in leftovers {
-        in_flight.start();
-        metrics.in_flight_batches.inc();
-        let batch = Batch {
-            items,
-            generation: queue.generation,
-        };
-        if batch_tx.send(batch).await.is_err() {
-            in_flight.finish();
-            metrics.in_flight_batches.dec();
-            break;
-        }
-    }
-}
-
-/// What the poll loop holds between iterations.
-struct Queue {
-    batcher: Batcher<Item>,
-    /// A formed batch waiting for the scorer to take it.
-    ready: Option<Vec<Item>>,
-    paused: bool,
-    generation: u64,
-}
-
-impl Queue {
-    /// Items queued under an older assignment are dropped uncommitted: their
-    /// partitions restart from the last commit, wherever they now live. A
-    /// new assignment starts unpaused.
-    fn follow_assignment(&mut self, current: u64, metrics: &Metrics) {
-        if current != self.generation {
-            self.batcher.clear();
-            self.ready = None;
-            self.paused = false;
-            metrics.paused.set(0);
-            self.generation = current;
-        }
+    /// Any stage that panics ends the whole service with an error, never
+    /// with a clean stop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_scorer_stops_the_service_with_an_error() {
+        let stop = CancellationToken::new();
+        let (batch_tx, batch_rx) = mpsc::channel(1);
+        let (scored_tx, mut scored_rx) = mpsc::channel(1);
+        let scorer = spawn_stage(
+            "scorer",
+            &stop,
+            score_stage(batch_rx, scored_tx, |_: Batch| -> ScoredBatch {
+                panic!("boom")
+            }),
+        );
+        batch_tx
+            .send(Batch {
+                items: Vec::new(),
+                generation: 0,
+            })
+            .await
+            .expect("scorer is running");
+        let failed = scorer.await.unwrap().expect_err("a panic is a failure");
+        assert_eq!(
+            failed.to_string(),
+            "a pipeline stage stopped unexpectedly: the scorer panicked: boom"
+        );
+        assert!(stop.is_cancelled(), "the poll loop must stop too");
+        assert!(scored_rx.recv().await.is_none());
     }
 
-    fn set_paused(&mut self, pause: bool, consumer: &ServiceConsumer, metrics: &Metrics) {
-        if self.paused == pause {
-            return;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_or_failing_stage_cancels_the_others() {
+        let stop = CancellationToken::new();
+        async fn on_fire() -> Result<(), ClassifierError> {
+            panic!("disk on fire")
         }
-        let result = consumer.assignment().and_then(|assigned| {
-            if pause {
-                consumer.pause(&assigned)
-            } else {
-                consumer.resume(&assigned)
-            }
+        let writer = spawn_stage("writer", &stop, on_fire());
+        assert_eq!(
+            writer.await.unwrap().unwrap_err().to_string(),
+            "a pipeline stage stopped unexpectedly: the writer panicked: disk on fire"
+        );
+        assert!(stop.is_cancelled());
+
+        let stop = CancellationToken::new();
+        let failing = spawn_stage("writer", &stop, async {
+            Err(ClassifierError::Stage("nope".into()))
         });
-        match result {
-            Ok(()) => {
-                self.paused = pause;
-                metrics.paused.set(i64::from(pause));
-            }
-            Err(e) => tracing::warn!(error = %e, pause, "cannot change fetch pause state"),
-        }
+        assert!(failing.await.unwrap().is_err());
+        assert!(stop.is_cancelled());
+
+        let stop = CancellationToken::new();
+        let fine = spawn_stage("writer", &stop, async { Ok(()) });
+        assert!(fine.await.unwrap().is_ok());
+        assert!(!stop.is_cancelled(), "a clean end stops nothing");
     }
-}
 
-async fn score_stage(
-    mut batches: mpsc::Receiver<Batch>,
-    scored: mpsc::Sender<ScoredBatch>,
-    classifier: Arc<Classifier>,
-    model: ModelRef,
-    config: ClassifierConfig,
-    metrics: Metrics,
-) {
-    let model = Arc::new(model);
-    let config = Arc::new(config);
-    while let Some(batch) = batches.recv().await {
-        let (classifier, model, config, metrics) = (
-            classifier.clone(),
-            model.clone(),
-            config.clone(),
-            metrics.clone(),
-        );
-        let done = tokio::task::spawn_blocking(move || {
-            score_batch(&classifier, batch, &model, &config, &metrics)
-        })
-        .await;
-        match done {
-            Ok(result) => {
-                if scored.send(result).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "scoring task panicked; its inputs stay uncommitted");
-                return;
-            }
-        }
-    }
-}
-
-fn score_batch(
-    classifier: &Classifier,
-    batch: Batch,
-    model: &ModelRef,
-    config: &ClassifierConfig,
-    metrics: &Metrics,
-) -> ScoredBatch {
-    let valid: Vec<&str> = batch
-        .items
-        .iter()
-        .filter_map(|item| item.decoded.as_ref().ok().map(|input| input.text.as_str()))
-        .collect();
-    let tokens: usize = valid.iter().map(|t| classifier.token_count(t)).sum();
-    let started = Instant::now();
-    let predictions = score_isolating_failures(classifier, &valid);
-    metrics
-        .inference_seconds
-        .observe(started.elapsed().as_secs_f64());
-    metrics.batch_posts.observe(valid.len() as f64);
-    metrics.batch_tokens.observe(tokens as f64);
-
-    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut predictions = predictions.into_iter();
-    let mut records = Vec::with_capacity(batch.items.len());
-    let mut next_offsets = BTreeMap::new();
-    for item in &batch.items {
-        let record = match &item.decoded {
-            Ok(input) => match predictions.next().expect("one prediction per valid item") {
-                Ok(prediction) => {
-                    scored_record(item, input, prediction, model, &config.output_topic, now_ms)
-                }
-                Err(detail) => dead_letter_record(
-                    item,
-                    &InvalidInput {
-                        reason: DlqReason::ModelError,
-                        detail,
-                    },
-                    &config.dlq_topic,
-                ),
-            },
-            Err(invalid) => dead_letter_record(item, invalid, &config.dlq_topic),
+    /// Drain and pause work on the whole assignment at once, which only
+    /// eager rebalancing matches; cooperative-sticky is refused up front.
+    #[tokio::test]
+    async fn cooperative_sticky_assignment_is_refused_at_start_up() {
+        let mut config = ClassifierConfig {
+            http_addr: "127.0.0.1:0".parse().unwrap(),
+            ..ClassifierConfig::default()
         };
-        if let Some(end_to_end) = item.ingest_ms {
-            metrics
-                .end_to_end_seconds
-                .observe((now_ms - end_to_end).max(0) as f64 / 1000.0);
-        }
-        records.push(record);
-        next_offsets.insert(
-            (item.source.topic.clone(), item.source.partition),
-            item.source.offset + 1,
+        config.kafka.extra.insert(
+            "partition.assignment.strategy".into(),
+            "cooperative-sticky".into(),
         );
-    }
-    ScoredBatch {
-        records,
-        next_offsets,
-        generation: batch.generation,
-    }
-}
-
-/// Scores the batch; if the model fails on it, scores post by post so one
-/// poisonous post goes to the DLQ instead of stalling its partition.
-fn score_isolating_failures(
-    classifier: &Classifier,
-    texts: &[&str],
-) -> Vec<Result<patroli_model::Prediction, String>> {
-    match classifier.score(texts) {
-        Ok(predictions) => predictions.into_iter().map(Ok).collect(),
-        Err(e) => {
-            tracing::warn!(error = %e, posts = texts.len(), "batch failed; scoring post by post");
-            texts
-                .iter()
-                .map(|text| {
-                    classifier
-                        .score(&[text])
-                        .map_err(|e| e.to_string())
-                        .and_then(|mut p| {
-                            p.pop().ok_or_else(|| "model returned no prediction".into())
-                        })
-                })
-                .collect()
-        }
-    }
-}
-
-async fn write_stage(
-    mut scored: mpsc::Receiver<ScoredBatch>,
-    producer: FutureProducer,
-    consumer: Arc<ServiceConsumer>,
-    in_flight: Arc<InFlight>,
-    delivery: DeliveryMode,
-    metrics: Metrics,
-    stop: CancellationToken,
-) -> Result<(), ClassifierError> {
-    while let Some(batch) = scored.recv().await {
-        let written = match delivery {
-            DeliveryMode::AtLeastOnce => {
-                write_at_least_once(&batch, &producer, &consumer, &metrics, &stop).await
-            }
-            DeliveryMode::ExactlyOnce => write_transaction(&batch, &producer, &consumer).await,
-        };
-        in_flight.finish();
-        metrics.in_flight_batches.dec();
-        match written {
-            Ok(true) => count_outcomes(&batch.records, &metrics),
-            Ok(false) => {}
-            Err(e) => {
-                stop.cancel();
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn count_outcomes(records: &[OutRecord], metrics: &Metrics) {
-    for record in records {
-        match &record.outcome {
-            Outcome::Scored(label) => metrics.scored.with_label_values(&[label.as_str()]).inc(),
-            Outcome::DeadLetter(reason) => metrics.dlq.with_label_values(&[reason]).inc(),
-        }
-    }
-}
-
-async fn produce_all(batch: &ScoredBatch, producer: &FutureProducer) -> Result<(), KafkaError> {
-    let sends = batch.records.iter().map(|record| {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: Some(value),
-            });
-        }
-        producer.send(
-            FutureRecord::to(&record.topic)
-                .key(&record.key)
-                .payload(&record.payload)
-                .headers(headers),
-            Duration::from_secs(30),
-        )
-    });
-    for delivery in futures::future::join_all(sends).await {
-        delivery.map_err(|(e, _)| e)?;
-    }
-    Ok(())
-}
-
-fn offsets_list(batch: &ScoredBatch) -> Result<TopicPartitionList, KafkaError> {
-    let mut list = TopicPartitionList::new();
-    for ((topic, partition), next) in &batch.next_offsets {
-        list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
-    }
-    Ok(list)
-}
-
-/// Produces until every output is acknowledged, then stores the input
-/// offsets. Retries forever on delivery failure (stalling is better than
-/// losing a post); gives up only on shutdown, leaving the offsets unstored.
-/// Returns whether the batch was completed.
-async fn write_at_least_once(
-    batch: &ScoredBatch,
-    producer: &FutureProducer,
-    consumer: &ServiceConsumer,
-    metrics: &Metrics,
-    stop: &CancellationToken,
-) -> Result<bool, ClassifierError> {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match produce_all(batch, producer).await {
-            Ok(()) => break,
-            Err(e) => {
-                metrics
-                    .produce_retries
-                    .with_label_values(&["at-least-once"])
-                    .inc();
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "delivery failed; producing the batch again");
-                tokio::select! {
-                    _ = stop.cancelled() => return Ok(false),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-    if batch.generation != consumer.context().generation() {
-        tracing::info!(
-            "batch finished after its partitions were revoked; the new owner re-delivers it"
+        let refused = run(config, CancellationToken::new()).await.unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "invalid configuration: kafka.extra sets partition.assignment.strategy = \
+             \"cooperative-sticky\", but the classifier drains, pauses and drops queued work \
+             for its whole assignment at once, which is only correct with eager rebalancing; \
+             use \"range\" or \"roundrobin\" (or remove the setting)"
         );
-        return Ok(true);
-    }
-    let offsets = offsets_list(batch)?;
-    if let Err(e) = consumer.store_offsets(&offsets) {
-        tracing::warn!(error = %e, "cannot store offsets; the batch will be re-delivered");
-    }
-    Ok(true)
-}
-
-/// Outputs and input offsets in one Kafka transaction. Any failure aborts
-/// it and is fatal: the process restarts from the last committed
-/// transaction, which is exactly where nothing was lost or duplicated.
-async fn write_transaction(
-    batch: &ScoredBatch,
-    producer: &FutureProducer,
-    consumer: &ServiceConsumer,
-) -> Result<bool, ClassifierError> {
-    if batch.generation != consumer.context().generation() {
-        tracing::info!("dropping a batch of revoked partitions; the new owner re-consumes it");
-        return Ok(false);
-    }
-    let group = consumer
-        .group_metadata()
-        .ok_or_else(|| ClassifierError::Stage("the consumer has no group metadata".into()))?;
-    let timeout = Duration::from_secs(30);
-    let result: Result<(), KafkaError> = async {
-        producer.begin_transaction()?;
-        produce_all(batch, producer).await?;
-        let offsets = offsets_list(batch)?;
-        tokio::task::block_in_place(|| {
-            producer.send_offsets_to_transaction(&offsets, &group, timeout)?;
-            producer.commit_transaction(timeout)
-        })
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(true),
-        Err(e) => {
-            let _ = tokio::task::block_in_place(|| producer.abort_transaction(timeout));
-            Err(ClassifierError::Transaction(e))
-        }
     }
 }

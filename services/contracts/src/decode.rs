@@ -1,11 +1,10 @@
-use std::fmt;
-
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use crate::dlq::{DlqReason, InvalidInput};
 use crate::events::{Complaint, ParentRelation, RawPost, ScoringInput};
 use crate::{topics, SCHEMA_VERSION};
 
@@ -24,89 +23,6 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
-        }
-    }
-}
-
-/// Why a message went to the DLQ. Serialised in snake_case; [`DlqReason::as_str`] gives the same
-/// string for metric labels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DlqReason {
-    EmptyPayload,
-    InvalidUtf8,
-    NotJson,
-    NotAnObject,
-    MissingField,
-    WrongType,
-    /// An identifier that forms a key (`platform`, `post_id`, `complaint_id`) is empty.
-    EmptyField,
-    EmptyText,
-    TextTooLong,
-    UnknownSchemaVersion,
-    InvalidTimestamp,
-    UnknownTopic,
-    /// The model failed on this post alone (after its batch failed); kept so one poisonous
-    /// post cannot stall its partition.
-    ModelError,
-}
-
-impl DlqReason {
-    /// Every reason, so metrics can pre-register a zero series per label.
-    pub const ALL: [DlqReason; 13] = [
-        Self::EmptyPayload,
-        Self::InvalidUtf8,
-        Self::NotJson,
-        Self::NotAnObject,
-        Self::MissingField,
-        Self::WrongType,
-        Self::EmptyField,
-        Self::EmptyText,
-        Self::TextTooLong,
-        Self::UnknownSchemaVersion,
-        Self::InvalidTimestamp,
-        Self::UnknownTopic,
-        Self::ModelError,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EmptyPayload => "empty_payload",
-            Self::InvalidUtf8 => "invalid_utf8",
-            Self::NotJson => "not_json",
-            Self::NotAnObject => "not_an_object",
-            Self::MissingField => "missing_field",
-            Self::WrongType => "wrong_type",
-            Self::EmptyField => "empty_field",
-            Self::EmptyText => "empty_text",
-            Self::TextTooLong => "text_too_long",
-            Self::UnknownSchemaVersion => "unknown_schema_version",
-            Self::InvalidTimestamp => "invalid_timestamp",
-            Self::UnknownTopic => "unknown_topic",
-            Self::ModelError => "model_error",
-        }
-    }
-}
-
-impl fmt::Display for DlqReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A message that cannot be scored; it belongs in the DLQ.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {detail}")]
-pub struct InvalidInput {
-    pub reason: DlqReason,
-    pub detail: String,
-}
-
-impl InvalidInput {
-    fn new(reason: DlqReason, detail: impl Into<String>) -> Self {
-        Self {
-            reason,
-            detail: detail.into(),
         }
     }
 }

@@ -1,11 +1,7 @@
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-
-use crate::decode::{DlqReason, InvalidInput};
-use crate::{dlq_event_id, now_rfc3339, SCHEMA_VERSION};
 
 /// Value of `posts.raw.v1`; the message key is `platform:post_id`.
 ///
@@ -265,55 +261,4 @@ pub struct ScoredEvent {
     pub fingerprint: String,
     pub reasons: Reasons,
     pub source: SourceOffset,
-}
-
-/// Value of `posts.dlq.v1`; the message key is the original key, or `source.key()` if there was
-/// none ([`DlqEvent::message_key`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[schemars(title = "posts.dlq.v1")]
-pub struct DlqEvent {
-    pub schema_version: u32,
-    pub event_id: String,
-    pub source: SourceOffset,
-    /// The original key, decoded lossily as UTF-8.
-    pub key: Option<String>,
-    /// The exact original value bytes (standard base64), so the message can be fixed and replayed.
-    pub original_base64: String,
-    pub reason: DlqReason,
-    pub detail: String,
-    /// RFC 3339.
-    pub failed_at: String,
-}
-
-impl DlqEvent {
-    /// Builds the DLQ event for a message that failed [`crate::decode_input`].
-    pub fn new(
-        source: SourceOffset,
-        key: Option<&[u8]>,
-        original: Option<&[u8]>,
-        error: &InvalidInput,
-    ) -> Self {
-        Self {
-            schema_version: SCHEMA_VERSION,
-            event_id: dlq_event_id(&source),
-            key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
-            original_base64: base64::engine::general_purpose::STANDARD
-                .encode(original.unwrap_or_default()),
-            reason: error.reason,
-            detail: error.detail.clone(),
-            failed_at: now_rfc3339(),
-            source,
-        }
-    }
-
-    pub fn message_key(&self) -> String {
-        self.key.clone().unwrap_or_else(|| self.source.key())
-    }
-
-    /// The original value bytes; `None` only if `original_base64` was tampered with.
-    pub fn original(&self) -> Option<Vec<u8>> {
-        base64::engine::general_purpose::STANDARD
-            .decode(&self.original_base64)
-            .ok()
-    }
 }

@@ -6,18 +6,18 @@
 //! here that alters the wire format must bump [`SCHEMA_VERSION`] and regenerate `schemas/`.
 
 mod decode;
+mod dlq;
 mod events;
 mod fingerprint;
 mod ids;
 pub mod schema;
 mod takedown;
 
-pub use decode::{
-    decode_as, decode_input, DlqReason, InputKind, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES,
-};
+pub use decode::{decode_as, decode_input, InputKind, Limits, DEFAULT_MAX_TEXT_BYTES};
+pub use dlq::{DlqEvent, DlqReason, InvalidInput};
 pub use events::{
-    Complaint, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
-    RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
+    Complaint, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef, RawPost,
+    Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
 };
 pub use fingerprint::{fingerprint, hamming, parse_fingerprint};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};

@@ -3,7 +3,8 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::events::{Complaint, DlqEvent, RawPost, ScoredEvent};
+use crate::dlq::DlqEvent;
+use crate::events::{Complaint, RawPost, ScoredEvent};
 use crate::takedown::{
     AuditEvent, LabelRecord, ReviewDecision, ReviewItem, TakedownRequest, TakedownStatus,
 };

@@ -13,11 +13,39 @@ use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::text::{TextEncoder, Tokenized};
 use crate::ModelError;
 
-/// Padded tokens per forward pass. Larger batches stop paying off on CPU
-/// beyond a few thousand tokens and only add latency and memory.
-const TOKEN_BUDGET: usize = 2048;
-const MAX_BATCH: usize = 32;
 const TOP_TOKENS: usize = 5;
+
+/// How big one forward pass may be. A batch is padded to its longest post,
+/// so its cost is `posts * longest`, not the sum of its lengths; this is the
+/// one rule every batcher (offline scoring, training, the classifier
+/// service) follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenBudget {
+    pub max_posts: usize,
+    /// Padded tokens per forward pass.
+    pub max_tokens: usize,
+}
+
+impl TokenBudget {
+    /// Larger batches stop paying off on CPU beyond a few thousand padded
+    /// tokens and only add latency and memory.
+    pub const DEFAULT: TokenBudget = TokenBudget {
+        max_posts: 32,
+        max_tokens: 2048,
+    };
+
+    /// Whether `posts` posts, the longest `longest` tokens, fit one pass.
+    /// A single post always fits, so an oversized one cannot block a queue.
+    pub fn fits(&self, posts: usize, longest: usize) -> bool {
+        posts <= 1 || (posts <= self.max_posts && posts * longest <= self.max_tokens)
+    }
+}
+
+impl Default for TokenBudget {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct InferenceOptions {
@@ -191,6 +219,21 @@ impl Classifier {
         self.text.encode(text).map(|t| t.ids.len()).unwrap_or(2)
     }
 
+    /// The encoder's input for `text`, to be scored later with
+    /// [`Classifier::score_tokenized`] without tokenizing again.
+    pub fn tokenize(&self, text: &str) -> Result<Tokenized, ModelError> {
+        self.text.encode(text)
+    }
+
+    /// Scores posts tokenized by [`Classifier::tokenize`] in one forward
+    /// pass: the caller formed the batch (see [`TokenBudget`]).
+    pub fn score_tokenized(&self, items: &[&Tokenized]) -> Result<Vec<Prediction>, ModelError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.score_batch(items)
+    }
+
     pub fn score(&self, texts: &[&str]) -> Result<Vec<Prediction>, ModelError> {
         let toks = texts
             .iter()
@@ -286,7 +329,7 @@ impl Classifier {
 }
 
 /// Groups item indices into batches of similar length: sorted by length,
-/// cut when the padded size would exceed the token budget.
+/// cut when the padded size would exceed the default [`TokenBudget`].
 pub(crate) fn token_budget_batches(lens: &[usize]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lens.len()).collect();
     order.sort_by_key(|&i| (lens[i], i));
@@ -294,7 +337,7 @@ pub(crate) fn token_budget_batches(lens: &[usize]) -> Vec<Vec<usize>> {
     let mut cur: Vec<usize> = Vec::new();
     for i in order {
         // Sorted ascending, so the newest item is the longest in the batch.
-        if !cur.is_empty() && ((cur.len() + 1) * lens[i] > TOKEN_BUDGET || cur.len() == MAX_BATCH) {
+        if !cur.is_empty() && !TokenBudget::DEFAULT.fits(cur.len() + 1, lens[i]) {
             batches.push(std::mem::take(&mut cur));
         }
         cur.push(i);
@@ -392,7 +435,7 @@ mod tests {
         assert_eq!(seen, (0..lens.len()).collect::<Vec<_>>());
         for b in &batches {
             let max = b.iter().map(|&i| lens[i]).max().unwrap();
-            assert!(b.len() == 1 || b.len() * max <= TOKEN_BUDGET);
+            assert!(b.len() == 1 || b.len() * max <= TokenBudget::DEFAULT.max_tokens);
         }
         assert!(token_budget_batches(&[]).is_empty());
     }

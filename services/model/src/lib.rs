@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 
 pub use bench::{bench, BenchRow};
 pub use bert::BertConfig;
-pub use classifier::{BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction};
+pub use classifier::{
+    BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction, TokenBudget,
+};
 pub use data::{
     data_fingerprint, load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES,
 };
@@ -36,6 +38,7 @@ pub use metrics::{
     BinaryCounts,
 };
 pub use spec::{ModelSpec, BASE_DIR_ENV};
+pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};
 

@@ -35,11 +35,24 @@ pub(crate) struct TextEncoder {
     prefix_words: usize,
 }
 
-pub(crate) struct Tokenized {
+/// One text as the encoder sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tokenized {
     /// `<s> pieces.. </s>`, at most `max_len` long.
-    pub ids: Vec<u32>,
+    pub(crate) ids: Vec<u32>,
     /// SentencePiece strings aligned with `ids` ("" for the specials).
-    pub pieces: Vec<String>,
+    pub(crate) pieces: Vec<String>,
+}
+
+impl Tokenized {
+    /// Tokens fed to the encoder (after truncation, incl. specials).
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
 }
 
 impl TextEncoder {
