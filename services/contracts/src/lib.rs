@@ -13,8 +13,8 @@ pub mod schema;
 
 pub use decode::{decode_input, DlqReason, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES};
 pub use events::{
-    Complaint, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef,
-    RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
+    Complaint, ComplaintContact, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef,
+    ParentRelation, PostRef, RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
 };
 pub use fingerprint::{fingerprint, hamming};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};
@@ -26,9 +26,19 @@ pub mod topics {
     pub const COMPLAINTS: &str = "complaints.v1";
     pub const POSTS_SCORED: &str = "posts.scored.v1";
     pub const POSTS_DLQ: &str = "posts.dlq.v1";
+    /// How to reach a member of the public who filed a complaint. Kept apart from
+    /// `complaints.v1` so personal data never flows into scored or DLQ events; only the
+    /// team that answers complaints may read it (ACL, short retention).
+    pub const COMPLAINT_CONTACTS: &str = "complaints.contacts.v1";
 
     /// Every topic this crate defines a value for, in data-flow order.
-    pub const ALL: [&str; 4] = [POSTS_RAW, COMPLAINTS, POSTS_SCORED, POSTS_DLQ];
+    pub const ALL: [&str; 5] = [
+        POSTS_RAW,
+        COMPLAINTS,
+        COMPLAINT_CONTACTS,
+        POSTS_SCORED,
+        POSTS_DLQ,
+    ];
 }
 
 /// The `schema_version` every event written today carries and every reader accepts.

@@ -3,7 +3,7 @@
 
 use schemars::{schema_for, Schema};
 
-use crate::events::{Complaint, DlqEvent, RawPost, ScoredEvent};
+use crate::events::{Complaint, ComplaintContact, DlqEvent, RawPost, ScoredEvent};
 use crate::topics;
 
 /// The JSON Schema of `topic`'s message value, or `None` for a topic this crate does not define.
@@ -11,6 +11,7 @@ pub fn topic_schema(topic: &str) -> Option<Schema> {
     Some(match topic {
         topics::POSTS_RAW => schema_for!(RawPost),
         topics::COMPLAINTS => schema_for!(Complaint),
+        topics::COMPLAINT_CONTACTS => schema_for!(ComplaintContact),
         topics::POSTS_SCORED => schema_for!(ScoredEvent),
         topics::POSTS_DLQ => schema_for!(DlqEvent),
         _ => return None,
