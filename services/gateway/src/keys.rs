@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeysError {
@@ -56,14 +56,15 @@ type Digest32 = [u8; 32];
 #[derive(Default)]
 struct Table {
     by_digest: HashMap<Digest32, Arc<ApiKey>>,
-    /// Content digest of the file this table came from, to skip re-parsing an unchanged file.
-    source: Option<Digest32>,
 }
 
 /// The current keys, swapped whole on reload.
 #[derive(Clone)]
 pub struct KeyStore {
     table: Arc<RwLock<Arc<Table>>>,
+    /// Content digest of the file last examined, good or bad: an unchanged file is neither
+    /// parsed nor reported again.
+    last_seen: Arc<Mutex<Option<Digest32>>>,
     default_rate: Rate,
 }
 
@@ -81,6 +82,7 @@ impl KeyStore {
     pub fn new(default_rate: Rate) -> Self {
         KeyStore {
             table: Arc::default(),
+            last_seen: Arc::default(),
             default_rate,
         }
     }
@@ -105,16 +107,24 @@ impl KeyStore {
             path: path.to_owned(),
             source,
         })?;
-        let source: Digest32 = Sha256::digest(text.as_bytes()).into();
-        let old = self.current();
-        if old.source == Some(source) {
+        let digest: Digest32 = Sha256::digest(text.as_bytes()).into();
+        let mut last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if *last_seen == Some(digest) {
             return Ok(false);
         }
+        *last_seen = Some(digest);
+        let table = self.parse(path, &text)?;
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        Ok(true)
+    }
+
+    fn parse(&self, path: &Path, text: &str) -> Result<Table, KeysError> {
+        let old = self.current();
         let invalid = |detail: String| KeysError::Invalid {
             path: path.to_owned(),
             detail,
         };
-        let file: KeysFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let file: KeysFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let mut by_digest = HashMap::new();
         let mut ids = std::collections::HashSet::new();
         for entry in file.keys {
@@ -156,11 +166,7 @@ impl KeyStore {
                 return Err(invalid("two entries share one sha256".into()));
             }
         }
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Table {
-            by_digest,
-            source: Some(source),
-        });
-        Ok(true)
+        Ok(Table { by_digest })
     }
 
     fn current(&self) -> Arc<Table> {

@@ -60,14 +60,16 @@ async fn accept(
                 ),
             ))
         }
-        Err(_) => return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_posts",
-            format!(
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_posts",
+                format!(
                 "the batch has {count} posts, more than key `{}` may send at once ({}); split it",
                 key.id, key.rate.burst
             ),
-        )),
+            ))
+        }
     }
     let ids: Vec<String> = posts.iter().map(|(_, input)| input.post.key()).collect();
     let messages = posts
@@ -99,8 +101,9 @@ fn authenticate(app: &App, headers: &HeaderMap) -> Result<Arc<ApiKey>, ApiError>
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
         .ok_or_else(|| {
             ApiError::unauthorized("send your partner key as `Authorization: Bearer <key>`")
         })?;

@@ -1,6 +1,7 @@
 //! `patroli`: one binary for every service and tool. Kubernetes runs
 //! `patroli serve <service>`; people run `patroli up`, `score`, `train` ...
 
+mod gateway_cmds;
 mod model_cmds;
 mod replay;
 mod up;
@@ -8,6 +9,7 @@ mod up;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use patroli_classifier::ClassifierConfig;
+use patroli_gateway::GatewayConfig;
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -32,6 +34,10 @@ enum Command {
     },
     /// Produce a JSONL file of posts into a topic, one message per line.
     Replay(replay::ReplayArgs),
+    /// Load-test a running gateway from this process; prints a JSON report.
+    LoadGateway(gateway_cmds::LoadArgs),
+    /// Make a new partner key: the key to hand over, and the keys-file entry to deploy.
+    GatewayKey(gateway_cmds::KeyArgs),
     #[command(flatten)]
     Model(model_cmds::ModelCommand),
 }
@@ -40,6 +46,12 @@ enum Command {
 enum Service {
     /// posts.raw.v1 + complaints.v1 → posts.scored.v1 (+ posts.dlq.v1).
     Classifier {
+        /// TOML file layered between the defaults and PATROLI_* env vars.
+        #[arg(long, env = "PATROLI_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// HTTP ingest: partners' posts → posts.raw.v1, public complaints → complaints.v1.
+    Gateway {
         /// TOML file layered between the defaults and PATROLI_* env vars.
         #[arg(long, env = "PATROLI_CONFIG")]
         config: Option<PathBuf>,
@@ -64,6 +76,22 @@ fn main() -> anyhow::Result<()> {
                     .context("classifier failed")
             })
         }
+        Command::Serve {
+            service: Service::Gateway { config },
+        } => {
+            let config: GatewayConfig =
+                patroli_runtime::load_config(config.as_deref(), std::env::vars())
+                    .context("loading the gateway configuration")?;
+            patroli_runtime::init_tracing(config.log_json);
+            runtime()?.block_on(async {
+                let shutdown = patroli_runtime::shutdown_on_signals();
+                patroli_gateway::run(config, shutdown, |_| {})
+                    .await
+                    .context("gateway failed")
+            })
+        }
+        Command::LoadGateway(args) => runtime()?.block_on(gateway_cmds::load(args)),
+        Command::GatewayKey(args) => gateway_cmds::key(args),
         Command::Replay(args) => {
             patroli_runtime::init_tracing(false);
             runtime()?.block_on(async {
