@@ -174,14 +174,11 @@ if delivery not in ("at-least-once", "exactly-once"):
 for k in ("PATROLI_LOG_JSON",):
     if k in conf and conf[k] not in ("true", "false"):
         err(cm, f"{k}={conf[k]!r} is not true/false")
-input_topics = ["posts.raw.v1", "complaints.v1"]
-if "PATROLI_INPUT_TOPICS" in conf:
-    try:
-        input_topics = json.loads(conf["PATROLI_INPUT_TOPICS"])
-        assert isinstance(input_topics, list) and input_topics and all(isinstance(t, str) for t in input_topics)
-    except Exception:
-        err(cm, f"PATROLI_INPUT_TOPICS={conf['PATROLI_INPUT_TOPICS']!r} is not a JSON list of topic names")
-        input_topics = []
+input_topics = [conf.get("PATROLI_POSTS_TOPIC", "posts.raw.v1"),
+                conf.get("PATROLI_COMPLAINTS_TOPIC", "complaints.v1")]
+for k in ("PATROLI_POSTS_TOPIC", "PATROLI_COMPLAINTS_TOPIC", "PATROLI_OUTPUT_TOPIC", "PATROLI_DLQ_TOPIC"):
+    if k in conf and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", str(conf[k])):
+        err(cm, f"{k}={conf[k]!r} is not a valid Kafka topic name")
 if "PATROLI_KAFKA__EXTRA" in conf:
     try:
         extra = json.loads(conf["PATROLI_KAFKA__EXTRA"])

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use patroli_contracts::topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use std::process::Command;
@@ -32,7 +31,10 @@ fn up_runs_the_whole_stack_on_the_sample_stream() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "patroli up failed:\n{stderr}");
-    assert!(stderr.contains("starting a local tansu broker"), "{stderr}");
+    assert!(
+        stderr.contains("starting a local Apache Kafka broker"),
+        "{stderr}"
+    );
     let total = sample_lines();
     let summary = stderr
         .lines()
@@ -44,9 +46,8 @@ fn up_runs_the_whole_stack_on_the_sample_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_produces_every_line_with_its_partner_key() {
-    let broker = start_broker();
-    let brokers = broker.bootstrap_servers();
-    create_topics(&brokers).await;
+    let stream = Stream::create(&shared_brokers(), "replay").await;
+    let brokers = stream.brokers.clone();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("posts.jsonl");
     std::fs::write(
@@ -55,25 +56,25 @@ async fn replay_produces_every_line_with_its_partner_key() {
     )
     .unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_patroli"))
-        .args(["replay", "--brokers", &brokers])
+        .args(["replay", "--brokers", &brokers, "--topic", &stream.raw])
         .arg(&file)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
-        stderr.contains("produced 3 messages to posts.raw.v1"),
+        stderr.contains(&format!("produced 3 messages to {}", stream.raw)),
         "{stderr}"
     );
 
     let consumer: BaseConsumer = kafka(&brokers)
         .client_config("replay-check")
-        .set("group.id", "replay-check")
+        .set("group.id", stream.unique("replay-check"))
         .set("auto.offset.reset", "earliest")
         .set("session.timeout.ms", "6000")
         .create()
         .unwrap();
-    consumer.subscribe(&[topics::POSTS_RAW]).unwrap();
+    consumer.subscribe(&[&stream.raw]).unwrap();
     let mut keys = Vec::new();
     let started = Instant::now();
     while keys.len() < 3 && started.elapsed() < Duration::from_secs(30) {

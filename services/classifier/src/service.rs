@@ -16,7 +16,9 @@ use crate::batch::Batcher;
 use crate::config::{ClassifierConfig, DeliveryMode};
 use crate::metrics::Metrics;
 use crate::output::{dead_letter_record, scored_record, Item, OutRecord, Outcome};
-use patroli_contracts::{decode_input, DlqReason, InvalidInput, Limits, ModelRef, SourceOffset};
+use patroli_contracts::{
+    decode_as, DlqReason, InputKind, InvalidInput, Limits, ModelRef, SourceOffset,
+};
 use patroli_model::{Classifier, InferenceOptions};
 use patroli_runtime::{serve_http, Health};
 use rdkafka::consumer::{
@@ -246,7 +248,10 @@ pub async fn run(
             .map_err(|e| ClassifierError::Stage(e.to_string()))?
             .map_err(ClassifierError::Transaction)?;
     }
-    let topics: Vec<&str> = config.input_topics.iter().map(String::as_str).collect();
+    let topics = [
+        config.posts_topic.as_str(),
+        config.complaints_topic.as_str(),
+    ];
     consumer.subscribe(&topics)?;
     tracing::info!(?topics, group = %config.group_id, mode = ?config.delivery, "consuming");
 
@@ -364,7 +369,7 @@ async fn wait_for_broker(consumer: &Arc<ServiceConsumer>, shutdown: &Cancellatio
     }
 }
 
-fn to_item(message: &BorrowedMessage<'_>, limits: &Limits) -> Item {
+fn to_item(message: &BorrowedMessage<'_>, input_kind: InputKind, limits: &Limits) -> Item {
     let mut trace_headers = Vec::new();
     let mut ingest_ms = None;
     if let Some(headers) = message.headers() {
@@ -387,7 +392,7 @@ fn to_item(message: &BorrowedMessage<'_>, limits: &Limits) -> Item {
             offset: message.offset(),
         },
         key: message.key().map(<[u8]>::to_vec),
-        decoded: decode_input(message.topic(), payload.as_deref(), limits),
+        decoded: decode_as(input_kind, payload.as_deref(), limits),
         payload,
         ingest_ms: ingest_ms.or_else(|| message.timestamp().to_millis()),
         received: Instant::now(),
@@ -466,7 +471,12 @@ async fn poll_loop(poller: Poller<'_>, batch_tx: mpsc::Sender<Batch>, stop: &Can
                     // message of the new assignment is not dropped with the old.
                     queue.follow_assignment(consumer.context().generation(), metrics);
                     metrics.consumed.with_label_values(&[message.topic()]).inc();
-                    let item = to_item(&message, &limits);
+                    let kind = if message.topic() == config.complaints_topic {
+                        InputKind::Complaint
+                    } else {
+                        InputKind::Post
+                    };
+                    let item = to_item(&message, kind, &limits);
                     let tokens = match &item.decoded {
                         Ok(input) => classifier.token_count(&input.text),
                         Err(_) => 0,

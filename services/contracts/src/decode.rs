@@ -134,18 +134,27 @@ impl InvalidInput {
     }
 }
 
-/// Decodes and validates the value of a message from `posts.raw.v1` or `complaints.v1`.
-///
-/// Required fields are checked on the untyped JSON first because serde's own errors do not
-/// say which field had the wrong type, and the DLQ reason must tell the partner exactly what to fix.
+/// Which contract an input message follows. Deployments may rename topics
+/// (environment prefixes, test namespaces), so the consumer tells the
+/// decoder what it subscribed a topic as; the name alone proves nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    /// `posts.raw.v1`'s contract.
+    Post,
+    /// `complaints.v1`'s contract.
+    Complaint,
+}
+
+/// Decodes and validates the value of a message from `posts.raw.v1` or `complaints.v1`
+/// (by their contract names; see [`decode_as`] for renamed topics).
 pub fn decode_input(
     topic: &str,
     payload: Option<&[u8]>,
     limits: &Limits,
 ) -> Result<ScoringInput, InvalidInput> {
-    let spec = match topic {
-        topics::POSTS_RAW => &RAW_POST,
-        topics::COMPLAINTS => &COMPLAINT,
+    let kind = match topic {
+        topics::POSTS_RAW => InputKind::Post,
+        topics::COMPLAINTS => InputKind::Complaint,
         _ => {
             return Err(InvalidInput::new(
                 DlqReason::UnknownTopic,
@@ -157,6 +166,22 @@ pub fn decode_input(
                 ),
             ))
         }
+    };
+    decode_as(kind, payload, limits)
+}
+
+/// Decodes and validates an input message of a known contract.
+///
+/// Required fields are checked on the untyped JSON first because serde's own errors do not
+/// say which field had the wrong type, and the DLQ reason must tell the partner exactly what to fix.
+pub fn decode_as(
+    kind: InputKind,
+    payload: Option<&[u8]>,
+    limits: &Limits,
+) -> Result<ScoringInput, InvalidInput> {
+    let spec = match kind {
+        InputKind::Post => &RAW_POST,
+        InputKind::Complaint => &COMPLAINT,
     };
     let object = parse_object(payload)?;
     check_schema_version(&object)?;

@@ -11,7 +11,9 @@ mod fingerprint;
 mod ids;
 pub mod schema;
 
-pub use decode::{decode_input, DlqReason, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES};
+pub use decode::{
+    decode_as, decode_input, DlqReason, InputKind, InvalidInput, Limits, DEFAULT_MAX_TEXT_BYTES,
+};
 pub use events::{
     Complaint, ComplaintContact, DlqEvent, Engagement, Label, Latency, ModelRef, ParentRef,
     ParentRelation, PostRef, RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
@@ -38,6 +40,16 @@ pub mod topics {
         COMPLAINT_CONTACTS,
         POSTS_SCORED,
         POSTS_DLQ,
+    ];
+
+    /// Partitions per topic on a local broker (`patroli up`, the tests):
+    /// enough to show consumer-group scaling. Production partition counts
+    /// are the Strimzi `KafkaTopic`s in deploy/k8s/base/kafkatopics.yaml.
+    pub const LOCAL_PARTITIONS: [(&str, i32); 4] = [
+        (POSTS_RAW, 6),
+        (COMPLAINTS, 3),
+        (POSTS_SCORED, 6),
+        (POSTS_DLQ, 1),
     ];
 }
 

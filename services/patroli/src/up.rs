@@ -38,14 +38,6 @@ pub struct UpArgs {
     pub exit_when_done: bool,
 }
 
-/// Partitions per topic locally: enough to show consumer-group scaling.
-const TOPICS: [(&str, i32); 4] = [
-    (topics::POSTS_RAW, 6),
-    (topics::COMPLAINTS, 3),
-    (topics::POSTS_SCORED, 6),
-    (topics::POSTS_DLQ, 1),
-];
-
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     if std::env::var_os("RUST_LOG").is_none() {
         // Keep the terminal for the live view; warnings still show.
@@ -59,9 +51,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         _ => {
             let cwd = std::env::current_dir()?;
             let root = find_repo_root(&cwd).context(
-                "run `patroli up` inside the patroli checkout (it needs deploy/local/broker.sh), or set KAFKA_BROKERS",
+                "run `patroli up` inside the patroli checkout (it needs deploy/local/kafka.sh), or set KAFKA_BROKERS",
             )?;
-            eprintln!("starting a local tansu broker ...");
+            eprintln!("starting a local Apache Kafka broker ...");
             let broker = tokio::task::spawn_blocking(move || LocalBroker::start(&root)).await??;
             let brokers = broker.bootstrap_servers();
             (Some(broker), brokers)
@@ -73,7 +65,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     config.kafka.brokers = brokers.clone();
     config.model_dir = args.model.clone();
     config.http_addr = args.http_addr;
-    ensure_topics(&config.kafka, &TOPICS)
+    ensure_topics(&config.kafka, &topics::LOCAL_PARTITIONS)
         .await
         .context("creating topics")?;
 

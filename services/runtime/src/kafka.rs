@@ -1,6 +1,6 @@
 //! Kafka client settings shared by every service. Security options map
 //! one-to-one onto librdkafka properties so the same config runs against a
-//! local tansu broker (plaintext) and a production cluster (SASL/TLS).
+//! local Apache Kafka broker (plaintext) and a production cluster (SASL/TLS).
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -1,136 +1,366 @@
-//! A throwaway tansu broker on a free loopback port, for `patroli up` and the
-//! integration tests. Installation is shared with `deploy/local/broker.sh`
-//! (one place knows the pinned package); the process itself is owned here so
-//! it dies with its owner.
+//! A throwaway Apache Kafka broker (single-node KRaft) on free loopback ports,
+//! for `patroli up` and the integration tests. How the broker is installed,
+//! configured and formatted lives in one place, `deploy/local/kafka.sh`; this
+//! file owns the process: it picks the ports and the data folder, waits until
+//! the broker serves metadata, and can SIGKILL and restart it on the same data
+//! (the broker-crash tests).
+//!
+//! The broker is spawned from a keeper thread that lives exactly as long as
+//! the `LocalBroker`, with `PR_SET_PDEATHSIG`, so the JVM dies with its owner
+//! even when the owner is SIGKILLed or is a test binary's never-dropped
+//! static (the death signal fires when the *spawning thread* ends).
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+const SCRIPT: &str = "deploy/local/kafka.sh";
+/// A cold JVM on a busy 2-core machine (parallel test binaries, a compiler)
+/// has been seen taking 20 s; a minute means something is wrong.
+const START_LIMIT: Duration = Duration::from_secs(90);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {
-    #[error("cannot install the local broker with {script}: {detail}")]
+    #[error("cannot install Apache Kafka with {script}: {detail}")]
     Install { script: PathBuf, detail: String },
-    #[error("cannot start the local broker {bin}: {source}")]
+    #[error("cannot start Apache Kafka ({script}): {source}")]
     Spawn {
-        bin: PathBuf,
+        script: PathBuf,
         source: std::io::Error,
     },
-    #[error("the local broker did not answer on {addr} within {waited:?}")]
-    NotAnswering { addr: SocketAddr, waited: Duration },
-    #[error("the local broker exited during start-up with {status}")]
-    Exited { status: std::process::ExitStatus },
+    #[error("Apache Kafka did not serve metadata on {addr} within {waited:?}; its log: {log}")]
+    NotAnswering {
+        addr: SocketAddr,
+        waited: Duration,
+        log: PathBuf,
+    },
+    #[error("Apache Kafka exited during start-up with {status}; last lines of {log}:\n{tail}")]
+    Exited {
+        status: std::process::ExitStatus,
+        log: PathBuf,
+        tail: String,
+    },
     #[error("no free loopback port: {0}")]
     NoPort(std::io::Error),
+    #[error("cannot prepare the broker's data folder {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// What the keeper thread is asked to do with the broker process.
+enum Order {
+    Spawn(mpsc::Sender<std::io::Result<()>>),
+    Kill(mpsc::Sender<()>),
+    Status(mpsc::Sender<Option<std::process::ExitStatus>>),
 }
 
 pub struct LocalBroker {
-    child: Child,
+    orders: mpsc::Sender<Order>,
+    keeper: Option<std::thread::JoinHandle<()>>,
     addr: SocketAddr,
+    data_dir: PathBuf,
 }
 
 impl LocalBroker {
-    /// Installs tansu if needed (via `<repo>/deploy/local/broker.sh install`,
-    /// or `PATROLI_TANSU_BIN` if set) and starts it on a free port.
+    /// Installs Kafka if needed (`deploy/local/kafka.sh install`, Maven
+    /// Central) and starts a fresh broker in a new temporary data folder.
     pub fn start(repo_root: &Path) -> Result<Self, BrokerError> {
-        let bin = match std::env::var_os("PATROLI_TANSU_BIN") {
-            Some(bin) => PathBuf::from(bin),
-            None => install(repo_root)?,
-        };
-        // The port is chosen by binding port 0 and releasing it, so another
-        // process can grab it in between: retry with a fresh port then.
+        let script = repo_root.join(SCRIPT);
+        install(&script)?;
+        // The ports are chosen by binding port 0 and releasing it, so another
+        // process can grab one in between: retry with fresh ports then.
         let mut last_error = None;
         for _ in 0..3 {
-            match Self::start_on_free_port(&bin) {
+            let data_dir = fresh_data_dir()?;
+            match Self::start_in(&script, data_dir.clone()) {
                 Ok(broker) => return Ok(broker),
-                Err(e @ BrokerError::Exited { .. }) => last_error = Some(e),
+                Err(e @ BrokerError::Exited { .. }) => {
+                    let _ = std::fs::remove_dir_all(&data_dir);
+                    last_error = Some(e);
+                }
                 Err(e) => return Err(e),
             }
         }
         Err(last_error.expect("three attempts failed"))
     }
 
-    fn start_on_free_port(bin: &Path) -> Result<Self, BrokerError> {
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(BrokerError::NoPort)?;
-        let url = format!("tcp://{addr}");
-        let log = std::env::var_os("PATROLI_BROKER_LOG")
-            .and_then(|path| std::fs::File::create(path).ok())
-            .map(Stdio::from)
-            .unwrap_or_else(Stdio::null);
-        let child = Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-            ])
-            .arg(&url)
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
+    fn start_in(script: &Path, data_dir: PathBuf) -> Result<Self, BrokerError> {
+        let port = free_port()?;
+        let controller_port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = data_dir.join("broker.log");
+        let mut command = Command::new("bash");
+        command
+            .arg(script)
+            .arg("run")
+            .arg(&data_dir)
+            .arg(port.to_string())
+            .arg(controller_port.to_string())
+            .stdin(Stdio::null());
+        let (orders, keeper) = spawn_keeper(command, log.clone());
+        let mut broker = LocalBroker {
+            orders,
+            keeper: Some(keeper),
+            addr,
+            data_dir,
+        };
+        broker
+            .spawn_process()
             .map_err(|source| BrokerError::Spawn {
-                bin: bin.to_owned(),
+                script: script.to_owned(),
                 source,
             })?;
-        let mut broker = LocalBroker { child, addr };
-        broker.wait_until_answering(Duration::from_secs(10))?;
+        broker.wait_until_serving(START_LIMIT)?;
         Ok(broker)
-    }
-
-    fn wait_until_answering(&mut self, limit: Duration) -> Result<(), BrokerError> {
-        let started = Instant::now();
-        loop {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
-                return Ok(());
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(BrokerError::Exited { status });
-            }
-            if started.elapsed() > limit {
-                return Err(BrokerError::NotAnswering {
-                    addr: self.addr,
-                    waited: limit,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// `host:port` for `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> String {
         self.addr.to_string()
     }
+
+    /// The broker's log, kept in its data folder.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("broker.log")
+    }
+
+    /// SIGKILLs the broker, as a machine crash would; the data stays.
+    pub fn kill(&mut self) {
+        let (done, wait) = mpsc::channel();
+        if self.orders.send(Order::Kill(done)).is_ok() {
+            let _ = wait.recv();
+        }
+    }
+
+    /// Starts the broker again on the same data folder and port, after
+    /// `kill`, and waits until it serves metadata.
+    pub fn restart(&mut self) -> Result<(), BrokerError> {
+        self.kill();
+        self.spawn_process().map_err(|source| BrokerError::Spawn {
+            script: PathBuf::from(SCRIPT),
+            source,
+        })?;
+        self.wait_until_serving(START_LIMIT)
+    }
+
+    fn spawn_process(&self) -> std::io::Result<()> {
+        let (done, wait) = mpsc::channel();
+        self.orders
+            .send(Order::Spawn(done))
+            .map_err(|_| std::io::Error::other("the broker's keeper thread is gone"))?;
+        wait.recv()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the broker's keeper thread is gone")))
+    }
+
+    fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        let (done, wait) = mpsc::channel();
+        self.orders.send(Order::Status(done)).ok()?;
+        wait.recv().ok().flatten()
+    }
+
+    /// Ready means a client gets metadata naming this broker: the port alone
+    /// opens before the KRaft controller has elected itself.
+    fn wait_until_serving(&mut self, limit: Duration) -> Result<(), BrokerError> {
+        let started = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
+                && serves_metadata(&self.bootstrap_servers())
+            {
+                return Ok(());
+            }
+            if let Some(status) = self.exit_status() {
+                return Err(BrokerError::Exited {
+                    status,
+                    tail: log_tail(&self.log_path(), 40),
+                    log: self.log_path(),
+                });
+            }
+            if started.elapsed() > limit {
+                return Err(BrokerError::NotAnswering {
+                    addr: self.addr,
+                    waited: limit,
+                    log: self.log_path(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for LocalBroker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
+        // Dropping the sender ends the keeper thread.
+        let (orders, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.orders, orders));
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+        if std::thread::panicking() {
+            // A failing test keeps the broker's log for whoever reads it.
+            eprintln!(
+                "Apache Kafka's log is kept at {}",
+                self.log_path().display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
     }
 }
 
-fn install(repo_root: &Path) -> Result<PathBuf, BrokerError> {
-    let script = repo_root.join("deploy/local/broker.sh");
+/// The thread that spawns, kills and reaps the broker process: see the
+/// module comment for why it must be one long-lived thread.
+fn spawn_keeper(
+    mut command: Command,
+    log: PathBuf,
+) -> (mpsc::Sender<Order>, std::thread::JoinHandle<()>) {
+    let (orders, inbox) = mpsc::channel::<Order>();
+    let keeper = std::thread::Builder::new()
+        .name("kafka-keeper".into())
+        .spawn(move || {
+            let mut child: Option<Child> = None;
+            for order in inbox {
+                match order {
+                    Order::Spawn(done) => {
+                        let spawned = spawn_dying_with_this_thread(&mut command, &log);
+                        let result = spawned.map(|c| child = Some(c));
+                        let _ = done.send(result);
+                    }
+                    Order::Kill(done) => {
+                        if let Some(mut c) = child.take() {
+                            let _ = c.kill();
+                            let _ = c.wait();
+                        }
+                        let _ = done.send(());
+                    }
+                    Order::Status(done) => {
+                        let status = child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                        let _ = done.send(status);
+                    }
+                }
+            }
+            if let Some(mut c) = child {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        })
+        .expect("spawn the kafka keeper thread");
+    (orders, keeper)
+}
+
+fn spawn_dying_with_this_thread(command: &mut Command, log: &Path) -> std::io::Result<Child> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    command.stdout(out.try_clone()?).stderr(out);
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    command.spawn()
+}
+
+fn serves_metadata(bootstrap: &str) -> bool {
+    let consumer: Result<BaseConsumer, _> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("client.id", "patroli-local-broker-probe")
+        .create();
+    let Ok(consumer) = consumer else {
+        return false;
+    };
+    consumer
+        .fetch_metadata(None, Duration::from_secs(2))
+        .map(|metadata| !metadata.brokers().is_empty())
+        .unwrap_or(false)
+}
+
+fn install(script: &Path) -> Result<(), BrokerError> {
     let failed = |detail: String| BrokerError::Install {
-        script: script.clone(),
+        script: script.to_owned(),
         detail,
     };
-    let output = Command::new("bash")
-        .arg(&script)
+    // The script's progress and errors (a missing Java, Maven's log) go
+    // straight to the terminal: a first install takes a while.
+    let status = Command::new("bash")
+        .arg(script)
         .arg("install")
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .status()
         .map_err(|e| failed(e.to_string()))?;
-    if !output.status.success() {
-        return Err(failed(String::from_utf8_lossy(&output.stderr).into_owned()));
+    if !status.success() {
+        return Err(failed(format!(
+            "it exited with {status}; its output is above"
+        )));
     }
-    let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    Ok(PathBuf::from(path))
+    Ok(())
+}
+
+fn free_port() -> Result<u16, BrokerError> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(BrokerError::NoPort)
+}
+
+fn fresh_data_dir() -> Result<PathBuf, BrokerError> {
+    let base = std::env::temp_dir();
+    remove_orphaned_data_dirs(&base);
+    let name = format!(
+        "patroli-kafka-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default()
+    );
+    let path = base.join(name);
+    std::fs::create_dir_all(&path).map_err(|source| BrokerError::DataDir {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(path)
+}
+
+/// A test binary's shared broker is a static that is never dropped, so its
+/// folder outlives it; the next broker removes folders whose owner is gone.
+fn remove_orphaned_data_dirs(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(owner) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("patroli-kafka-"))
+            .and_then(|rest| rest.split('-').next())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(owner).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+fn log_tail(log: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// The repository root: the nearest ancestor of `start` holding the broker
@@ -138,6 +368,6 @@ fn install(repo_root: &Path) -> Result<PathBuf, BrokerError> {
 pub fn find_repo_root(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
-        .find(|dir| dir.join("deploy/local/broker.sh").is_file())
+        .find(|dir| dir.join(SCRIPT).is_file())
         .map(Path::to_owned)
 }
