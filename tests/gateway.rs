@@ -90,7 +90,7 @@ async fn posts_are_written_once_and_every_refusal_says_why(brokers: &str) {
     assert_eq!(answer.status, 415);
     assert_eq!(answer.body["error"], "unsupported_media_type");
 
-    // 413: body over 20,000 bytes, and more posts than a batch may hold.
+    // 413: body over 20,000 bytes; 400: more posts than a batch may hold.
     let mut big = raw_post("n4");
     big["padding"] = json!("x".repeat(20_001));
     let answer = send(Some(KEY_X), big.to_string()).await;
@@ -106,7 +106,7 @@ async fn posts_are_written_once_and_every_refusal_says_why(brokers: &str) {
     assert_eq!(
         (answer.status, answer.body),
         (
-            413,
+            400,
             json!({"error": "too_many_posts", "message": "the batch has 6 posts, at most 5 are accepted per request"})
         )
     );

@@ -78,7 +78,8 @@ async fn accept(
         None => format!("c-{}", hex::encode(rand::random::<[u8; 16]>())),
     };
     let text = non_empty(request.text);
-    let url = non_empty(request.url);
+    // Checked before blanks are dropped: a URL field that is sent must be a URL.
+    let url = request.url;
     if let Some(url) = &url {
         if url.len() > MAX_URL_BYTES || !(url.starts_with("https://") || url.starts_with("http://"))
         {
@@ -212,6 +213,14 @@ fn short(field: &str, value: Option<String>) -> Result<Option<String>, ApiError>
 
 /// `None` when every detail is empty: nothing to keep.
 fn checked_contact(contact: ContactRequest) -> Result<Option<ContactRequest>, ApiError> {
+    // Checked before blanks are dropped, as the schema does: a sent e-mail must look like one.
+    if contact.email.as_ref().is_some_and(|e| !e.contains('@')) {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            "`contact.email` is not an e-mail address",
+        )
+        .field("contact.email"));
+    }
     let mut kept = ContactRequest {
         name: non_empty(contact.name),
         email: non_empty(contact.email),
@@ -232,13 +241,6 @@ fn checked_contact(contact: ContactRequest) -> Result<Option<ContactRequest>, Ap
             )
             .field(field));
         }
-    }
-    if kept.email.as_ref().is_some_and(|e| !e.contains('@')) {
-        return Err(ApiError::bad_request(
-            "invalid_field",
-            "`contact.email` is not an e-mail address",
-        )
-        .field("contact.email"));
     }
     Ok((kept.name.is_some() || kept.email.is_some() || kept.phone.is_some()).then_some(kept))
 }

@@ -36,8 +36,9 @@ async fn accept(
     let body = json_body(headers, body, app.config.max_body_bytes)?;
     let Batch { items, indexed } = split_batch(&body)?;
     if items.len() > app.config.max_batch_posts {
+        // 400, not 413: the batch limit is part of the request schema (`maxItems`).
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+            StatusCode::BAD_REQUEST,
             "too_many_posts",
             format!(
                 "the batch has {} posts, at most {} are accepted per request",
