@@ -40,12 +40,16 @@ impl ItemError {
     }
 }
 
+/// Boxed: it travels in every handler's `Result`, which should stay small.
 #[derive(Debug)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub body: ItemError,
-    pub errors: Vec<ItemError>,
-    pub retry_after: Option<Duration>,
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    status: StatusCode,
+    body: ItemError,
+    errors: Vec<ItemError>,
+    retry_after: Option<Duration>,
 }
 
 #[derive(Serialize)]
@@ -60,7 +64,7 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: StatusCode, error: &str, message: impl Into<String>) -> Self {
-        ApiError {
+        ApiError(Box::new(Inner {
             status,
             body: ItemError {
                 index: None,
@@ -70,11 +74,11 @@ impl ApiError {
             },
             errors: Vec::new(),
             retry_after: None,
-        }
+        }))
     }
 
     pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.body.field = Some(field.into());
+        self.0.body.field = Some(field.into());
         self
     }
 
@@ -92,7 +96,7 @@ impl ApiError {
         if total > 1 {
             body.message = format!("{} ({total} invalid posts)", first.message);
         }
-        ApiError {
+        ApiError(Box::new(Inner {
             status: StatusCode::BAD_REQUEST,
             body,
             errors: if first.index.is_some() {
@@ -101,7 +105,7 @@ impl ApiError {
                 Vec::new()
             },
             retry_after: None,
-        }
+        }))
     }
 
     pub fn unauthorized(message: &str) -> Self {
@@ -110,7 +114,7 @@ impl ApiError {
 
     pub fn rate_limited(wait: Duration, message: impl Into<String>) -> Self {
         let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
-        error.retry_after = Some(wait);
+        error.0.retry_after = Some(wait);
         error
     }
 
@@ -136,25 +140,26 @@ impl ApiError {
             "broker_unavailable",
             "the event broker did not acknowledge every message; retry the same request later",
         );
-        error.retry_after = Some(Duration::from_secs(5));
+        error.0.retry_after = Some(Duration::from_secs(5));
         error
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let ApiError(error) = self;
         let body = Body {
-            error: &self.body.error,
-            message: &self.body.message,
-            field: self.body.field.as_deref(),
-            errors: &self.errors,
+            error: &error.body.error,
+            message: &error.body.message,
+            field: error.body.field.as_deref(),
+            errors: &error.errors,
         };
-        let mut response = (self.status, Json(&body)).into_response();
+        let mut response = (error.status, Json(&body)).into_response();
         let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
+        if error.status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(wait) = self.retry_after {
+        if let Some(wait) = error.retry_after {
             // Whole seconds, rounded up: `Retry-After: 0` would invite an immediate retry.
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));

@@ -44,7 +44,7 @@ impl PerIpLimiter {
                 .filter_map(|v| v.to_str().ok())
                 .flat_map(|v| v.split(','))
                 .filter_map(|ip| ip.trim().parse().ok())
-                .last();
+                .next_back();
             if let Some(ip) = last_hop {
                 return ip;
             }

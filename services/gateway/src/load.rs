@@ -159,7 +159,7 @@ const TEXTS: [&str; 4] = [
 
 /// The post ids and JSON body of request `request`.
 fn batch(options: &LoadOptions, request: usize) -> (Vec<String>, String) {
-    let invalid = options.invalid_every > 0 && request % options.invalid_every == 0;
+    let invalid = options.invalid_every > 0 && request.is_multiple_of(options.invalid_every);
     let mut ids = Vec::with_capacity(options.batch);
     let posts: Vec<serde_json::Value> = (0..options.batch.max(1))
         .map(|i| {
