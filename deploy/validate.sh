@@ -294,6 +294,57 @@ for sm in by_kind.get("ServiceMonitor", []):
     if not any(e.get("port") == "metrics" for e in sm["spec"].get("endpoints", [])):
         err(sm, "no endpoint on port 'metrics'")
 
+# ---- gateway (deploy/k8s/base/gateway.yaml) ----
+gw = one("Deployment", "patroli-gateway")
+gw_cm = one("ConfigMap", "patroli-gateway-config")
+if gw is None or gw_cm is None:
+    errors.append(f"{target}: the gateway Deployment or its ConfigMap is not rendered")
+else:
+    gconf = gw_cm.get("data", {})
+    gpod = gw["spec"]["template"]["spec"]
+    glabels = gw["spec"]["template"]["metadata"].get("labels", {})
+    gc = {c["name"]: c for c in gpod.get("containers", [])}.get("gateway") or {}
+    if gc.get("args") != ["serve", "gateway"]:
+        err(gw, f"args {gc.get('args')!r}, expected ['serve', 'gateway']")
+    gres = gc.get("resources", {})
+    if not gres.get("limits") or gres.get("requests") != gres.get("limits"):
+        err(gw, "resources: requests must equal limits (Guaranteed QoS)")
+    gports = {p.get("name"): p.get("containerPort") for p in gc.get("ports", [])}
+    for port_name, key in (("api", "PATROLI_LISTEN_ADDR"), ("metrics", "PATROLI_HTTP_ADDR")):
+        addr = gconf.get(key, "127.0.0.1:0")
+        if addr.startswith("127."):
+            err(gw_cm, f"{key} binds loopback")
+        if gports.get(port_name) != int(addr.rsplit(":", 1)[1]):
+            err(gw, f"container port {port_name!r} does not match {key}={addr}")
+    gprobes = {p: (gc.get(p) or {}).get("httpGet", {}).get("path")
+               for p in ("livenessProbe", "readinessProbe", "startupProbe")}
+    if gprobes != {"livenessProbe": "/healthz", "readinessProbe": "/readyz", "startupProbe": "/healthz"}:
+        err(gw, f"probes {gprobes}, expected liveness/startup /healthz and readiness /readyz")
+    gcsc = gc.get("securityContext", {})
+    if not gcsc.get("readOnlyRootFilesystem") or gcsc.get("allowPrivilegeEscalation") is not False \
+            or "ALL" not in gcsc.get("capabilities", {}).get("drop", []):
+        err(gw, "container must be read-only, without privilege escalation, all capabilities dropped")
+    keys_file = gconf.get("PATROLI_KEYS_FILE", "")
+    gmounts = [m for m in gc.get("volumeMounts", []) if keys_file.startswith(m["mountPath"].rstrip("/") + "/")]
+    if not gmounts:
+        err(gw, f"PATROLI_KEYS_FILE={keys_file!r} is not under any volumeMount")
+    elif any("subPath" in m for m in gmounts):
+        err(gw, "the keys Secret is mounted with subPath: rotated keys would never reach the pod")
+    if gconf.get("PATROLI_MAX_TEXT_BYTES", "10000") != conf.get("PATROLI_MAX_TEXT_BYTES", "10000"):
+        err(gw_cm, "PATROLI_MAX_TEXT_BYTES differs from the classifier's: the gateway would accept posts the classifier dead-letters")
+    gsvc = one("Service", "patroli-gateway")
+    if not gsvc or not matches(gsvc["spec"].get("selector"), glabels):
+        err(gw, "no Service patroli-gateway selecting the gateway pods")
+    for kind in ("PodDisruptionBudget", "NetworkPolicy", "ServiceMonitor"):
+        res = one(kind, "patroli-gateway")
+        if res is None:
+            errors.append(f"{target}: no {kind} patroli-gateway")
+            continue
+        sel = res["spec"].get("podSelector") or res["spec"].get("selector") or {}
+        want = gsvc["metadata"].get("labels", {}) if kind == "ServiceMonitor" and gsvc else glabels
+        if not matches(sel.get("matchLabels"), want):
+            err(res, "selector does not match the gateway")
+
 # ---- Strimzi KafkaTopics ----
 topics = {}
 for t in by_kind.get("KafkaTopic", []):
@@ -321,6 +372,7 @@ for t in by_kind.get("KafkaTopic", []):
             err(t, f"config {k} has a non-scalar value")
 needed = list(input_topics) + [conf.get("PATROLI_OUTPUT_TOPIC", "posts.scored.v1"),
                                conf.get("PATROLI_DLQ_TOPIC", "posts.dlq.v1")]
+needed.append("complaints.contacts.v1")  # written by the gateway
 for n in needed:
     if topics and n not in topics:
         errors.append(f"{target}: topic {n!r} used by the classifier has no KafkaTopic")

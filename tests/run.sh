@@ -10,6 +10,7 @@ cd "$root"
 
 deploy/local/kafka.sh install >/dev/null
 models/install-base.sh
+tests/schemathesis.sh >/dev/null   # for tests/gateway_openapi.rs
 deploy/validate.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

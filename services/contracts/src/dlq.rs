@@ -91,6 +91,30 @@ pub struct InvalidInput {
 }
 
 impl InvalidInput {
+    /// The offending field's path (`text`, `engagement.likes`), for APIs that point a client at
+    /// what to fix; `None` when the message as a whole is wrong. Read back from the detail,
+    /// which names the field between backticks wherever one is at fault.
+    pub fn field(&self) -> Option<&str> {
+        match self.reason {
+            DlqReason::EmptyText | DlqReason::TextTooLong => Some("text"),
+            DlqReason::UnknownSchemaVersion => Some("schema_version"),
+            DlqReason::MissingField
+            | DlqReason::WrongType
+            | DlqReason::EmptyField
+            | DlqReason::InvalidTimestamp => {
+                let (_, rest) = self.detail.split_once('`')?;
+                rest.split_once('`').map(|(field, _)| field)
+            }
+            DlqReason::EmptyPayload
+            | DlqReason::InvalidUtf8
+            | DlqReason::NotJson
+            | DlqReason::NotAnObject
+            | DlqReason::UnknownTopic
+            | DlqReason::ModelError
+            | DlqReason::OutputRejected => None,
+        }
+    }
+
     pub(crate) fn new(reason: DlqReason, detail: impl Into<String>) -> Self {
         Self {
             reason,

@@ -79,6 +79,21 @@ pub struct Complaint {
     pub url: Option<String>,
 }
 
+/// Value of `complaints.contacts.v1`: the contact details a reporter chose to leave, keyed by
+/// `complaint_id`. Only the team answering complaints reads this topic; no service copies it
+/// anywhere else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "complaints.contacts.v1")]
+pub struct ComplaintContact {
+    pub schema_version: u32,
+    pub complaint_id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    /// RFC 3339.
+    pub received_at: String,
+}
+
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]

@@ -16,8 +16,8 @@ mod takedown;
 pub use decode::{decode_as, decode_input, InputKind, Limits, DEFAULT_MAX_TEXT_BYTES};
 pub use dlq::{DlqEvent, DlqReason, InvalidInput};
 pub use events::{
-    Complaint, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation, PostRef, RawPost,
-    Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
+    Complaint, ComplaintContact, Engagement, Label, Latency, ModelRef, ParentRef, ParentRelation,
+    PostRef, RawPost, Reasons, ScoredEvent, ScoringInput, SourceKind, SourceOffset,
 };
 pub use fingerprint::{fingerprint, hamming, parse_fingerprint};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};
@@ -45,10 +45,16 @@ pub mod topics {
     /// start-up. Internal to that service, so it has no schema here and is not in [`ALL`].
     pub const TAKEDOWN_STATE: &str = "takedown.state.v1";
 
+    /// How to reach a member of the public who filed a complaint. Kept apart from
+    /// `complaints.v1` so personal data never flows into scored or DLQ events; only the
+    /// team that answers complaints may read it (ACL, short retention).
+    pub const COMPLAINT_CONTACTS: &str = "complaints.contacts.v1";
+
     /// Every topic this crate defines a value for, in data-flow order.
-    pub const ALL: [&str; 10] = [
+    pub const ALL: [&str; 11] = [
         POSTS_RAW,
         COMPLAINTS,
+        COMPLAINT_CONTACTS,
         POSTS_SCORED,
         POSTS_DLQ,
         REVIEW_QUEUE,
@@ -62,7 +68,7 @@ pub mod topics {
     /// Partitions per topic on a local broker (`patroli up`, the tests):
     /// enough to show consumer-group scaling. Production partition counts
     /// are the Strimzi `KafkaTopic`s in deploy/k8s/base/kafkatopics*.yaml.
-    pub const LOCAL_PARTITIONS: [(&str, i32); 11] = [
+    pub const LOCAL_PARTITIONS: [(&str, i32); 12] = [
         (POSTS_RAW, 6),
         (COMPLAINTS, 3),
         (POSTS_SCORED, 6),
@@ -76,6 +82,7 @@ pub mod topics {
         (TAKEDOWN_AUDIT, 3),
         // One partition: one takedown instance owns every narrative.
         (TAKEDOWN_STATE, 1),
+        (COMPLAINT_CONTACTS, 1),
     ];
 }
 

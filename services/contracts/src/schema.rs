@@ -4,7 +4,7 @@
 use schemars::{schema_for, Schema};
 
 use crate::dlq::DlqEvent;
-use crate::events::{Complaint, RawPost, ScoredEvent};
+use crate::events::{Complaint, ComplaintContact, RawPost, ScoredEvent};
 use crate::takedown::{
     AuditEvent, LabelRecord, ReviewDecision, ReviewItem, TakedownRequest, TakedownStatus,
 };
@@ -15,6 +15,7 @@ pub fn topic_schema(topic: &str) -> Option<Schema> {
     Some(match topic {
         topics::POSTS_RAW => schema_for!(RawPost),
         topics::COMPLAINTS => schema_for!(Complaint),
+        topics::COMPLAINT_CONTACTS => schema_for!(ComplaintContact),
         topics::POSTS_SCORED => schema_for!(ScoredEvent),
         topics::POSTS_DLQ => schema_for!(DlqEvent),
         topics::REVIEW_QUEUE => schema_for!(ReviewItem),

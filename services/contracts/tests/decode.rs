@@ -316,3 +316,40 @@ fn error_display_and_reason_labels() {
         );
     }
 }
+
+#[test]
+fn errors_name_the_field_at_fault() {
+    let field = |edit: fn(&mut Value)| {
+        let mut value = post();
+        edit(&mut value);
+        decode(topics::POSTS_RAW, &value)
+            .expect_err("post is invalid")
+            .field()
+            .map(str::to_owned)
+    };
+    assert_eq!(field(|p| remove(p, "text")).as_deref(), Some("text"));
+    assert_eq!(field(|p| p["text"] = json!(" ")).as_deref(), Some("text"));
+    assert_eq!(
+        field(|p| p["text"] = json!("a".repeat(10_001))).as_deref(),
+        Some("text")
+    );
+    assert_eq!(
+        field(|p| p["engagement"]["likes"] = json!(-1)).as_deref(),
+        Some("engagement.likes")
+    );
+    assert_eq!(
+        field(|p| p["post_id"] = json!("")).as_deref(),
+        Some("post_id")
+    );
+    assert_eq!(
+        field(|p| p["created_at"] = json!("yesterday")).as_deref(),
+        Some("created_at")
+    );
+    assert_eq!(
+        field(|p| p["schema_version"] = json!(2)).as_deref(),
+        Some("schema_version")
+    );
+    let not_json =
+        decode_input(topics::POSTS_RAW, Some(b"{"), &Limits::default()).expect_err("not JSON");
+    assert_eq!(not_json.field(), None);
+}

@@ -1,6 +1,7 @@
 //! `patroli`: one binary for every service and tool. Kubernetes runs
 //! `patroli serve <service>`; people run `patroli up`, `score`, `train` ...
 
+mod gateway_cmds;
 mod model_cmds;
 mod replay;
 mod takedown_view;
@@ -9,6 +10,7 @@ mod up;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use patroli_classifier::ClassifierConfig;
+use patroli_gateway::GatewayConfig;
 use patroli_takedown::TakedownConfig;
 use std::path::PathBuf;
 
@@ -34,6 +36,10 @@ enum Command {
     },
     /// Produce a JSONL file of posts into a topic, one message per line.
     Replay(replay::ReplayArgs),
+    /// Load-test a running gateway from this process; prints a JSON report.
+    LoadGateway(gateway_cmds::LoadArgs),
+    /// Make a new partner key: the key to hand over, and the keys-file entry to deploy.
+    GatewayKey(gateway_cmds::KeyArgs),
     #[command(flatten)]
     Model(model_cmds::ModelCommand),
 }
@@ -41,52 +47,73 @@ enum Command {
 #[derive(Subcommand)]
 enum Service {
     /// posts.raw.v1 + complaints.v1 → posts.scored.v1 (+ posts.dlq.v1).
-    Classifier {
-        /// TOML file layered between the defaults and PATROLI_* env vars.
-        #[arg(long, env = "PATROLI_CONFIG")]
-        config: Option<PathBuf>,
-    },
+    Classifier(ServeArgs),
     /// posts.scored.v1 + review.decisions.v1 + takedown.status.v1 → review.queue.v1,
     /// takedown.requests.v1, labels.v1, takedown.audit.v1.
-    Takedown {
-        /// TOML file layered between the defaults and PATROLI_* env vars.
-        #[arg(long, env = "PATROLI_CONFIG")]
-        config: Option<PathBuf>,
-    },
+    Takedown(ServeArgs),
+    /// HTTP ingest: partners' posts → posts.raw.v1, public complaints → complaints.v1.
+    Gateway(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// TOML file layered between the defaults and PATROLI_* env vars.
+    #[arg(long, env = "PATROLI_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+/// Every service starts the same way: layered config, logging, then the
+/// service until SIGTERM; any error exits non-zero.
+fn serve<C, Run, Fut, E>(
+    name: &str,
+    args: ServeArgs,
+    log_json: impl Fn(&C) -> bool,
+    run: Run,
+) -> anyhow::Result<()>
+where
+    C: serde::Serialize + serde::de::DeserializeOwned + Default,
+    Run: FnOnce(C, tokio_util::sync::CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = Result<(), E>>,
+    anyhow::Error: From<E>,
+{
+    let config: C = patroli_runtime::load_config(args.config.as_deref(), std::env::vars())
+        .with_context(|| format!("loading the {name} configuration"))?;
+    patroli_runtime::init_tracing(log_json(&config));
+    runtime()?.block_on(async {
+        let shutdown = patroli_runtime::shutdown_on_signals();
+        run(config, shutdown)
+            .await
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("{name} failed"))
+    })
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(args) => runtime()?.block_on(up::run(args)),
-        Command::Serve {
-            service: Service::Classifier { config },
-        } => {
-            let config: ClassifierConfig =
-                patroli_runtime::load_config(config.as_deref(), std::env::vars())
-                    .context("loading the classifier configuration")?;
-            patroli_runtime::init_tracing(config.log_json);
-            runtime()?.block_on(async {
-                let shutdown = patroli_runtime::shutdown_on_signals();
-                patroli_classifier::run(config, shutdown)
-                    .await
-                    .context("classifier failed")
-            })
-        }
-        Command::Serve {
-            service: Service::Takedown { config },
-        } => {
-            let config: TakedownConfig =
-                patroli_runtime::load_config(config.as_deref(), std::env::vars())
-                    .context("loading the takedown configuration")?;
-            patroli_runtime::init_tracing(config.log_json);
-            runtime()?.block_on(async {
-                let shutdown = patroli_runtime::shutdown_on_signals();
-                patroli_takedown::run(config, shutdown)
-                    .await
-                    .context("takedown failed")
-            })
-        }
+        Command::Serve { service } => match service {
+            Service::Classifier(args) => serve(
+                "classifier",
+                args,
+                |c: &ClassifierConfig| c.log_json,
+                patroli_classifier::run,
+            ),
+            Service::Takedown(args) => serve(
+                "takedown",
+                args,
+                |c: &TakedownConfig| c.log_json,
+                patroli_takedown::run,
+            ),
+            Service::Gateway(args) => serve(
+                "gateway",
+                args,
+                |c: &GatewayConfig| c.log_json,
+                |config, shutdown| patroli_gateway::run(config, shutdown, |_| {}),
+            ),
+        },
+        Command::LoadGateway(args) => runtime()?.block_on(gateway_cmds::load(args)),
+        Command::GatewayKey(args) => gateway_cmds::key(args),
         Command::Replay(args) => {
             patroli_runtime::init_tracing(false);
             runtime()?.block_on(async {

@@ -1,0 +1,272 @@
+//! Partner API keys. The file holds only SHA-256 digests: keys are 256-bit random tokens, so
+//! a fast hash is enough (a slow password hash like argon2 guards low-entropy secrets and
+//! would cost milliseconds on every request). The file is re-read periodically, so rotating
+//! a key is editing the file or the Kubernetes Secret behind it.
+
+use crate::config::Rate;
+use governor::{DefaultDirectRateLimiter, Quota};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("cannot read keys file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("keys file {path} is invalid: {detail}")]
+    Invalid { path: PathBuf, detail: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysFile {
+    #[serde(default)]
+    keys: Vec<KeyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    /// Names the key in logs and metrics; never secret.
+    id: String,
+    /// The only platform this key may post as.
+    platform: String,
+    /// Hex SHA-256 of the key.
+    sha256: String,
+    per_second: Option<u32>,
+    burst: Option<u32>,
+}
+
+/// An authenticated partner key.
+pub struct ApiKey {
+    pub id: String,
+    pub platform: String,
+    pub rate: Rate,
+    pub limiter: DefaultDirectRateLimiter,
+}
+
+type Digest32 = [u8; 32];
+
+#[derive(Default)]
+struct Table {
+    by_digest: HashMap<Digest32, Arc<ApiKey>>,
+}
+
+/// The current keys, swapped whole on reload.
+#[derive(Clone)]
+pub struct KeyStore {
+    table: Arc<RwLock<Arc<Table>>>,
+    /// Content digest of the file last examined, good or bad: an unchanged file is neither
+    /// parsed nor reported again.
+    last_seen: Arc<Mutex<Option<Digest32>>>,
+    default_rate: Rate,
+}
+
+/// Hex SHA-256 of `key`, as the keys file stores it.
+pub fn key_digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A new random key (256 bits, URL-safe) for a partner.
+pub fn generate_key() -> String {
+    format!("pk_{}", hex::encode(rand::random::<[u8; 32]>()))
+}
+
+impl KeyStore {
+    pub fn new(default_rate: Rate) -> Self {
+        KeyStore {
+            table: Arc::default(),
+            last_seen: Arc::default(),
+            default_rate,
+        }
+    }
+
+    pub fn authenticate(&self, presented: &str) -> Option<Arc<ApiKey>> {
+        let digest: Digest32 = Sha256::digest(presented.as_bytes()).into();
+        self.current().by_digest.get(&digest).cloned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.current().by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Re-reads `path`; returns whether the keys changed. On error the previous keys stay in
+    /// force: a half-written Secret must not lock every partner out.
+    pub fn reload(&self, path: &Path) -> Result<bool, KeysError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeysError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let digest: Digest32 = Sha256::digest(text.as_bytes()).into();
+        let mut last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
+        if *last_seen == Some(digest) {
+            return Ok(false);
+        }
+        *last_seen = Some(digest);
+        let table = self.parse(path, &text)?;
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+        Ok(true)
+    }
+
+    fn parse(&self, path: &Path, text: &str) -> Result<Table, KeysError> {
+        let old = self.current();
+        let invalid = |detail: String| KeysError::Invalid {
+            path: path.to_owned(),
+            detail,
+        };
+        let file: KeysFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut by_digest = HashMap::new();
+        let mut ids = std::collections::HashSet::new();
+        for entry in file.keys {
+            let digest = parse_digest(&entry.sha256).ok_or_else(|| {
+                invalid(format!("key `{}`: sha256 must be 64 hex digits", entry.id))
+            })?;
+            if entry.id.trim().is_empty() || entry.platform.trim().is_empty() {
+                return Err(invalid(
+                    "every key needs a non-empty id and platform".into(),
+                ));
+            }
+            if !ids.insert(entry.id.clone()) {
+                return Err(invalid(format!("key id `{}` appears twice", entry.id)));
+            }
+            let rate = Rate {
+                per_second: entry.per_second.unwrap_or(self.default_rate.per_second),
+                burst: entry.burst.unwrap_or(self.default_rate.burst),
+            };
+            let key = match old.by_digest.get(&digest) {
+                // Keep the bucket of an unchanged key, or a reload would refill it.
+                Some(key)
+                    if key.id == entry.id && key.platform == entry.platform && key.rate == rate =>
+                {
+                    key.clone()
+                }
+                _ => Arc::new(ApiKey {
+                    limiter: DefaultDirectRateLimiter::direct(quota(rate).ok_or_else(|| {
+                        invalid(format!(
+                            "key `{}`: per_second and burst must be at least 1",
+                            entry.id
+                        ))
+                    })?),
+                    id: entry.id,
+                    platform: entry.platform,
+                    rate,
+                }),
+            };
+            if by_digest.insert(digest, key).is_some() {
+                return Err(invalid("two entries share one sha256".into()));
+            }
+        }
+        Ok(Table { by_digest })
+    }
+
+    fn current(&self) -> Arc<Table> {
+        self.table.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub fn quota(rate: Rate) -> Option<Quota> {
+    Some(
+        Quota::per_second(NonZeroU32::new(rate.per_second)?)
+            .allow_burst(NonZeroU32::new(rate.burst)?),
+    )
+}
+
+fn parse_digest(hex_digest: &str) -> Option<Digest32> {
+    hex::decode(hex_digest.trim()).ok()?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(text: &str) -> (KeyStore, tempfile::NamedTempFile) {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), text).unwrap();
+        let store = KeyStore::new(Rate {
+            per_second: 10,
+            burst: 20,
+        });
+        store.reload(file.path()).unwrap();
+        (store, file)
+    }
+
+    #[test]
+    fn authenticates_by_digest_and_binds_the_platform() {
+        let entry = format!(
+            "[[keys]]\nid = \"x-1\"\nplatform = \"x\"\nsha256 = \"{}\"\nburst = 50\n",
+            key_digest("secret-a")
+        );
+        let (store, _file) = store_with(&entry);
+        let key = store.authenticate("secret-a").expect("known key");
+        assert_eq!((key.id.as_str(), key.platform.as_str()), ("x-1", "x"));
+        assert_eq!(
+            key.rate,
+            Rate {
+                per_second: 10,
+                burst: 50
+            }
+        );
+        assert!(store.authenticate("secret-b").is_none());
+        assert!(store.authenticate(&key_digest("secret-a")).is_none());
+    }
+
+    #[test]
+    fn a_broken_file_keeps_the_previous_keys() {
+        let entry = format!(
+            "[[keys]]\nid = \"x-1\"\nplatform = \"x\"\nsha256 = \"{}\"\n",
+            key_digest("secret-a")
+        );
+        let (store, file) = store_with(&entry);
+        std::fs::write(
+            file.path(),
+            "[[keys]]\nid = \"x-1\"\nplatform = \"x\"\nsha256 = \"abc\"\n",
+        )
+        .unwrap();
+        let error = store.reload(file.path()).unwrap_err().to_string();
+        assert!(
+            error.ends_with("key `x-1`: sha256 must be 64 hex digits"),
+            "{error}"
+        );
+        assert!(store.authenticate("secret-a").is_some());
+    }
+
+    #[test]
+    fn rotation_replaces_keys_and_unchanged_keys_keep_their_bucket() {
+        let a = format!(
+            "[[keys]]\nid = \"a\"\nplatform = \"x\"\nsha256 = \"{}\"\n",
+            key_digest("ka")
+        );
+        let (store, file) = store_with(&a);
+        let before = store.authenticate("ka").unwrap();
+        let b = format!(
+            "[[keys]]\nid = \"b\"\nplatform = \"tiktok\"\nsha256 = \"{}\"\n",
+            key_digest("kb")
+        );
+        std::fs::write(file.path(), format!("{a}{b}")).unwrap();
+        assert!(store.reload(file.path()).unwrap());
+        assert!(Arc::ptr_eq(&before, &store.authenticate("ka").unwrap()));
+        std::fs::write(file.path(), &b).unwrap();
+        assert!(store.reload(file.path()).unwrap());
+        assert!(!store.reload(file.path()).unwrap(), "unchanged file");
+        assert!(store.authenticate("ka").is_none());
+        assert_eq!(store.authenticate("kb").unwrap().platform, "tiktok");
+        assert_eq!(store.len(), 1);
+    }
+
+    #[test]
+    fn generated_keys_are_256_bit_and_distinct() {
+        let (a, b) = (generate_key(), generate_key());
+        assert_eq!(a.len(), 3 + 64);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,211 @@
+//! Start-up, background duties (key reloads, broker probe, limiter housekeeping) and
+//! graceful shutdown of the gateway.
+
+use crate::api::{router, App};
+use crate::config::GatewayConfig;
+use crate::keys::KeyStore;
+use crate::limits::PerIpLimiter;
+use crate::metrics::Metrics;
+use crate::publish::Publisher;
+use patroli_contracts::Limits;
+use patroli_runtime::{serve_http, Health};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+const READY_BROKER: &str = "broker_reachable";
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeysError),
+    #[error(transparent)]
+    Http(#[from] patroli_runtime::HttpError),
+    #[error("cannot bind the API to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the producer failed fatally; restart with a fresh one")]
+    FatalProducer,
+    #[error("the API server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Addresses the gateway listens on, reported once bound (port 0 picks a free one).
+pub struct Bound {
+    pub api: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Runs the gateway until `shutdown`; `on_bound` learns the listening addresses.
+pub async fn run(
+    config: GatewayConfig,
+    shutdown: CancellationToken,
+    on_bound: impl FnOnce(Bound),
+) -> Result<(), GatewayError> {
+    config.validate().map_err(GatewayError::Config)?;
+    let metrics = Metrics::new();
+    let health = Health::new(&[READY_BROKER]);
+    let http_stop = CancellationToken::new();
+    let _stop_http_on_return = http_stop.clone().drop_guard();
+    let (http_addr, http) = serve_http(
+        config.http_addr,
+        metrics.registry.clone(),
+        health.clone(),
+        http_stop.clone(),
+    )
+    .await?;
+
+    let keys = KeyStore::new(config.default_rate);
+    match &config.keys_file {
+        Some(path) => {
+            keys.reload(path)?;
+            tracing::info!(keys = keys.len(), path = %path.display(), "partner keys loaded");
+        }
+        None => tracing::warn!("no keys_file configured: every POST /v1/posts gets 401"),
+    }
+    metrics.keys.set(keys.len() as i64);
+
+    let mut producer_config = config.kafka.idempotent_producer("patroli-gateway");
+    // A request must not hang for librdkafka's default minute when the broker is gone:
+    // after this long its messages fail and the client gets 503.
+    producer_config.set("message.timeout.ms", config.produce_timeout_ms.to_string());
+    // Each request waits for its acknowledgement; lingering only adds latency.
+    producer_config.set("linger.ms", "1");
+    let producer: FutureProducer = producer_config.create()?;
+    let fatal = CancellationToken::new();
+    let salt = if config.reporter_salt.is_empty() {
+        tracing::warn!("reporter_salt is empty: reporter pseudonyms change with every restart");
+        rand::random::<[u8; 32]>().to_vec()
+    } else {
+        config.reporter_salt.as_bytes().to_vec()
+    };
+    let per_ip = PerIpLimiter::new(
+        config.complaints.per_ip_per_minute,
+        config.complaints.per_ip_burst,
+        config.trust_forwarded_for,
+    )
+    .ok_or_else(|| GatewayError::Config("complaint limits must be at least 1".into()))?;
+    let app = Arc::new(App {
+        limits: Limits {
+            max_text_bytes: config.max_text_bytes,
+        },
+        publisher: Publisher::new(
+            producer.clone(),
+            Duration::from_secs(config.dedup_window_secs),
+            config.dedup_capacity,
+            metrics.clone(),
+            fatal.clone(),
+        ),
+        keys: keys.clone(),
+        per_ip: per_ip.clone(),
+        metrics: metrics.clone(),
+        reporter_salt: salt,
+        config: config.clone(),
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| GatewayError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let api_addr = listener.local_addr().map_err(|source| GatewayError::Bind {
+        addr: config.listen_addr,
+        source,
+    })?;
+    tracing::info!(%api_addr, "gateway API on http://{api_addr}/v1/");
+    on_bound(Bound {
+        api: api_addr,
+        http: http_addr,
+    });
+
+    let stop = shutdown.child_token();
+    let duties = tokio::spawn(background(
+        config.clone(),
+        keys,
+        per_ip,
+        producer.clone(),
+        health,
+        metrics,
+        stop.clone(),
+    ));
+    let serving = {
+        let stop = stop.clone();
+        let fatal = fatal.clone();
+        async move {
+            tokio::select! {
+                _ = stop.cancelled() => {}
+                _ = fatal.cancelled() => {}
+            }
+        }
+    };
+    let served = axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(serving)
+    .await;
+    stop.cancel();
+    let _ = duties.await;
+    // Requests in flight have had their answers; anything left is flushed before exit.
+    let _ = producer.flush(Duration::from_secs(10));
+    http_stop.cancel();
+    let _ = http.await;
+    served.map_err(GatewayError::Serve)?;
+    if fatal.is_cancelled() {
+        return Err(GatewayError::FatalProducer);
+    }
+    tracing::info!("gateway stopped cleanly");
+    Ok(())
+}
+
+async fn background(
+    config: GatewayConfig,
+    keys: KeyStore,
+    per_ip: Arc<PerIpLimiter>,
+    producer: FutureProducer,
+    health: Health,
+    metrics: Metrics,
+    stop: CancellationToken,
+) {
+    let mut reload = tokio::time::interval(Duration::from_millis(config.keys_reload_ms.max(100)));
+    let mut probe = tokio::time::interval(Duration::from_secs(5));
+    let mut housekeeping = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = reload.tick() => {
+                if let Some(path) = &config.keys_file {
+                    match keys.reload(path) {
+                        Ok(true) => tracing::info!(keys = keys.len(), "partner keys reloaded"),
+                        Ok(false) => {}
+                        Err(e) => {
+                            metrics.key_reload_failures.inc();
+                            tracing::error!(error = %e, "keeping the previous partner keys");
+                        }
+                    }
+                    metrics.keys.set(keys.len() as i64);
+                }
+            }
+            _ = probe.tick() => {
+                let p = producer.clone();
+                let reachable = tokio::task::spawn_blocking(move || {
+                    p.client().fetch_metadata(None, Duration::from_secs(3)).is_ok()
+                })
+                .await
+                .unwrap_or(false);
+                health.set(READY_BROKER, reachable);
+            }
+            _ = housekeeping.tick() => per_ip.forget_idle(),
+        }
+    }
+}
