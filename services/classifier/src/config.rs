@@ -68,7 +68,8 @@ pub struct ClassifierConfig {
     /// restarted instance fences its zombie predecessor.
     pub transactional_id: String,
     pub model_dir: PathBuf,
-    /// Tokens per post kept by truncation.
+    /// Tokens per post kept by truncation; 0 = the model's own `max_len`,
+    /// the length it was trained and evaluated with.
     pub max_len: usize,
     /// Inference threads; default: the container's CPU quota.
     pub threads: Option<usize>,
@@ -97,8 +98,8 @@ impl Default for ClassifierConfig {
             dlq_topic: topics::POSTS_DLQ.into(),
             delivery: DeliveryMode::AtLeastOnce,
             transactional_id: "patroli-classifier-0".into(),
-            model_dir: PathBuf::from("models/patroli-id-v1"),
-            max_len: 128,
+            model_dir: PathBuf::from("models/patroli-id-v2"),
+            max_len: 0,
             threads: None,
             max_text_bytes: 10_000,
             batch: BatchConfig::default(),

@@ -47,7 +47,7 @@ const PAIRS: &[(&str, &str, &str)] = &[
 #[test]
 fn shipped_model_orderings_hold() {
     let clf = Classifier::load(&common::shipped_model_dir(), &InferenceOptions::default())
-        .expect("load models/patroli-id-v1");
+        .expect("load the shipped model");
     let mut failures = Vec::new();
     for (hi, lo, why) in PAIRS {
         let p = clf.score(&[hi, lo]).unwrap();

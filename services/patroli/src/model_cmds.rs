@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use patroli_model::{Classifier, InferenceOptions, Split, TrainOptions};
 
-const DEFAULT_MODEL: &str = "models/patroli-id-v1";
+const DEFAULT_MODEL: &str = "models/patroli-id-v2";
 const DEFAULT_DATA: &str = "models/data/corpus";
 
 #[derive(clap::Subcommand)]

@@ -25,7 +25,7 @@ pub struct UpArgs {
     #[arg(
         long,
         env = "PATROLI_MODEL_DIR",
-        default_value = "models/patroli-id-v1"
+        default_value = "models/patroli-id-v2"
     )]
     pub model: PathBuf,
     /// Posts per second replayed; 0 = all at once.

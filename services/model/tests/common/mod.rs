@@ -22,5 +22,5 @@ pub fn base_dir() -> PathBuf {
 
 pub fn shipped_model_dir() -> PathBuf {
     base_dir();
-    repo_root().join("models/patroli-id-v1")
+    repo_root().join("models/patroli-id-v2")
 }
