@@ -12,13 +12,6 @@ use std::time::{Duration, Instant};
 
 const POSTS: usize = 6_000;
 
-fn signal(process: &ClassifierProcess, signal: i32) {
-    // SAFETY: plain kill(2) on our own child's pid.
-    unsafe {
-        libc::kill(process.child.id() as i32, signal);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zombie_with_the_same_transactional_id_is_fenced() {
     let stream = Stream::create(&shared_brokers(), "zombie").await;
@@ -43,7 +36,7 @@ async fn a_zombie_with_the_same_transactional_id_is_fenced() {
         assert!(started.elapsed() < Duration::from_secs(120), "no progress");
         std::thread::sleep(Duration::from_millis(5));
     }
-    signal(&zombie, libc::SIGSTOP);
+    zombie.signal(libc::SIGSTOP);
     let frozen_at = collector.unique_total();
 
     let replacement = ClassifierProcess::spawn(&stream, model.path(), "zombie", &env);
@@ -51,7 +44,7 @@ async fn a_zombie_with_the_same_transactional_id_is_fenced() {
     collector.wait_for(POSTS, Duration::from_secs(300));
 
     // The zombie wakes up inside its old transaction.
-    signal(&zombie, libc::SIGCONT);
+    zombie.signal(libc::SIGCONT);
     let woke = Instant::now();
     let status = loop {
         if let Ok(Some(status)) = zombie.child.try_wait() {

@@ -6,10 +6,9 @@ use patroli_runtime::ensure_topics;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, http_get, kafka};
+use super::{free_port, kafka, service_wrapper, ServiceProcess};
 
 /// The gateway's three output topics, named per test so tests sharing a broker never see
 /// each other's events.
@@ -52,11 +51,12 @@ pub fn key_entry(id: &str, platform: &str, key: &str, rate: Option<(u32, u32)>) 
     entry
 }
 
+/// A `patroli serve gateway` child process; its public API on `api_port`.
 pub struct GatewayProcess {
-    pub child: Child,
+    service: ServiceProcess,
     pub api_port: u16,
-    pub http_port: u16,
 }
+service_wrapper!(GatewayProcess, service);
 
 impl GatewayProcess {
     pub fn spawn(
@@ -65,35 +65,29 @@ impl GatewayProcess {
         keys_file: &Path,
         extra_env: &[(&str, &str)],
     ) -> Self {
-        let (api_port, http_port) = (free_port(), free_port());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_patroli"));
-        command
-            .args(["serve", "gateway"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PATROLI_KAFKA__BROKERS", brokers)
-            .env("PATROLI_LISTEN_ADDR", format!("127.0.0.1:{api_port}"))
-            .env("PATROLI_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-            .env("PATROLI_KEYS_FILE", keys_file)
-            .env("PATROLI_KEYS_RELOAD_MS", "200")
-            .env("PATROLI_PRODUCE_TIMEOUT_MS", "3000")
-            .env("PATROLI_POSTS_TOPIC", &topics.posts)
-            .env("PATROLI_COMPLAINTS_TOPIC", &topics.complaints)
-            .env("PATROLI_CONTACTS_TOPIC", &topics.contacts)
-            .env("PATROLI_REPORTER_SALT", "test-salt")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null());
-        for (key, value) in extra_env {
-            command.env(key, value);
-        }
-        let child = command.spawn().expect("spawn patroli serve gateway");
+        let api_port = free_port();
+        let mut env: Vec<(String, String)> = [
+            ("PATROLI_KAFKA__BROKERS", brokers.to_owned()),
+            ("PATROLI_LISTEN_ADDR", format!("127.0.0.1:{api_port}")),
+            ("PATROLI_KEYS_FILE", keys_file.display().to_string()),
+            ("PATROLI_KEYS_RELOAD_MS", "200".to_owned()),
+            ("PATROLI_PRODUCE_TIMEOUT_MS", "3000".to_owned()),
+            ("PATROLI_POSTS_TOPIC", topics.posts.clone()),
+            ("PATROLI_COMPLAINTS_TOPIC", topics.complaints.clone()),
+            ("PATROLI_CONTACTS_TOPIC", topics.contacts.clone()),
+            ("PATROLI_REPORTER_SALT", "test-salt".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        env.extend(
+            extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         GatewayProcess {
-            child,
+            service: ServiceProcess::spawn("gateway", env),
             api_port,
-            http_port,
         }
     }
 
@@ -104,45 +98,6 @@ impl GatewayProcess {
     /// Waits until `/readyz` answers 200 (the broker is reachable).
     pub fn wait_ready(&mut self) {
         self.wait_readyz(200, Duration::from_secs(60));
-    }
-
-    pub fn wait_readyz(&mut self, status: u16, limit: Duration) {
-        let started = Instant::now();
-        loop {
-            if let Some(exit) = self.child.try_wait().expect("poll gateway") {
-                panic!("gateway exited early with {exit}");
-            }
-            if http_get(self.http_port, "/readyz").is_some_and(|(s, _)| s == status) {
-                return;
-            }
-            assert!(
-                started.elapsed() < limit,
-                "/readyz did not answer {status} within {limit:?}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Value of a metric series line, e.g. `patroli_gateway_keys`.
-    pub fn metric(&self, series: &str) -> Option<f64> {
-        let (_, body) = http_get(self.http_port, "/metrics")?;
-        body.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-    }
-
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        self.child.wait().expect("wait for gateway")
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -6,9 +6,11 @@
 
 mod classifier;
 mod collector;
+mod service;
 
 pub use classifier::*;
 pub use collector::*;
+pub use service::*;
 
 use patroli_contracts::topics;
 use patroli_runtime::{ensure_topics, KafkaConfig, LocalBroker};

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,72 +13,26 @@ use patroli_contracts::{
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 
-use crate::common::{free_port, http_get, kafka};
+use crate::common::{kafka, service_wrapper, ServiceProcess};
 
 /// A `patroli serve takedown` child process.
-pub struct TakedownProcess {
-    child: Child,
-    pub http_port: u16,
-}
+pub struct TakedownProcess(ServiceProcess);
+service_wrapper!(TakedownProcess, 0);
 
 impl TakedownProcess {
     pub fn spawn(brokers: &str, group: &str, policy: &Path) -> Self {
-        let http_port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_patroli"))
-            .args(["serve", "takedown"])
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("PATROLI_KAFKA__BROKERS", brokers)
-            .env("PATROLI_GROUP_ID", group)
-            .env("PATROLI_POLICY_FILE", policy)
-            .env("PATROLI_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
-            .env("PATROLI_SESSION_TIMEOUT_MS", "6000")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spawn patroli serve takedown");
-        TakedownProcess { child, http_port }
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        // SAFETY: plain kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        self.child.wait().expect("wait for takedown")
-    }
-
-    pub fn metric(&self, series: &str) -> Option<f64> {
-        let (_, body) = http_get(self.http_port, "/metrics")?;
-        body.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        let env = [
+            ("PATROLI_KAFKA__BROKERS", brokers.to_owned()),
+            ("PATROLI_GROUP_ID", group.to_owned()),
+            ("PATROLI_POLICY_FILE", policy.display().to_string()),
+            ("PATROLI_SESSION_TIMEOUT_MS", "6000".to_owned()),
+        ];
+        TakedownProcess(ServiceProcess::spawn("takedown", env))
     }
 
     /// Waits until `/readyz` answers 200 (state rebuilt, consuming).
-    pub fn wait_ready(&self) {
-        let started = Instant::now();
-        while http_get(self.http_port, "/readyz").map(|(status, _)| status) != Some(200) {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "takedown not ready within 60s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for TakedownProcess {
-    fn drop(&mut self) {
-        self.kill();
+    pub fn wait_ready(&mut self) {
+        self.wait_readyz(200, Duration::from_secs(60));
     }
 }
 
