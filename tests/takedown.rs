@@ -402,7 +402,7 @@ async fn takedown_workflow_end_to_end() {
 
     // A clean restart, then every input again: nothing new comes out.
     assert!(service.terminate().success());
-    let service = TakedownProcess::spawn(&brokers, &group, policy.path());
+    let mut service = TakedownProcess::spawn(&brokers, &group, policy.path());
     service.wait_ready();
     let removed =
         "patroli_takedown_requests{category=\"ballot_fraud\",platform=\"x\",state=\"removed\"}";
