@@ -11,6 +11,8 @@ use common::*;
 use std::time::{Duration, Instant};
 
 const POSTS: usize = 6_000;
+/// Posts produced after the zombie wakes up.
+const TOTAL: usize = POSTS + 600;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zombie_with_the_same_transactional_id_is_fenced() {
@@ -43,8 +45,12 @@ async fn a_zombie_with_the_same_transactional_id_is_fenced() {
     stream.produce_posts(&producer, POSTS / 2..POSTS).await;
     collector.wait_for(POSTS, Duration::from_secs(300));
 
-    // The zombie wakes up inside its old transaction.
+    // The zombie wakes up, inside its old transaction if it was frozen in
+    // one. Fresh posts make sure it tries to write in either case: it gets
+    // partitions again when it rejoins the group, and a fenced producer
+    // only learns its fate when it writes.
     zombie.signal(libc::SIGCONT);
+    stream.produce_posts(&producer, POSTS..TOTAL).await;
     let woke = Instant::now();
     let status = loop {
         if let Ok(Some(status)) = zombie.child.try_wait() {
@@ -60,17 +66,17 @@ async fn a_zombie_with_the_same_transactional_id_is_fenced() {
         !status.success(),
         "a fenced instance must exit non-zero, got {status}"
     );
-    collector.wait_for(POSTS, Duration::from_secs(10));
+    collector.wait_for(TOTAL, Duration::from_secs(120));
     let outputs = collector.finish();
 
     assert_eq!(
-        outputs.missing_posts(POSTS),
+        outputs.missing_posts(TOTAL),
         Vec::<String>::new(),
         "posts lost"
     );
     assert_eq!(
         outputs.scored.len(),
-        POSTS,
+        TOTAL,
         "the zombie's writes must never reach a read_committed reader"
     );
     assert_eq!(replacement.get("/readyz").map(|(s, _)| s), Some(200));
