@@ -91,11 +91,11 @@ impl Stream {
         };
         let layout: Vec<(&str, i32)> = stream
             .topics()
-            .iter()
-            .zip(topics::LOCAL_PARTITIONS)
-            .map(|(name, (contract, partitions))| {
+            .into_iter()
+            .map(|(contract, name)| {
                 let scales = [topics::POSTS_RAW, topics::POSTS_SCORED].contains(&contract);
-                (name.as_str(), if scales { raw } else { partitions })
+                let partitions = if scales { raw } else { partitions_of(contract) };
+                (name.as_str(), partitions)
             })
             .collect();
         ensure_topics(&kafka(brokers), &layout)
@@ -108,10 +108,12 @@ impl Stream {
     /// (its own API: an admin CreateTopics call hangs on it). The mock is
     /// for injected broker faults only.
     pub fn on_mock(mock: &MockCluster<'static, DefaultProducerContext>) -> Stream {
-        for (topic, partitions) in topics::LOCAL_PARTITIONS {
-            mock.create_topic(topic, partitions, 1).expect("mock topic");
+        let stream = Stream::standard(&mock.bootstrap_servers());
+        for (contract, name) in stream.topics() {
+            mock.create_topic(name, partitions_of(contract), 1)
+                .expect("mock topic");
         }
-        Stream::standard(&mock.bootstrap_servers())
+        stream
     }
 
     /// The contract's own topic names on `brokers`; creates nothing.
@@ -126,9 +128,14 @@ impl Stream {
         }
     }
 
-    /// In `topics::LOCAL_PARTITIONS` order.
-    fn topics(&self) -> [&String; 4] {
-        [&self.raw, &self.complaints, &self.scored, &self.dlq]
+    /// Each of the stream's topics with the contract it follows.
+    fn topics(&self) -> [(&'static str, &String); 4] {
+        [
+            (topics::POSTS_RAW, &self.raw),
+            (topics::COMPLAINTS, &self.complaints),
+            (topics::POSTS_SCORED, &self.scored),
+            (topics::POSTS_DLQ, &self.dlq),
+        ]
     }
 
     /// A consumer-group (or transactional) id unique to this stream.
