@@ -1,10 +1,7 @@
 //! The classifier's Prometheus metrics, on one registry served at `/metrics`.
 
 use patroli_contracts::{DlqReason, Label};
-use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
-};
+use prometheus::{exponential_buckets, Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -26,101 +23,72 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
-                .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
-            h
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
+        let registrar = patroli_runtime::Registrar::new();
         let seconds = exponential_buckets(0.001, 2.0, 16).expect("valid buckets");
         let metrics = Metrics {
-            consumed: counter(
+            consumed: registrar.counter_vec(
                 "patroli_consumed_total",
                 "Messages read from the input topics.",
                 &["topic"],
             ),
-            scored: counter(
+            scored: registrar.counter_vec(
                 "patroli_scored_total",
                 "Scored events produced, by label.",
                 &["label"],
             ),
-            dlq: counter(
+            dlq: registrar.counter_vec(
                 "patroli_dlq_total",
                 "Messages sent to the dead-letter topic, by reason.",
                 &["reason"],
             ),
-            produce_retries: counter(
+            produce_retries: registrar.counter_vec(
                 "patroli_produce_retries_total",
                 "Batches whose output had to be produced again after a delivery failure.",
                 &["mode"],
             ),
-            batch_posts: histogram(
+            batch_posts: registrar.histogram(
                 "patroli_batch_posts",
                 "Posts per scored batch.",
                 exponential_buckets(1.0, 2.0, 9).expect("valid buckets"),
             ),
-            batch_tokens: histogram(
+            batch_tokens: registrar.histogram(
                 "patroli_batch_tokens",
                 "Tokens per scored batch (after truncation, before padding).",
                 exponential_buckets(16.0, 2.0, 12).expect("valid buckets"),
             ),
-            inference_seconds: histogram(
+            inference_seconds: registrar.histogram(
                 "patroli_inference_seconds",
                 "Model time per batch.",
                 seconds.clone(),
             ),
-            end_to_end_seconds: histogram(
+            end_to_end_seconds: registrar.histogram(
                 "patroli_end_to_end_seconds",
                 "From the input message's timestamp to its scored event.",
                 seconds,
             ),
-            consumer_lag: gauge_vec(
+            consumer_lag: registrar.gauge_vec(
                 "patroli_consumer_lag",
                 "Messages not yet committed: the partition's high watermark minus the group's committed offset.",
                 &["topic", "partition"],
             ),
-            in_flight_batches: gauge(
+            in_flight_batches: registrar.gauge(
                 "patroli_in_flight_batches",
                 "Batches being scored or produced.",
             ),
-            assigned_partitions: gauge(
+            assigned_partitions: registrar.gauge(
                 "patroli_assigned_partitions",
                 "Input partitions assigned to this instance.",
             ),
-            paused: gauge(
+            paused: registrar.gauge(
                 "patroli_consumer_paused",
                 "1 while fetching is paused because scoring is behind.",
             ),
-            model_info: gauge_vec(
+            model_info: registrar.gauge_vec(
                 "patroli_model_info",
                 "The loaded model (value is always 1).",
                 &["name", "version"],
             ),
-            registry,
+            registry: registrar.registry(),
         };
         // Zero series from the start, so rate() and absent-series alerts work
         // before the first dead letter or the first flagged post.

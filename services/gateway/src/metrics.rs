@@ -1,8 +1,7 @@
 //! The gateway's Prometheus metrics, served on the health port's `/metrics`.
 
 use prometheus::{
-    exponential_buckets, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry,
+    exponential_buckets, HistogramVec, IntCounter, IntCounterVec, IntGauge, Registry,
 };
 
 #[derive(Clone)]
@@ -21,58 +20,36 @@ pub const ENDPOINTS: [&str; 2] = ["posts", "complaints"];
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let register = |c: Box<dyn prometheus::core::Collector>| {
-            registry.register(c).expect("unique metric");
-        };
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "patroli_gateway_requests_total",
-                "API requests answered, by endpoint and HTTP status.",
-            ),
+        let registrar = patroli_runtime::Registrar::new();
+        let requests = registrar.counter_vec(
+            "patroli_gateway_requests_total",
+            "API requests answered, by endpoint and HTTP status.",
             &["endpoint", "status"],
-        )
-        .expect("valid metric");
-        register(Box::new(requests.clone()));
-        let request_seconds = HistogramVec::new(
-            HistogramOpts::new(
-                "patroli_gateway_request_seconds",
-                "Time to answer an API request, broker acknowledgement included.",
-            )
-            .buckets(exponential_buckets(0.0005, 2.0, 16).expect("valid buckets")),
+        );
+        let request_seconds = registrar.histogram_vec(
+            "patroli_gateway_request_seconds",
+            "Time to answer an API request, broker acknowledgement included.",
+            exponential_buckets(0.0005, 2.0, 16).expect("valid buckets"),
             &["endpoint"],
-        )
-        .expect("valid metric");
-        register(Box::new(request_seconds.clone()));
-        let events = IntCounterVec::new(
-            Opts::new(
-                "patroli_gateway_events_total",
-                "Messages the broker acknowledged, by topic.",
-            ),
+        );
+        let events = registrar.counter_vec(
+            "patroli_gateway_events_total",
+            "Messages the broker acknowledged, by topic.",
             &["topic"],
-        )
-        .expect("valid metric");
-        register(Box::new(events.clone()));
-        let counter = |name: &str, help: &str| {
-            let c = IntCounter::new(name, help).expect("valid metric");
-            register(Box::new(c.clone()));
-            c
-        };
-        let duplicates = counter(
+        );
+        let duplicates = registrar.counter(
             "patroli_gateway_duplicates_total",
             "Messages of retried requests answered from the recent-id cache, not written again.",
         );
-        let produce_failures = counter(
+        let produce_failures = registrar.counter(
             "patroli_gateway_produce_failures_total",
             "Messages the broker did not acknowledge in time (their requests got 503).",
         );
-        let key_reload_failures = counter(
+        let key_reload_failures = registrar.counter(
             "patroli_gateway_key_reload_failures_total",
             "Failed reloads of the keys file (the previous keys stay in force).",
         );
-        let keys = IntGauge::new("patroli_gateway_keys", "Partner keys currently accepted.")
-            .expect("valid metric");
-        register(Box::new(keys.clone()));
+        let keys = registrar.gauge("patroli_gateway_keys", "Partner keys currently accepted.");
         for endpoint in ENDPOINTS {
             request_seconds.with_label_values(&[endpoint]);
             for status in ["202", "400", "429", "503"] {
@@ -80,7 +57,7 @@ impl Metrics {
             }
         }
         Metrics {
-            registry,
+            registry: registrar.registry(),
             requests,
             request_seconds,
             events,

@@ -7,6 +7,7 @@ pub mod config;
 pub mod http;
 pub mod kafka;
 pub mod local_broker;
+pub mod metrics;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -14,5 +15,6 @@ pub use config::{load_config, ConfigError};
 pub use http::{serve_http, Health, HttpError};
 pub use kafka::{ensure_topics, KafkaConfig};
 pub use local_broker::{find_repo_root, BrokerError, LocalBroker};
+pub use metrics::Registrar;
 pub use shutdown::shutdown_on_signals;
 pub use telemetry::init_tracing;

@@ -1,10 +1,7 @@
 //! The takedown service's Prometheus metrics, served at `/metrics`.
 
 use patroli_contracts::DecisionAction;
-use prometheus::{
-    exponential_buckets, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
-};
+use prometheus::{exponential_buckets, Histogram, IntCounterVec, IntGauge, IntGaugeVec, Registry};
 
 use crate::state::RequestState;
 
@@ -25,86 +22,58 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
-            c
-        };
-        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
-            g
-        };
-        let first_post_to_request_seconds = Histogram::with_opts(
-            HistogramOpts::new(
-                "patroli_takedown_first_post_to_request_seconds",
-                "From the narrative's first post (created_at) to a request for it.",
-            )
-            // 1 minute .. ~11 days.
-            .buckets(exponential_buckets(60.0, 2.0, 15).expect("valid buckets")),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(first_post_to_request_seconds.clone()))
-            .expect("unique metric");
+        let registrar = patroli_runtime::Registrar::new();
         let metrics = Metrics {
-            consumed: counter(
+            consumed: registrar.counter_vec(
                 "patroli_takedown_consumed_total",
                 "Messages read, by topic.",
                 &["topic"],
             ),
-            ignored: counter(
+            ignored: registrar.counter_vec(
                 "patroli_takedown_ignored_total",
                 "Inputs that changed nothing, by reason (duplicate, stale status, unknown narrative ...).",
                 &["reason"],
             ),
-            requests_created: counter(
+            requests_created: registrar.counter_vec(
                 "patroli_takedown_requests_created_total",
                 "Takedown requests sent, by platform, category and basis.",
                 &["platform", "category", "basis"],
             ),
-            requests: gauge_vec(
+            requests: registrar.gauge_vec(
                 "patroli_takedown_requests",
                 "Takedown requests by platform, category and current state.",
                 &["platform", "category", "state"],
             ),
-            review_queue_depth: gauge(
+            review_queue_depth: registrar.gauge(
                 "patroli_review_queue_depth",
                 "Narratives waiting for a reviewer's decision.",
             ),
-            review_queue_oldest_seconds: gauge(
+            review_queue_oldest_seconds: registrar.gauge(
                 "patroli_review_queue_oldest_seconds",
                 "How long the oldest undecided narrative has waited.",
             ),
-            narratives: gauge_vec(
+            narratives: registrar.gauge_vec(
                 "patroli_narratives",
                 "Narratives known, by status.",
                 &["status"],
             ),
-            decisions: counter(
+            decisions: registrar.counter_vec(
                 "patroli_review_decisions_total",
                 "Reviewer decisions applied, by action.",
                 &["action"],
             ),
-            labels: counter(
+            labels: registrar.counter_vec(
                 "patroli_labels_total",
                 "labels.v1 records written, by label.",
                 &["label"],
             ),
-            first_post_to_request_seconds,
-            registry,
+            first_post_to_request_seconds: registrar.histogram(
+                "patroli_takedown_first_post_to_request_seconds",
+                "From the narrative's first post (created_at) to a request for it.",
+                // 1 minute .. ~11 days.
+                exponential_buckets(60.0, 2.0, 15).expect("valid buckets"),
+            ),
+            registry: registrar.registry(),
         };
         for action in ["confirm", "reject"] {
             metrics.decisions.with_label_values(&[action]);
