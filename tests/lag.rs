@@ -53,9 +53,19 @@ fn backlog(stream: &Stream) -> BTreeMap<(String, i32), i64> {
             wanted.add_partition(topic, partition);
         }
     }
-    let committed = reader
-        .committed_offsets(wanted, Duration::from_secs(10))
-        .expect("committed offsets");
+    // A freshly started broker may still be loading the group coordinator;
+    // that answer is transient, so ask again.
+    let started = Instant::now();
+    let committed = loop {
+        match reader.committed_offsets(wanted.clone(), Duration::from_secs(10)) {
+            Ok(committed) => break committed,
+            Err(e) if started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("committed offsets not available yet ({e}); asking again");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => panic!("committed offsets: {e}"),
+        }
+    };
     let backlog = committed
         .elements()
         .iter()
