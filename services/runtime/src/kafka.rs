@@ -4,6 +4,7 @@
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
@@ -92,8 +93,12 @@ impl KafkaConfig {
     }
 }
 
-/// Creates the topics that do not exist yet. For local stacks and tests:
-/// production topics are declared as Strimzi `KafkaTopic`s instead.
+/// How long a topic just created may take to get leaders for all its partitions.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+
+/// Creates the topics that do not exist yet and returns once every partition
+/// has a leader that answers for it. For local stacks and tests: production
+/// topics are declared as Strimzi `KafkaTopic`s instead.
 pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = kafka.client_config("patroli-admin").create()?;
     let new_topics: Vec<NewTopic<'_>> = topics
@@ -111,7 +116,37 @@ pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[(&str, i32)]) -> Resul
             }
         }
     }
-    Ok(())
+    wait_for_leaders(kafka, topics).await
+}
+
+/// A topic just created has no leader for a moment, and a service that
+/// starts reading it then fails with NotLeaderForPartition (seen on a fresh
+/// broker in `patroli up`): asking each partition's offsets succeeds only
+/// once its leader serves it.
+async fn wait_for_leaders(kafka: &KafkaConfig, topics: &[(&str, i32)]) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = kafka.client_config("patroli-admin").create()?;
+    let topics: Vec<(String, i32)> = topics.iter().map(|(t, p)| (t.to_string(), *p)).collect();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + LEADER_WAIT;
+        loop {
+            let led = topics.iter().try_for_each(|(topic, partitions)| {
+                (0..*partitions).try_for_each(|p| {
+                    consumer
+                        .fetch_watermarks(topic, p, Duration::from_secs(5))
+                        .map(|_| ())
+                })
+            });
+            match led {
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "waiting for partition leaders");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                done => return done,
+            }
+        }
+    })
+    .await
+    .expect("the leader wait never panics")
 }
 
 #[cfg(test)]
