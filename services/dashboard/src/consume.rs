@@ -99,6 +99,7 @@ pub fn run(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) -> Result<(), ConsumeError> {
+    let watermarks = create_consumer(&config)?;
     let lookback_ms = config.lookback_secs as i64 * 1000;
     let plan = plan(&consumer, &config, now_ms() - lookback_ms)?;
     let mut assignment = TopicPartitionList::new();
@@ -143,7 +144,7 @@ pub fn run(
         }
         if last_lag.elapsed() >= LAG_EVERY {
             last_lag = Instant::now();
-            match lag(&consumer, &plan) {
+            match lag(&consumer, &watermarks, &plan) {
                 Ok(lag) => {
                     shared.lag.store(lag, Ordering::Relaxed);
                     shared.metrics.consumer_lag.set(lag);
@@ -171,12 +172,18 @@ fn positions(consumer: &BaseConsumer) -> Result<Vec<(Partition, i64)>, KafkaErro
         .collect())
 }
 
-/// Messages on the broker not yet read, over every assigned partition.
-fn lag(consumer: &BaseConsumer, plan: &Plan) -> Result<i64, KafkaError> {
+/// Messages on the broker not yet read, over every assigned partition. The watermarks are
+/// asked through `watermarks`, a client of its own: on the reading consumer's connections each
+/// request would queue behind a fetch long-poll (half a second per partition).
+fn lag(
+    consumer: &BaseConsumer,
+    watermarks: &BaseConsumer,
+    plan: &Plan,
+) -> Result<i64, KafkaError> {
     let read: BTreeMap<Partition, i64> = positions(consumer)?.into_iter().collect();
     let mut lag = 0;
     for (partition, start) in &plan.start {
-        let (_, high) = consumer.fetch_watermarks(&partition.0, partition.1, REQUEST_TIMEOUT)?;
+        let (_, high) = watermarks.fetch_watermarks(&partition.0, partition.1, REQUEST_TIMEOUT)?;
         let done = read.get(partition).copied().unwrap_or(*start);
         lag += (high - done).max(0);
     }
