@@ -87,12 +87,12 @@ function draw(s) {
   set("posts-scored", o.posts_scored);
   set("posts-flagged", o.posts_flagged);
   set("share-flagged", (o.share_flagged * 100).toFixed(1) + "%");
-  set("throughput", o.throughput.per_minute_5m.toFixed(1));
+  set("throughput", o.throughput.current_minute + " · " + o.throughput.per_minute_5m.toFixed(1));
   set("awaiting", o.review.awaiting);
   set("dlq-total", o.dlq_events);
   set("model", o.model ? o.model.name + " " + o.model.version : "–");
   set("lag", o.consumer_lag);
-  set("window", time(o.window.from) + "–" + time(o.window.to) + " UTC");
+  set("window", "last " + o.window.lookback_secs / 3600 + " h (from " + o.window.from.replace("T", " ").slice(0, 16) + " UTC)");
   set("live-status", o.ready ? "live" : "rebuilding…");
   drawSeries(s.series);
   drawCategories(s.categories);

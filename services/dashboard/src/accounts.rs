@@ -132,15 +132,19 @@ impl Accounts {
     pub fn verify(&self, user: &str, password: &str) -> Option<&Account> {
         let account = self.by_user.get(user);
         let hash = account.map_or(self.decoy.as_str(), |a| a.password_hash.as_str());
-        let matches = PasswordHash::new(hash)
-            .is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok());
+        let matches = PasswordHash::new(hash).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        });
         account.filter(|_| matches)
     }
 }
 
 /// An argon2id PHC string for `password` with a fresh random salt.
 pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
+    let salt =
+        SaltString::encode_b64(&rand::random::<[u8; 16]>()).expect("16 bytes is a valid salt");
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .expect("argon2 with default parameters accepts any password")
@@ -155,9 +159,13 @@ mod tests {
     fn a_hash_verifies_its_password_only() {
         let hash = hash_password("correct horse");
         assert!(hash.starts_with("$argon2id$v=19$"), "{hash}");
-        let text = format!("[[users]]\nuser = \"ana\"\npassword_hash = \"{hash}\"\nrole = \"reviewer\"\n");
+        let text =
+            format!("[[users]]\nuser = \"ana\"\npassword_hash = \"{hash}\"\nrole = \"reviewer\"\n");
         let accounts = Accounts::parse(&text, Path::new("a.toml")).unwrap();
-        assert_eq!(accounts.verify("ana", "correct horse").unwrap().role, Role::Reviewer);
+        assert_eq!(
+            accounts.verify("ana", "correct horse").unwrap().role,
+            Role::Reviewer
+        );
         assert!(accounts.verify("ana", "wrong").is_none());
         assert!(accounts.verify("bob", "correct horse").is_none());
     }
@@ -165,7 +173,9 @@ mod tests {
     #[test]
     fn a_bad_hash_names_the_user() {
         let text = "[[users]]\nuser = \"ana\"\npassword_hash = \"hunter2\"\nrole = \"viewer\"\n";
-        let err = Accounts::parse(text, Path::new("a.toml")).unwrap_err().to_string();
+        let err = Accounts::parse(text, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
         assert_eq!(
             err,
             "the accounts file a.toml: user `ana` has a password_hash that is not an argon2 PHC string (make one with `patroli dashboard-user`)"
@@ -175,8 +185,11 @@ mod tests {
     #[test]
     fn an_unknown_role_is_refused() {
         let hash = hash_password("x");
-        let text = format!("[[users]]\nuser = \"ana\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n");
-        let err = Accounts::parse(&text, Path::new("a.toml")).unwrap_err().to_string();
+        let text =
+            format!("[[users]]\nuser = \"ana\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n");
+        let err = Accounts::parse(&text, Path::new("a.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown variant `admin`"), "{err}");
     }
 }

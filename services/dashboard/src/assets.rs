@@ -7,8 +7,16 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::Problem;
 
 const ASSETS: [(&str, &str, &[u8]); 4] = [
-    ("app.js", "text/javascript; charset=utf-8", include_bytes!("../assets/app.js")),
-    ("style.css", "text/css; charset=utf-8", include_bytes!("../assets/style.css")),
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../assets/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_bytes!("../assets/style.css"),
+    ),
     (
         "vendor/chart.umd.min.js",
         "text/javascript; charset=utf-8",

@@ -26,7 +26,11 @@ impl Problem {
     }
 
     pub fn sign_in_first() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "sign_in_required", "sign in first")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "sign_in_required",
+            "sign in first",
+        )
     }
 
     pub fn session_expired() -> Self {

@@ -110,7 +110,9 @@ impl DashboardConfig {
             return Err("session_ttl_secs must be at least 1".into());
         }
         if self.max_review_items == 0 || self.max_requests == 0 || self.top_narratives == 0 {
-            return Err("top_narratives, max_review_items and max_requests must be at least 1".into());
+            return Err(
+                "top_narratives, max_review_items and max_requests must be at least 1".into(),
+            );
         }
         if self
             .trusted_user_header

@@ -115,7 +115,10 @@ pub fn run(
         .collect();
     tracing::info!(
         partitions = plan.start.len(),
-        to_read = behind.iter().map(|(p, end)| end - plan.start[p]).sum::<i64>(),
+        to_read = behind
+            .iter()
+            .map(|(p, end)| end - plan.start[p])
+            .sum::<i64>(),
         "rebuilding the view from the topics"
     );
     let started = Instant::now();
@@ -137,9 +140,14 @@ pub fn run(
                 }
             }
             if behind.is_empty() {
-                tracing::info!(took_ms = started.elapsed().as_millis() as u64, "view rebuilt");
+                tracing::info!(
+                    took_ms = started.elapsed().as_millis() as u64,
+                    "view rebuilt"
+                );
                 shared.health.set(READY_REBUILT, true);
                 shared.changed();
+                // The lag last measured was the whole rebuild's: measure again now.
+                last_lag = Instant::now() - LAG_EVERY;
             }
         }
         if last_lag.elapsed() >= LAG_EVERY {
@@ -175,11 +183,7 @@ fn positions(consumer: &BaseConsumer) -> Result<Vec<(Partition, i64)>, KafkaErro
 /// Messages on the broker not yet read, over every assigned partition. The watermarks are
 /// asked through `watermarks`, a client of its own: on the reading consumer's connections each
 /// request would queue behind a fetch long-poll (half a second per partition).
-fn lag(
-    consumer: &BaseConsumer,
-    watermarks: &BaseConsumer,
-    plan: &Plan,
-) -> Result<i64, KafkaError> {
+fn lag(consumer: &BaseConsumer, watermarks: &BaseConsumer, plan: &Plan) -> Result<i64, KafkaError> {
     let read: BTreeMap<Partition, i64> = positions(consumer)?.into_iter().collect();
     let mut lag = 0;
     for (partition, start) in &plan.start {
@@ -218,11 +222,12 @@ fn fold(config: &DashboardConfig, shared: &Shared, message: &BorrowedMessage<'_>
             // The dashboard only reads: a message it cannot use stays on its topic (and in the
             // producer's DLQ if it has one); here it is counted and logged with its place.
             shared.metrics.invalid.with_label_values(&[topic]).inc();
-            shared.update(|view, _| {
-                view.invalid_event();
-                Ok::<(), ()>(())
-            })
-            .ok();
+            shared
+                .update(|view, _| {
+                    view.invalid_event();
+                    Ok::<(), ()>(())
+                })
+                .ok();
             tracing::warn!(
                 %topic,
                 partition = message.partition(),

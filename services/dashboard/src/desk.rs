@@ -60,7 +60,10 @@ pub async fn login(
     .flatten();
     let metrics = &app.shared.metrics;
     let Some((user, role)) = verified else {
-        metrics.sign_ins.with_label_values(&["wrong_password"]).inc();
+        metrics
+            .sign_ins
+            .with_label_values(&["wrong_password"])
+            .inc();
         tracing::info!(user = %form.user, "sign-in refused");
         let page = pages::login(Some("wrong user name or password"));
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
@@ -110,7 +113,9 @@ pub async fn review_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Res
     match caller(&app, &headers) {
         Ok(caller) => Html(app.shared.read(|view| pages::review(view, &caller))).into_response(),
         // A person without a session belongs on the sign-in page, told why.
-        Err(problem) => (problem.status, Html(pages::login(Some(&problem.message)))).into_response(),
+        Err(problem) => {
+            (problem.status, Html(pages::login(Some(&problem.message)))).into_response()
+        }
     }
 }
 

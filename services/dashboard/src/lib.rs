@@ -15,6 +15,7 @@ mod html;
 mod metrics;
 mod pages;
 pub mod report;
+mod requests;
 mod service;
 mod sessions;
 mod shared;

@@ -50,7 +50,7 @@ pub fn overview() -> String {
 <div class="tile"><div class="label">Posts scored</div><div class="value" id="posts-scored">–</div></div>
 <div class="tile"><div class="label">Flagged</div><div class="value" id="posts-flagged">–</div></div>
 <div class="tile"><div class="label">Share flagged</div><div class="value" id="share-flagged">–</div></div>
-<div class="tile"><div class="label">Posts / min (5 min)</div><div class="value" id="throughput">–</div></div>
+<div class="tile"><div class="label">Posts this minute · per min (5 min)</div><div class="value" id="throughput">–</div></div>
 <div class="tile"><div class="label">Awaiting review</div><div class="value" id="awaiting">–</div></div>
 <div class="tile"><div class="label">DLQ</div><div class="value" id="dlq-total">–</div></div>
 </section>

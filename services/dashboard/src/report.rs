@@ -34,6 +34,8 @@ pub struct Window {
 
 #[derive(Debug, Serialize)]
 pub struct Throughput {
+    /// Posts scored so far in the current minute.
+    pub current_minute: u64,
     /// Posts scored in the last complete minute.
     pub last_minute: u64,
     /// Mean posts per minute over the last five complete minutes.
@@ -87,6 +89,7 @@ pub fn overview(view: &View, now_minute: i64, consumer_lag: i64, ready: bool) ->
         consumer_lag,
         ready,
         throughput: Throughput {
+            current_minute: view.scored_between(now_minute, now_minute + 1).posts,
             last_minute: view.scored_between(now_minute - 1, now_minute).posts,
             per_minute_5m: five as f64 / 5.0,
         },

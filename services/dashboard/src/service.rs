@@ -124,10 +124,12 @@ pub async fn run(
             addr: config.listen_addr,
             source,
         })?;
-    let web = listener.local_addr().map_err(|source| DashboardError::Bind {
-        addr: config.listen_addr,
-        source,
-    })?;
+    let web = listener
+        .local_addr()
+        .map_err(|source| DashboardError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
     tracing::info!(%web, "dashboard on http://{web}/");
     on_bound(Bound {
         web,
@@ -140,7 +142,9 @@ pub async fn run(
         })
         .await;
     stop.cancel();
-    let read = reading.await.map_err(|_| DashboardError::ConsumerPanicked)?;
+    let read = reading
+        .await
+        .map_err(|_| DashboardError::ConsumerPanicked)?;
     let _ = producer.flush(Duration::from_secs(10));
     http_stop.cancel();
     let _ = http.await;

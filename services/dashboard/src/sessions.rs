@@ -100,8 +100,7 @@ pub fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
 /// Compares secrets in time independent of where they first differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |diff, (x, y)| diff | (x ^ y))
             == 0

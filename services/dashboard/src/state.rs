@@ -2,12 +2,15 @@
 //! memory stays bounded and old minutes are simply dropped), plus the latest revision of each
 //! review item, each narrative's latest decision and each takedown request's state, all capped.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 
 use patroli_contracts::{
-    DlqEvent, Label, ModelRef, NarrativeStatus, PartnerStatus, Priority, ReviewDecision,
-    ReviewItem, ScoredEvent, TakedownRequest, TakedownStatus,
+    DlqEvent, Label, ModelRef, NarrativeStatus, Priority, ReviewDecision, ReviewItem, ScoredEvent,
+    TakedownRequest, TakedownStatus,
 };
+
+pub use crate::requests::RequestState;
+use crate::requests::Requests;
 use serde::Serialize;
 
 /// Score histogram bins: `[0.0, 0.1)`, ..., `[0.9, 1.0]`.
@@ -29,12 +32,7 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    pub const ALL: [Dimension; 4] = [
-        Self::Platform,
-        Self::Category,
-        Self::Region,
-        Self::Label,
-    ];
+    pub const ALL: [Dimension; 4] = [Self::Platform, Self::Category, Self::Region, Self::Label];
 
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|d| d.as_str() == name)
@@ -85,44 +83,6 @@ struct Bucket {
     dlq: BTreeMap<String, u64>,
 }
 
-/// Where a takedown request stands; partner statuses only move it forward.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestState {
-    Requested,
-    Acknowledged,
-    Removed,
-    Rejected,
-}
-
-impl RequestState {
-    pub const ALL: [RequestState; 4] = [
-        Self::Requested,
-        Self::Acknowledged,
-        Self::Removed,
-        Self::Rejected,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Requested => "requested",
-            Self::Acknowledged => "acknowledged",
-            Self::Removed => "removed",
-            Self::Rejected => "rejected",
-        }
-    }
-}
-
-impl From<PartnerStatus> for RequestState {
-    fn from(status: PartnerStatus) -> Self {
-        match status {
-            PartnerStatus::Acknowledged => Self::Acknowledged,
-            PartnerStatus::Removed => Self::Removed,
-            PartnerStatus::Rejected => Self::Rejected,
-        }
-    }
-}
-
 /// A narrative as the review desk knows it: its latest review item and latest decision, either
 /// of which may arrive first.
 #[derive(Debug, Clone, Default)]
@@ -155,9 +115,7 @@ pub struct View {
     limits: Limits,
     buckets: BTreeMap<i64, Bucket>,
     narratives: HashMap<String, Narrative>,
-    requests: HashMap<String, RequestState>,
-    /// Request ids oldest first, to evict past `max_requests`.
-    request_order: VecDeque<String>,
+    requests: Requests,
     model: Option<ModelRef>,
     invalid_events: u64,
     clock: u64,
@@ -169,8 +127,7 @@ impl View {
             limits,
             buckets: BTreeMap::new(),
             narratives: HashMap::new(),
-            requests: HashMap::new(),
-            request_order: VecDeque::new(),
+            requests: Requests::new(limits.max_requests),
             model: None,
             invalid_events: 0,
             clock: 0,
@@ -216,7 +173,10 @@ impl View {
 
     pub fn dlq(&mut self, event: &DlqEvent, minute: i64, now_minute: i64) {
         if let Some(bucket) = self.bucket(minute, now_minute) {
-            *bucket.dlq.entry(event.reason.as_str().to_owned()).or_default() += 1;
+            *bucket
+                .dlq
+                .entry(event.reason.as_str().to_owned())
+                .or_default() += 1;
         }
     }
 
@@ -244,32 +204,19 @@ impl View {
     }
 
     pub fn request(&mut self, request: &TakedownRequest) {
-        self.advance_request(&request.request_id, RequestState::Requested);
+        self.requests
+            .advance(&request.request_id, RequestState::Requested);
     }
 
     /// A status may be read before its request (they are on different topics): it counts
     /// under the status either way.
     pub fn status(&mut self, status: &TakedownStatus) {
-        self.advance_request(&status.request_id, status.status.into());
+        self.requests
+            .advance(&status.request_id, status.status.into());
     }
 
     pub fn invalid_event(&mut self) {
         self.invalid_events += 1;
-    }
-
-    fn advance_request(&mut self, id: &str, state: RequestState) {
-        match self.requests.get_mut(id) {
-            Some(known) => *known = (*known).max(state),
-            None => {
-                self.requests.insert(id.to_owned(), state);
-                self.request_order.push_back(id.to_owned());
-                while self.request_order.len() > self.limits.max_requests {
-                    if let Some(oldest) = self.request_order.pop_front() {
-                        self.requests.remove(&oldest);
-                    }
-                }
-            }
-        }
     }
 
     fn narrative(&mut self, id: &str) -> &mut Narrative {
@@ -371,12 +318,7 @@ impl View {
     }
 
     pub fn requests_by_state(&self) -> BTreeMap<&'static str, u64> {
-        let mut states: BTreeMap<&'static str, u64> =
-            RequestState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-        for state in self.requests.values() {
-            *states.entry(state.as_str()).or_default() += 1;
-        }
-        states
+        self.requests.by_state()
     }
 
     pub fn narratives(&self) -> impl Iterator<Item = (&String, &Narrative)> {
