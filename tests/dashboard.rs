@@ -39,12 +39,18 @@ pub async fn feed(producer: &FutureProducer, topics: &DashboardTopics) {
     let mut scored_messages: Vec<_> = POSTS
         .iter()
         .enumerate()
-        .map(|(i, (platform, category, region, score))| scored(i, platform, category, *region, *score))
+        .map(|(i, (platform, category, region, score))| {
+            scored(i, platform, category, *region, *score)
+        })
         .collect();
     // Not a scored event: counted as invalid, never as a post.
     scored_messages.push(("x:broken".into(), b"not json".to_vec()));
     produce(producer, &topics.scored, &keyed(scored_messages)).await;
-    let dead = vec![dlq(1, "not_json"), dlq(2, "not_json"), dlq(3, "text_too_long")];
+    let dead = vec![
+        dlq(1, "not_json"),
+        dlq(2, "not_json"),
+        dlq(3, "text_too_long"),
+    ];
     produce(producer, &topics.dlq, &keyed(dead)).await;
     // n1's second revision arrives first: the view keeps the higher revision.
     let items = vec![
@@ -53,7 +59,11 @@ pub async fn feed(producer: &FutureProducer, topics: &DashboardTopics) {
         review_item("n2", 1, 2, true, "Pemilu diundur, sebarkan ke keluarga"),
     ];
     produce(producer, &topics.review, &keyed(items)).await;
-    let requests = vec![request("r1", "x"), request("r2", "facebook"), request("r3", "tiktok")];
+    let requests = vec![
+        request("r1", "x"),
+        request("r2", "facebook"),
+        request("r3", "tiktok"),
+    ];
     produce(producer, &topics.requests, &keyed(requests)).await;
     // r9's request is outside the window: its status still counts, under that status.
     let statuses = vec![
@@ -174,12 +184,15 @@ async fn the_api_shows_exactly_the_topics_numbers_live_and_after_a_restart() {
         scored(13, "tiktok", "kecurangan", None, 0.99),
     ];
     produce(&producer, &topics.scored, &keyed(more)).await;
-    dash.wait_json("/api/v1/overview", |o| o["posts_scored"] == 14).await;
+    dash.wait_json("/api/v1/overview", |o| o["posts_scored"] == 14)
+        .await;
     let live = numbers(&dash).await;
     assert_eq!(live, expected(true));
 
     // The API refuses what it does not know, in JSON.
-    let bad = dash.get("/api/v1/series?bucket=2m&dimension=platform", None).await;
+    let bad = dash
+        .get("/api/v1/series?bucket=2m&dimension=platform", None)
+        .await;
     assert_eq!(bad.status, 400);
     assert_eq!(
         bad.json(),
@@ -198,7 +211,10 @@ async fn the_api_shows_exactly_the_topics_numbers_live_and_after_a_restart() {
         json!({"error": "sign_in_required", "message": "sign in first"})
     );
 
-    assert!(dash.terminate().success(), "SIGTERM ends the dashboard cleanly");
+    assert!(
+        dash.terminate().success(),
+        "SIGTERM ends the dashboard cleanly"
+    );
     let mut restarted = DashboardProcess::spawn(&brokers, &topics, None, &[]);
     restarted.wait_ready();
     assert_eq!(numbers(&restarted).await, live);

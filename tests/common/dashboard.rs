@@ -38,9 +38,18 @@ impl DashboardTopics {
         };
         let layout = [
             (topics.review.as_str(), partitions_of(topics::REVIEW_QUEUE)),
-            (topics.decisions.as_str(), partitions_of(topics::REVIEW_DECISIONS)),
-            (topics.requests.as_str(), partitions_of(topics::TAKEDOWN_REQUESTS)),
-            (topics.status.as_str(), partitions_of(topics::TAKEDOWN_STATUS)),
+            (
+                topics.decisions.as_str(),
+                partitions_of(topics::REVIEW_DECISIONS),
+            ),
+            (
+                topics.requests.as_str(),
+                partitions_of(topics::TAKEDOWN_REQUESTS),
+            ),
+            (
+                topics.status.as_str(),
+                partitions_of(topics::TAKEDOWN_STATUS),
+            ),
         ];
         ensure_topics(&kafka(brokers), &layout)
             .await
@@ -129,7 +138,12 @@ impl DashboardProcess {
     }
 
     /// POSTs an HTML form (`application/x-www-form-urlencoded`).
-    pub async fn post_form(&self, path: &str, cookie: Option<&str>, fields: &[(&str, &str)]) -> Answer {
+    pub async fn post_form(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> Answer {
         let body: Vec<String> = fields
             .iter()
             .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
@@ -182,7 +196,9 @@ fn form_encode(text: &str) -> String {
     let mut out = String::new();
     for byte in text.bytes() {
         match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => out.push(byte as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(byte as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{byte:02X}")),
         }
@@ -248,7 +264,11 @@ pub fn scored(
     score: f32,
 ) -> (String, Vec<u8>) {
     let flagged = score >= 0.5;
-    let label = if flagged { "disinformation" } else { "not_disinformation" };
+    let label = if flagged {
+        "disinformation"
+    } else {
+        "not_disinformation"
+    };
     let categories: BTreeMap<&str, f32> = [(category, score), ("lainnya", 1.0 - score)].into();
     let value = json!({
         "schema_version": 1, "event_id": format!("ev{i}"), "source_kind": "post",
@@ -271,7 +291,10 @@ pub fn dlq(i: usize, reason: &str) -> (String, Vec<u8>) {
         "key": null, "original_base64": "bm90IGpzb24=", "reason": reason,
         "detail": "test", "failed_at": "2024-02-10T08:00:00Z",
     });
-    (format!("posts.raw.v1:0:{i}"), value.to_string().into_bytes())
+    (
+        format!("posts.raw.v1:0:{i}"),
+        value.to_string().into_bytes(),
+    )
 }
 
 /// Revision `revision` of a narrative's review item.
@@ -323,5 +346,8 @@ pub fn status(request: &str, status: &str) -> (String, Vec<u8>) {
 
 /// `(key, value)` pairs as `produce` takes them.
 pub fn keyed(messages: Vec<(String, Vec<u8>)>) -> Vec<(Option<String>, Option<Vec<u8>>)> {
-    messages.into_iter().map(|(k, v)| (Some(k), Some(v))).collect()
+    messages
+        .into_iter()
+        .map(|(k, v)| (Some(k), Some(v)))
+        .collect()
 }

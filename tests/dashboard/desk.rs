@@ -14,12 +14,21 @@ use crate::harness::*;
 const REVIEWER: (&str, &str, &str) = ("rina", "rina-password-1", "reviewer");
 const VIEWER: (&str, &str, &str) = ("vino", "vino-password-1", "viewer");
 
-async fn desk(test: &str, extra_env: &[(&str, &str)]) -> (DashboardTopics, DashboardProcess, tempfile::NamedTempFile) {
+async fn desk(
+    test: &str,
+    extra_env: &[(&str, &str)],
+) -> (DashboardTopics, DashboardProcess, tempfile::NamedTempFile) {
     let brokers = shared_brokers();
     let topics = DashboardTopics::create(&brokers, test).await;
     let producer = Stream::standard(&brokers).producer();
     let items = vec![
-        review_item("n1", 1, 4, true, "Surat suara sudah DICOBLOS di TPS 05, sebarkan!"),
+        review_item(
+            "n1",
+            1,
+            4,
+            true,
+            "Surat suara sudah DICOBLOS di TPS 05, sebarkan!",
+        ),
         review_item("n2", 1, 2, false, "Pemilu diundur"),
     ];
     produce(&producer, &topics.review, &keyed(items)).await;
@@ -32,7 +41,9 @@ async fn desk(test: &str, extra_env: &[(&str, &str)]) -> (DashboardTopics, Dashb
 fn refused(answer: &Answer, status: u16, message: &str) {
     assert_eq!(answer.status, status, "{}", answer.text);
     assert!(
-        answer.text.contains(&format!(r#"<p class="error" id="error">{message}</p>"#)),
+        answer
+            .text
+            .contains(&format!(r#"<p class="error" id="error">{message}</p>"#)),
         "expected {message:?} in {}",
         answer.text
     );
@@ -53,7 +64,11 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     refused(&unknown, 401, "wrong user name or password");
 
     let ok = dash
-        .post_form("/login", None, &[("user", REVIEWER.0), ("password", REVIEWER.1)])
+        .post_form(
+            "/login",
+            None,
+            &[("user", REVIEWER.0), ("password", REVIEWER.1)],
+        )
         .await;
     assert_eq!(ok.status, 303);
     assert_eq!(ok.header("location"), Some("/review"));
@@ -70,17 +85,20 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     let n1 = page.text.find(r#"id="n-n1""#).unwrap();
     let n2 = page.text.find(r#"id="n-n2""#).unwrap();
     assert!(n1 < n2, "the high-priority narrative comes first");
-    assert!(page.text.contains(
-        "Surat suara sudah <mark>DICOBLOS</mark> di TPS 05, <mark>sebarkan</mark>!"
-    ));
-    assert!(page.text.contains("burst: 12 accounts in 60 min from 2024-02-10T07:30:00Z"));
+    assert!(page
+        .text
+        .contains("Surat suara sudah <mark>DICOBLOS</mark> di TPS 05, <mark>sebarkan</mark>!"));
+    assert!(page
+        .text
+        .contains("burst: 12 accounts in 60 min from 2024-02-10T07:30:00Z"));
     let csrf = csrf_of(&page.text);
 
     let decide = |cookie: Option<String>, fields: Vec<(&'static str, String)>| {
         let dash = &dash;
         async move {
             let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            dash.post_form("/review/decisions", cookie.as_deref(), &fields).await
+            dash.post_form("/review/decisions", cookie.as_deref(), &fields)
+                .await
         }
     };
     let confirm = |csrf: &str| {
@@ -94,7 +112,11 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     refused(&decide(None, confirm(&csrf)).await, 401, "sign in first");
     let mut missing = confirm(&csrf);
     missing.pop();
-    refused(&decide(Some(rina.clone()), missing).await, 403, "missing CSRF token");
+    refused(
+        &decide(Some(rina.clone()), missing).await,
+        403,
+        "missing CSRF token",
+    );
     refused(
         &decide(Some(rina.clone()), confirm(&"0".repeat(64))).await,
         403,
@@ -140,14 +162,22 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     assert_eq!(done.header("location"), Some("/review#n-n1"));
 
     // Exactly one decision reached the topic, under the reviewer's name.
-    let records = read_topic(&shared_brokers(), &topics.decisions, 1, Duration::from_secs(2));
+    let records = read_topic(
+        &shared_brokers(),
+        &topics.decisions,
+        1,
+        Duration::from_secs(2),
+    );
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].key, "n1");
     let decision: ReviewDecision = serde_json::from_slice(&records[0].payload).unwrap();
     assert_eq!(decision.narrative_id, "n1");
     assert_eq!(decision.action, DecisionAction::Confirm);
     assert_eq!(decision.reviewer, "rina");
-    assert_eq!(decision.reason.as_deref(), Some("KPU says these ballots are fake"));
+    assert_eq!(
+        decision.reason.as_deref(),
+        Some("KPU says these ballots are fake")
+    );
     assert_eq!(decision.decision_id.len(), 32);
 
     let page = dash.get("/review", Some(&rina)).await;
@@ -156,13 +186,25 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
         decision.decided_at
     )));
     let items = dash.get("/api/v1/review/items", Some(&rina)).await.json();
-    assert_eq!(items["items"][0]["item"]["narrative_id"], "n2", "awaiting review first");
+    assert_eq!(
+        items["items"][0]["item"]["narrative_id"], "n2",
+        "awaiting review first"
+    );
     assert_eq!(items["items"][1]["decision"]["reviewer"], "rina");
     assert_eq!(items["items"][1]["awaiting_review"], false);
     let overview = dash.json("/api/v1/overview").await;
-    assert_eq!(overview["review"], json!({"awaiting": 1, "high_priority": 0, "decided": 1}));
-    assert_eq!(dash.metric(r#"patroli_dashboard_decisions_total{action="confirm"}"#), Some(1.0));
-    assert_eq!(dash.metric(r#"patroli_dashboard_sign_ins_total{outcome="wrong_password"}"#), Some(2.0));
+    assert_eq!(
+        overview["review"],
+        json!({"awaiting": 1, "high_priority": 0, "decided": 1})
+    );
+    assert_eq!(
+        dash.metric(r#"patroli_dashboard_decisions_total{action="confirm"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        dash.metric(r#"patroli_dashboard_sign_ins_total{outcome="wrong_password"}"#),
+        Some(2.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -184,7 +226,11 @@ async fn an_expired_session_is_refused_and_a_trusted_proxy_header_signs_in() {
         .post_form(
             "/review/decisions",
             Some(&rina),
-            &[("narrative_id", "n1"), ("action", "confirm"), ("csrf", &csrf)],
+            &[
+                ("narrative_id", "n1"),
+                ("action", "confirm"),
+                ("csrf", &csrf),
+            ],
         )
         .await;
     refused(&expired, 401, "your session expired: sign in again");

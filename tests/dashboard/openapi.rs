@@ -36,7 +36,9 @@ async fn the_dashboard_obeys_its_openapi_document() {
     let report = tempfile::tempdir().unwrap();
     // Through the document's `session` scheme, not a fixed header, so schemathesis can also
     // leave the cookie out and see the 401.
-    let token = cookie.strip_prefix("patroli_session=").expect("the session cookie");
+    let token = cookie
+        .strip_prefix("patroli_session=")
+        .expect("the session cookie");
     std::fs::write(
         report.path().join("schemathesis.toml"),
         format!("[auth.openapi.session]\napi_key = \"{token}\"\n"),
