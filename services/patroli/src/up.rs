@@ -106,7 +106,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         patroli_runtime::load_config(None, std::env::vars())?;
     dashboard_config.kafka = config.kafka.clone();
     if dashboard_config.accounts_file.is_none() {
-        eprintln!("review desk: set PATROLI_ACCOUNTS_FILE to sign in (entries: `patroli dashboard-user`)");
+        eprintln!(
+            "review desk: set PATROLI_ACCOUNTS_FILE to sign in (entries: `patroli dashboard-user`)"
+        );
     }
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let dashboard = tokio::spawn(patroli_dashboard::run(
