@@ -219,3 +219,19 @@ async fn the_api_shows_exactly_the_topics_numbers_live_and_after_a_restart() {
     restarted.wait_ready();
     assert_eq!(numbers(&restarted).await, live);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_topics_are_rebuilt_at_once() {
+    let brokers = shared_brokers();
+    let topics = DashboardTopics::create(&brokers, "dash-empty").await;
+    let mut dash = DashboardProcess::spawn(&brokers, &topics, None, &[]);
+    dash.wait_ready();
+    let overview = dash.json("/api/v1/overview").await;
+    assert_eq!(overview["posts_scored"], 0);
+    assert_eq!(overview["ready"], true);
+    assert_eq!(overview["model"], Value::Null);
+    assert_eq!(
+        dash.json("/api/v1/requests").await,
+        json!({"total": 0, "by_state": {"acknowledged": 0, "rejected": 0, "removed": 0, "requested": 0}})
+    );
+}

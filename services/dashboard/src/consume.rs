@@ -124,6 +124,7 @@ pub fn run(
     let started = Instant::now();
     let mut last_catch_up = Instant::now();
     let mut last_lag = Instant::now() - LAG_EVERY;
+    let mut rebuilt = false;
     while !stop.is_cancelled() {
         shared.health.beat();
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
@@ -132,14 +133,16 @@ pub fn run(
                 Err(e) => tracing::warn!(error = %e, "consumer error"),
             }
         }
-        if !behind.is_empty() && last_catch_up.elapsed() >= CATCH_UP_EVERY {
+        if !rebuilt && last_catch_up.elapsed() >= CATCH_UP_EVERY {
             last_catch_up = Instant::now();
             for (partition, position) in positions(&consumer)? {
                 if behind.get(&partition).is_some_and(|end| position >= *end) {
                     behind.remove(&partition);
                 }
             }
+            // Also right away when the window held nothing to read.
             if behind.is_empty() {
+                rebuilt = true;
                 tracing::info!(
                     took_ms = started.elapsed().as_millis() as u64,
                     "view rebuilt"
