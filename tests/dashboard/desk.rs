@@ -82,6 +82,7 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     // The desk: high priority first, reason words marked.
     let page = dash.get("/review", Some(&rina)).await;
     assert_eq!(page.status, 200);
+    assert_eq!(page.header("x-frame-options"), Some("DENY"), "never framed");
     let n1 = page.text.find(r#"id="n-n1""#).unwrap();
     let n2 = page.text.find(r#"id="n-n2""#).unwrap();
     assert!(n1 < n2, "the high-priority narrative comes first");
@@ -160,6 +161,13 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     let done = decide(Some(rina.clone()), confirm(&csrf)).await;
     assert_eq!(done.status, 303, "{}", done.text);
     assert_eq!(done.header("location"), Some("/review#n-n1"));
+
+    // A double click (or a colleague at the same moment) makes no second decision.
+    refused(
+        &decide(Some(rina.clone()), confirm(&csrf)).await,
+        409,
+        "narrative n1 was already confirmed by rina",
+    );
 
     // Exactly one decision reached the topic, under the reviewer's name.
     let records = read_topic(

@@ -9,7 +9,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
-use patroli_contracts::{now_rfc3339, DecisionAction, ReviewDecision, SCHEMA_VERSION};
+use patroli_contracts::{
+    now_rfc3339, DecisionAction, NarrativeStatus, ReviewDecision, SCHEMA_VERSION,
+};
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
 
@@ -226,16 +228,42 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
             format!("the reason must be at most {MAX_REASON_CHARS} characters"),
         ));
     }
-    let known = app.shared.read(|view| {
-        view.narrative_by_id(&form.narrative_id)
-            .is_some_and(|n| n.item.is_some())
+    // Narratives only move forward (pending → confirmed or rejected): a second decision, e.g.
+    // from a double click or a colleague at the same time, would only confuse the audit trail.
+    let settled = app.shared.read(|view| {
+        let narrative = view.narrative_by_id(&form.narrative_id)?;
+        let item = narrative.item.as_ref()?;
+        Some(match (&narrative.decision, item.status) {
+            (Some(d), _) => Some(format!(
+                "narrative {} was already {} by {}",
+                form.narrative_id,
+                decided(d.action),
+                d.reviewer
+            )),
+            (None, NarrativeStatus::PendingReview) => None,
+            (None, status) => Some(format!(
+                "narrative {} is already {}",
+                form.narrative_id,
+                status.as_str()
+            )),
+        })
     });
-    if !known {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "unknown_narrative",
-            format!("no review item for narrative {}", form.narrative_id),
-        ));
+    match settled {
+        None => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown_narrative",
+                format!("no review item for narrative {}", form.narrative_id),
+            ))
+        }
+        Some(Some(message)) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "already_decided",
+                message,
+            ))
+        }
+        Some(None) => {}
     }
     Ok(ReviewDecision {
         schema_version: SCHEMA_VERSION,
@@ -263,6 +291,13 @@ async fn publish(app: &App, decision: &ReviewDecision) -> Result<(), Problem> {
         )
     })?;
     Ok(())
+}
+
+fn decided(action: DecisionAction) -> &'static str {
+    match action {
+        DecisionAction::Confirm => "confirmed",
+        DecisionAction::Reject => "rejected",
+    }
 }
 
 fn action_name(action: DecisionAction) -> &'static str {

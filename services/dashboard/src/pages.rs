@@ -57,7 +57,7 @@ pub fn overview() -> String {
 <section class="charts">
 <figure><figcaption>Posts scored per minute, by platform</figcaption><canvas id="chart-series"></canvas></figure>
 <figure><figcaption>Score distribution</figcaption><canvas id="chart-histogram"></canvas></figure>
-<figure><figcaption>Posts by category (flagged share in tooltip)</figcaption><canvas id="chart-categories"></canvas></figure>
+<figure><figcaption>Posts and flagged posts by category</figcaption><canvas id="chart-categories"></canvas></figure>
 <figure><figcaption>Takedown requests by state</figcaption><canvas id="chart-requests"></canvas></figure>
 <figure><figcaption>Dead-letter queue by reason</figcaption><canvas id="chart-dlq"></canvas></figure>
 </section>
