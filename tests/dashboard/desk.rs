@@ -33,7 +33,9 @@ async fn desk(
     ];
     produce(&producer, &topics.review, &keyed(items)).await;
     let accounts = accounts_file(&[REVIEWER, VIEWER]);
-    let mut dash = DashboardProcess::spawn(&brokers, &topics, Some(accounts.path()), extra_env);
+    let mut env = vec![("PATROLI_ACCOUNTS_RELOAD_MS", "200")];
+    env.extend_from_slice(extra_env);
+    let mut dash = DashboardProcess::spawn(&brokers, &topics, Some(accounts.path()), &env);
     dash.wait_ready();
     (topics, dash, accounts)
 }
@@ -51,7 +53,7 @@ fn refused(answer: &Answer, status: u16, message: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviewers_decide_and_everyone_else_is_refused() {
-    let (topics, dash, _accounts) = desk("dash-desk", &[]).await;
+    let (topics, dash, accounts) = desk("dash-desk", &[]).await;
 
     let wrong = dash
         .post_form("/login", None, &[("user", "rina"), ("password", "guess")])
@@ -212,6 +214,26 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     assert_eq!(
         dash.metric(r#"patroli_dashboard_sign_ins_total{outcome="wrong_password"}"#),
         Some(2.0)
+    );
+
+    // A changed accounts file applies to running sessions: rina is now a viewer, vino is gone.
+    let rewritten = accounts_file(&[(REVIEWER.0, REVIEWER.1, "viewer")]);
+    std::fs::copy(rewritten.path(), accounts.path()).unwrap();
+    dash.wait_for_metric(
+        "patroli_dashboard_accounts",
+        |n| n == 1.0,
+        Duration::from_secs(30),
+    );
+    let mut on_n2 = confirm(&csrf);
+    on_n2[0].1 = "n2".into();
+    refused(
+        &decide(Some(rina.clone()), on_n2).await,
+        403,
+        "only reviewers may confirm or reject",
+    );
+    assert_eq!(
+        dash.get("/api/v1/review/items", Some(&vino)).await.status,
+        401
     );
 }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
@@ -71,14 +72,6 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    pub fn load(path: &Path) -> Result<Self, AccountsError> {
-        let text = std::fs::read_to_string(path).map_err(|source| AccountsError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
-    }
-
     pub fn parse(text: &str, path: &Path) -> Result<Self, AccountsError> {
         let file: AccountsFile = toml::from_str(text).map_err(|source| AccountsError::Toml {
             path: path.to_owned(),
@@ -141,6 +134,53 @@ impl Accounts {
     }
 }
 
+/// The accounts in force, re-read from their file while the service runs, so adding or removing
+/// a reviewer (a changed Secret) takes effect without a restart.
+pub struct AccountStore {
+    current: RwLock<Arc<Accounts>>,
+    /// The file's text when last loaded: an unchanged file is not parsed again.
+    text: Mutex<String>,
+}
+
+impl AccountStore {
+    pub fn new(accounts: Accounts) -> Self {
+        AccountStore {
+            current: RwLock::new(Arc::new(accounts)),
+            text: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self, AccountsError> {
+        let store = AccountStore::new(Accounts::empty());
+        store.reload(path)?;
+        Ok(store)
+    }
+
+    pub fn current(&self) -> Arc<Accounts> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Reads `path` again; `Ok(true)` when the accounts changed. On an error the accounts in
+    /// force stay.
+    pub fn reload(&self, path: &Path) -> Result<bool, AccountsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| AccountsError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut last = self.text.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == text {
+            return Ok(false);
+        }
+        let accounts = Accounts::parse(&text, path)?;
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(accounts);
+        *last = text;
+        Ok(true)
+    }
+}
+
 /// An argon2id PHC string for `password` with a fresh random salt.
 pub fn hash_password(password: &str) -> String {
     let salt =
@@ -179,6 +219,31 @@ mod tests {
         assert_eq!(
             err,
             "the accounts file a.toml: user `ana` has a password_hash that is not an argon2 PHC string (make one with `patroli dashboard-user`)"
+        );
+    }
+
+    #[test]
+    fn a_changed_file_replaces_the_accounts_and_a_broken_one_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("accounts.toml");
+        let entry = |user: &str| {
+            format!(
+                "[[users]]\nuser = \"{user}\"\npassword_hash = \"{}\"\nrole = \"viewer\"\n",
+                hash_password("pw")
+            )
+        };
+        std::fs::write(&path, entry("ana")).unwrap();
+        let store = AccountStore::load(&path).unwrap();
+        assert!(store.current().get("ana").is_some());
+        assert!(!store.reload(&path).unwrap(), "unchanged");
+        std::fs::write(&path, entry("bob")).unwrap();
+        assert!(store.reload(&path).unwrap());
+        assert!(store.current().get("ana").is_none());
+        std::fs::write(&path, "[[users]]\nuser = ").unwrap();
+        assert!(store.reload(&path).is_err());
+        assert!(
+            store.current().get("bob").is_some(),
+            "the previous accounts stay"
         );
     }
 

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::Accounts;
+use crate::accounts::AccountStore;
 use crate::auth::Problem;
 use crate::config::DashboardConfig;
 use crate::sessions::Sessions;
@@ -19,7 +19,7 @@ use crate::{api, assets, desk, stream};
 pub struct App {
     pub config: DashboardConfig,
     pub shared: Arc<Shared>,
-    pub accounts: Accounts,
+    pub accounts: AccountStore,
     pub sessions: Sessions,
     pub producer: FutureProducer,
     pub csrf_secret: [u8; 32],

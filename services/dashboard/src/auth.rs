@@ -54,7 +54,8 @@ pub struct Caller {
 pub fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, Problem> {
     if let Some(name) = &app.config.trusted_user_header {
         if let Some(user) = headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
-            let account = app.accounts.get(user).ok_or_else(|| {
+            let accounts = app.accounts.current();
+            let account = accounts.get(user).ok_or_else(|| {
                 Problem::new(
                     StatusCode::FORBIDDEN,
                     "unknown_user",
@@ -76,12 +77,19 @@ pub fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, Problem> {
         .find_map(|v| cookie(v, COOKIE))
         .ok_or_else(Problem::sign_in_first)?;
     match app.sessions.lookup(token) {
-        Lookup::Valid(session) => Ok(Caller {
-            user: session.user,
-            role: session.role,
-            csrf: session.csrf,
-            session: Some(token.to_owned()),
-        }),
+        Lookup::Valid(session) => {
+            // An account removed from the file ends its sessions; a changed role applies at once.
+            let Some(role) = app.accounts.current().get(&session.user).map(|a| a.role) else {
+                app.sessions.remove(token);
+                return Err(Problem::sign_in_first());
+            };
+            Ok(Caller {
+                user: session.user,
+                role,
+                csrf: session.csrf,
+                session: Some(token.to_owned()),
+            })
+        }
         Lookup::Expired => Err(Problem::session_expired()),
         Lookup::Unknown => Err(Problem::sign_in_first()),
     }

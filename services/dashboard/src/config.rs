@@ -65,6 +65,8 @@ pub struct DashboardConfig {
     pub max_requests: usize,
     /// Reviewer and viewer accounts (TOML, see README). Without it nobody can sign in.
     pub accounts_file: Option<PathBuf>,
+    /// How often the accounts file is re-read (a changed Secret applies without a restart).
+    pub accounts_reload_ms: u64,
     /// Behind a reverse proxy that authenticates people itself, the header it puts the user
     /// name in (e.g. `X-Forwarded-User`). Anyone who can reach the dashboard without passing
     /// the proxy could set it, so it stays off unless the proxy is the only way in.
@@ -91,6 +93,7 @@ impl Default for DashboardConfig {
             max_review_items: 1_000,
             max_requests: 100_000,
             accounts_file: None,
+            accounts_reload_ms: 5_000,
             trusted_user_header: None,
             session_ttl_secs: 8 * 3600,
             cookie_secure: false,

@@ -54,6 +54,7 @@ pub async fn login(
     let verified = tokio::task::spawn_blocking(move || {
         checker
             .accounts
+            .current()
             .verify(&user, &form.password)
             .map(|a| (a.user.clone(), a.role))
     })
@@ -71,7 +72,7 @@ pub async fn login(
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     };
     metrics.sign_ins.with_label_values(&["ok"]).inc();
-    let (token, _) = app.sessions.create(&user, role);
+    let (token, _) = app.sessions.create(&user);
     metrics.sessions.set(app.sessions.active() as i64);
     tracing::info!(%user, role = role.as_str(), "signed in");
     let cookie = session_cookie(

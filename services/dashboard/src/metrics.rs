@@ -1,6 +1,6 @@
 //! The dashboard's Prometheus metrics, served on the health port's `/metrics`.
 
-use prometheus::{IntCounterVec, IntGauge, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Registry};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -14,6 +14,8 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     pub sessions: IntGauge,
     pub stream_clients: IntGauge,
+    pub accounts: IntGauge,
+    pub accounts_reload_failures: IntCounter,
 }
 
 impl Metrics {
@@ -57,6 +59,14 @@ impl Metrics {
             "patroli_dashboard_stream_clients",
             "Browsers connected to the live stream.",
         );
+        let accounts = registrar.gauge(
+            "patroli_dashboard_accounts",
+            "Accounts that may sign in (from the accounts file).",
+        );
+        let accounts_reload_failures = registrar.counter(
+            "patroli_dashboard_accounts_reload_failures_total",
+            "Failed reloads of the accounts file (the previous accounts stay in force).",
+        );
         for outcome in ["ok", "wrong_password"] {
             sign_ins.with_label_values(&[outcome]);
         }
@@ -74,6 +84,8 @@ impl Metrics {
             refusals,
             sessions,
             stream_clients,
+            accounts,
+            accounts_reload_failures,
         }
     }
 }

@@ -10,7 +10,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
 
-use crate::accounts::{Accounts, AccountsError};
+use crate::accounts::{AccountStore, Accounts, AccountsError};
 use crate::app::{router, App};
 use crate::config::DashboardConfig;
 use crate::consume::{self, ConsumeError};
@@ -60,13 +60,13 @@ pub async fn run(
     config.validate().map_err(DashboardError::Config)?;
     let accounts = match &config.accounts_file {
         Some(path) => {
-            let accounts = Accounts::load(path)?;
-            tracing::info!(accounts = accounts.len(), path = %path.display(), "dashboard accounts loaded");
+            let accounts = AccountStore::load(path)?;
+            tracing::info!(accounts = accounts.current().len(), path = %path.display(), "dashboard accounts loaded");
             accounts
         }
         None => {
             tracing::warn!("no accounts_file configured: nobody can sign in to the review desk");
-            Accounts::empty()
+            AccountStore::new(Accounts::empty())
         }
     };
     if let Some(header) = &config.trusted_user_header {
@@ -118,6 +118,7 @@ pub async fn run(
         stop: stop.clone(),
     });
 
+    let reloading = tokio::spawn(reload_accounts(app.clone(), stop.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| DashboardError::Bind {
@@ -142,6 +143,7 @@ pub async fn run(
         })
         .await;
     stop.cancel();
+    let _ = reloading.await;
     let read = reading
         .await
         .map_err(|_| DashboardError::ConsumerPanicked)?;
@@ -152,4 +154,36 @@ pub async fn run(
     read?;
     tracing::info!("dashboard stopped cleanly");
     Ok(())
+}
+
+/// Re-reads the accounts file every `accounts_reload_ms` until `stop`; a broken file keeps the
+/// accounts in force (and is counted and logged).
+async fn reload_accounts(app: Arc<App>, stop: CancellationToken) {
+    let Some(path) = app.config.accounts_file.clone() else {
+        return;
+    };
+    let metrics = &app.shared.metrics;
+    metrics.accounts.set(app.accounts.current().len() as i64);
+    let every = Duration::from_millis(app.config.accounts_reload_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let (reader, file) = (app.clone(), path.clone());
+        let reloaded = tokio::task::spawn_blocking(move || reader.accounts.reload(&file)).await;
+        match reloaded {
+            Ok(Ok(true)) => {
+                let count = app.accounts.current().len();
+                metrics.accounts.set(count as i64);
+                tracing::info!(accounts = count, "dashboard accounts reloaded");
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                metrics.accounts_reload_failures.inc();
+                tracing::error!(error = %e, "keeping the previous dashboard accounts");
+            }
+            Err(e) => tracing::error!(error = %e, "the accounts reload panicked"),
+        }
+    }
 }

@@ -6,14 +6,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::accounts::Role;
-
 pub const COOKIE: &str = "patroli_session";
 
 #[derive(Debug, Clone)]
 pub struct Session {
+    /// The account; its role is looked up on every request, so a changed role applies at once.
     pub user: String,
-    pub role: Role,
     pub csrf: String,
     expires: Instant,
 }
@@ -42,11 +40,10 @@ impl Sessions {
     }
 
     /// A new session; returns its cookie token.
-    pub fn create(&self, user: &str, role: Role) -> (String, Session) {
+    pub fn create(&self, user: &str) -> (String, Session) {
         let token = random_token();
         let session = Session {
             user: user.to_owned(),
-            role,
             csrf: random_token(),
             expires: Instant::now() + self.ttl,
         };
@@ -114,7 +111,7 @@ mod tests {
     #[test]
     fn a_session_expires_after_its_ttl() {
         let sessions = Sessions::new(Duration::from_millis(50));
-        let (token, session) = sessions.create("ana", Role::Reviewer);
+        let (token, session) = sessions.create("ana");
         assert_eq!(session.csrf.len(), 64);
         assert!(matches!(sessions.lookup(&token), Lookup::Valid(s) if s.user == "ana"));
         std::thread::sleep(Duration::from_millis(80));
