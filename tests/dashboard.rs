@@ -235,3 +235,37 @@ async fn empty_topics_are_rebuilt_at_once() {
         json!({"total": 0, "by_state": {"acknowledged": 0, "rejected": 0, "removed": 0, "requested": 0}})
     );
 }
+
+#[test]
+fn dashboard_user_prints_an_entry_the_dashboard_accepts() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let run = |password: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_patroli"))
+            .args(["dashboard-user", "--user", "rina", "--role", "reviewer"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("a long enough password");
+    assert!(out.status.success());
+    let entry = String::from_utf8(out.stdout).unwrap();
+    assert!(entry.starts_with("[[users]]\nuser = \"rina\"\npassword_hash = \"$argon2id$"));
+    assert!(entry.ends_with("\"\nrole = \"reviewer\"\n"), "{entry}");
+    let accounts =
+        patroli_dashboard::Accounts::parse(&entry, std::path::Path::new("accounts.toml")).unwrap();
+    let account = accounts.verify("rina", "a long enough password").unwrap();
+    assert_eq!(account.role, patroli_dashboard::Role::Reviewer);
+    assert!(accounts.verify("rina", "a long enough passwor").is_none());
+
+    let short = run("short");
+    assert!(!short.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&short.stderr).lines().next(),
+        Some("Error: the password must be at least 12 characters")
+    );
+}
