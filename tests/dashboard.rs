@@ -269,3 +269,22 @@ fn dashboard_user_prints_an_entry_the_dashboard_accepts() {
         Some("Error: the password must be at least 12 characters")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_created_after_start_up_is_waited_for() {
+    let brokers = shared_brokers();
+    let mut topics = DashboardTopics::create(&brokers, "dash-late").await;
+    topics.status = format!("{}.late", topics.status);
+    let mut dash = DashboardProcess::spawn(&brokers, &topics, None, &[]);
+    // It waits (unready) instead of exiting over the missing topic.
+    dash.wait_readyz(503, std::time::Duration::from_secs(60));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        http_get(dash.http_port, "/readyz").map(|(s, _)| s),
+        Some(503)
+    );
+    patroli_runtime::ensure_topics(&kafka(&brokers), &[(topics.status.as_str(), 1)])
+        .await
+        .unwrap();
+    dash.wait_ready();
+}

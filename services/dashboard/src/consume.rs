@@ -92,6 +92,29 @@ fn plan(
     Ok(Plan { start, end })
 }
 
+/// A broker that just started or just created the topics answers metadata requests with
+/// "not leader" or "unknown topic" for a while: the plan is retried for this long.
+const PLAN_PATIENCE: Duration = Duration::from_secs(60);
+
+fn plan_patiently(
+    consumer: &BaseConsumer,
+    config: &DashboardConfig,
+    lookback_ms: i64,
+    stop: &CancellationToken,
+) -> Result<Plan, ConsumeError> {
+    let started = Instant::now();
+    loop {
+        match plan(consumer, config, now_ms() - lookback_ms) {
+            Ok(plan) => return Ok(plan),
+            Err(e) if started.elapsed() < PLAN_PATIENCE && !stop.is_cancelled() => {
+                tracing::warn!(error = %e, "cannot plan the rebuild yet; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Reads until `stop`; the caller runs it on a blocking thread.
 pub fn run(
     consumer: BaseConsumer,
@@ -101,7 +124,7 @@ pub fn run(
 ) -> Result<(), ConsumeError> {
     let watermarks = create_consumer(&config)?;
     let lookback_ms = config.lookback_secs as i64 * 1000;
-    let plan = plan(&consumer, &config, now_ms() - lookback_ms)?;
+    let plan = plan_patiently(&consumer, &config, lookback_ms, &stop)?;
     let mut assignment = TopicPartitionList::new();
     for ((topic, partition), offset) in &plan.start {
         assignment.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
