@@ -1,6 +1,8 @@
 //! The dashboard on Apache Kafka: known events on its six topics give exactly the expected
 //! numbers on every API endpoint, new events show up live, and a restarted dashboard (which
-//! rebuilds its view from the topics) shows the very same numbers.
+//! rebuilds its view from the topics) shows the very same numbers. In the same binary (one
+//! broker): the review desk (dashboard/desk.rs) and the OpenAPI document checked by
+//! schemathesis (dashboard/openapi.rs).
 
 mod common;
 #[path = "dashboard/desk.rs"]

@@ -14,7 +14,7 @@ mod desk;
 mod html;
 mod metrics;
 mod pages;
-pub mod report;
+mod report;
 mod requests;
 mod service;
 mod sessions;
