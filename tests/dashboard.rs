@@ -213,10 +213,20 @@ async fn the_api_shows_exactly_the_topics_numbers_live_and_after_a_restart() {
         json!({"error": "sign_in_required", "message": "sign in first"})
     );
 
+    // The live stream sends a snapshot at once, and a browser still connected to it does not
+    // hold up shutdown.
+    let mut stream = reqwest::get(dash.url("/api/v1/stream")).await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let first = stream.chunk().await.unwrap().unwrap();
+    assert!(
+        String::from_utf8_lossy(&first).starts_with("event: snapshot\ndata: {\"overview\":"),
+        "{first:?}"
+    );
     assert!(
         dash.terminate().success(),
         "SIGTERM ends the dashboard cleanly"
     );
+    drop(stream);
     let mut restarted = DashboardProcess::spawn(&brokers, &topics, None, &[]);
     restarted.wait_ready();
     assert_eq!(numbers(&restarted).await, live);
