@@ -47,6 +47,12 @@ pub async fn feed(producer: &FutureProducer, topics: &DashboardTopics) {
         .collect();
     // Not a scored event: counted as invalid, never as a post.
     scored_messages.push(("x:broken".into(), b"not json".to_vec()));
+    // A future contract version it cannot know the meaning of: also invalid, not counted.
+    let (key, future) = scored(99, "x", "kecurangan", None, 0.9);
+    let future = String::from_utf8(future)
+        .unwrap()
+        .replace("\"schema_version\":1", "\"schema_version\":2");
+    scored_messages.push((key, future.into_bytes()));
     produce(producer, &topics.scored, &keyed(scored_messages)).await;
     let dead = vec![
         dlq(1, "not_json"),
@@ -152,7 +158,7 @@ fn expected(extra: bool) -> Value {
         "overview": {
             "posts_scored": posts, "posts_flagged": flagged,
             "share_flagged": flagged as f64 / posts as f64,
-            "dlq_events": 3, "invalid_events": 1,
+            "dlq_events": 3, "invalid_events": 2,
             "model": {"name": "patroli-e5s1", "version": "2.0.0"},
             "ready": true,
             "review": {"awaiting": 2, "high_priority": 1, "decided": 0},

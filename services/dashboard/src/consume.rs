@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use patroli_contracts::{
     DlqEvent, ReviewDecision, ReviewItem, ScoredEvent, TakedownRequest, TakedownStatus,
+    SCHEMA_VERSION,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::DashboardConfig;
+use crate::config::{DashboardConfig, DashboardTopics};
 use crate::shared::{now_ms, Shared, READY_REBUILT};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -220,40 +221,75 @@ fn lag(consumer: &BaseConsumer, watermarks: &BaseConsumer, plan: &Plan) -> Resul
     Ok(lag)
 }
 
+/// One message of the dashboard's topics, decoded.
+enum Event {
+    Scored(ScoredEvent),
+    Dlq(DlqEvent),
+    Review(ReviewItem),
+    Decision(ReviewDecision),
+    Request(TakedownRequest),
+    Status(TakedownStatus),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Unreadable {
+    #[error("does not match its topic's contract: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("schema_version {0} is not the {SCHEMA_VERSION} this dashboard reads")]
+    Version(u32),
+}
+
+fn decode(topics: &DashboardTopics, topic: &str, payload: &[u8]) -> Result<Event, Unreadable> {
+    #[derive(Deserialize)]
+    struct Versioned {
+        schema_version: u32,
+    }
+    let Versioned { schema_version } = serde_json::from_slice(payload)?;
+    if schema_version != SCHEMA_VERSION {
+        return Err(Unreadable::Version(schema_version));
+    }
+    let event = if topic == topics.scored {
+        Event::Scored(serde_json::from_slice(payload)?)
+    } else if topic == topics.dlq {
+        Event::Dlq(serde_json::from_slice(payload)?)
+    } else if topic == topics.review_queue {
+        Event::Review(serde_json::from_slice(payload)?)
+    } else if topic == topics.review_decisions {
+        Event::Decision(serde_json::from_slice(payload)?)
+    } else if topic == topics.takedown_requests {
+        Event::Request(serde_json::from_slice(payload)?)
+    } else {
+        Event::Status(serde_json::from_slice(payload)?)
+    };
+    Ok(event)
+}
+
 fn fold(config: &DashboardConfig, shared: &Shared, message: &BorrowedMessage<'_>) {
     let topic = message.topic();
     let payload = message.payload().unwrap_or_default();
-    let at_ms = message.timestamp().to_millis().unwrap_or_else(now_ms);
-    let folded: Result<(), serde_json::Error> = shared.update(|view, now_minute| {
-        let minute = at_ms.div_euclid(60_000);
-        let topics = &config.topics;
-        if topic == topics.scored {
-            view.scored(&decode::<ScoredEvent>(payload)?, minute, now_minute);
-        } else if topic == topics.dlq {
-            view.dlq(&decode::<DlqEvent>(payload)?, minute, now_minute);
-        } else if topic == topics.review_queue {
-            view.review_item(decode::<ReviewItem>(payload)?);
-        } else if topic == topics.review_decisions {
-            view.decision(decode::<ReviewDecision>(payload)?);
-        } else if topic == topics.takedown_requests {
-            view.request(&decode::<TakedownRequest>(payload)?);
-        } else if topic == topics.takedown_status {
-            view.status(&decode::<TakedownStatus>(payload)?);
+    let minute = message
+        .timestamp()
+        .to_millis()
+        .unwrap_or_else(now_ms)
+        .div_euclid(60_000);
+    // Decoded before the view is locked, so pages never wait on JSON parsing.
+    match decode(&config.topics, topic, payload) {
+        Ok(event) => {
+            shared.update(|view, now_minute| match event {
+                Event::Scored(e) => view.scored(&e, minute, now_minute),
+                Event::Dlq(e) => view.dlq(&e, minute, now_minute),
+                Event::Review(e) => view.review_item(e),
+                Event::Decision(e) => view.decision(e),
+                Event::Request(e) => view.request(&e),
+                Event::Status(e) => view.status(&e),
+            });
+            shared.metrics.events.with_label_values(&[topic]).inc();
         }
-        Ok(())
-    });
-    match folded {
-        Ok(()) => shared.metrics.events.with_label_values(&[topic]).inc(),
         Err(e) => {
             // The dashboard only reads: a message it cannot use stays on its topic (and in the
             // producer's DLQ if it has one); here it is counted and logged with its place.
             shared.metrics.invalid.with_label_values(&[topic]).inc();
-            shared
-                .update(|view, _| {
-                    view.invalid_event();
-                    Ok::<(), ()>(())
-                })
-                .ok();
+            shared.update(|view, _| view.invalid_event());
             tracing::warn!(
                 %topic,
                 partition = message.partition(),
@@ -263,8 +299,4 @@ fn fold(config: &DashboardConfig, shared: &Shared, message: &BorrowedMessage<'_>
             );
         }
     }
-}
-
-fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, serde_json::Error> {
-    serde_json::from_slice(payload)
 }

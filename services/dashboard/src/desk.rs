@@ -137,7 +137,7 @@ pub async fn decide(
 ) -> Response {
     match decision(&app, &headers, form).await {
         Ok(decision) => {
-            let to = format!("/review#n-{}", decision.narrative_id);
+            let to = format!("/review#n-{}", fragment(&decision.narrative_id));
             Redirect::to(&to).into_response()
         }
         Err(problem) => refuse(&app, problem),
@@ -182,10 +182,7 @@ async fn decision(
     );
     // Shown at once; the same decision read back from the topic changes nothing.
     let shown = decision.clone();
-    let _ = app.shared.update(|view, _| {
-        view.decision(shown);
-        Ok::<(), ()>(())
-    });
+    app.shared.update(|view, _| view.decision(shown));
     Ok(decision)
 }
 
@@ -294,6 +291,19 @@ async fn publish(app: &App, decision: &ReviewDecision) -> Result<(), Problem> {
     Ok(())
 }
 
+/// `id` as a URL fragment: narrative ids come from a topic, and a character a header value
+/// cannot hold must not make the redirect fail.
+fn fragment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 fn decided(action: DecisionAction) -> &'static str {
     match action {
         DecisionAction::Confirm => "confirmed",
@@ -305,5 +315,25 @@ fn action_name(action: DecisionAction) -> &'static str {
     match action {
         DecisionAction::Confirm => "confirm",
         DecisionAction::Reject => "reject",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fragment;
+    use proptest::prelude::*;
+
+    #[test]
+    fn unsafe_characters_are_escaped() {
+        assert_eq!(fragment("n-1_a.b~c"), "n-1_a.b~c");
+        assert_eq!(fragment("a b\r\n#é"), "a%20b%0D%0A%23%C3%A9");
+    }
+
+    proptest! {
+        #[test]
+        fn any_id_makes_a_valid_location(id in ".*") {
+            let location = format!("/review#n-{}", fragment(&id));
+            prop_assert!(axum::http::HeaderValue::try_from(location).is_ok());
+        }
     }
 }

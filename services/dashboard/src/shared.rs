@@ -35,10 +35,9 @@ impl Shared {
     }
 
     /// Changes the view (given the current minute) and tells live pages.
-    pub fn update<E>(&self, change: impl FnOnce(&mut View, i64) -> Result<(), E>) -> Result<(), E> {
-        let changed = change(&mut self.lock(), now_minute());
+    pub fn update(&self, change: impl FnOnce(&mut View, i64)) {
+        change(&mut self.lock(), now_minute());
         self.changed();
-        changed
     }
 
     pub fn read<T>(&self, look: impl FnOnce(&View) -> T) -> T {
