@@ -56,7 +56,7 @@ try {
   console.log(`overview-changed ${await count()}`);
   // Every chart has data on its canvas before the picture is taken.
   await page.waitForFunction(() =>
-    Object.values(Chart.instances).length === 5 &&
+    Object.values(Chart.instances).length === 6 &&
     Object.values(Chart.instances).every((c) => c.data.datasets.some((d) => d.data.some((v) => v > 0))),
   );
   await page.screenshot({ path: path.join(artifacts, "overview.png"), fullPage: true });

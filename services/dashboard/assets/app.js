@@ -25,27 +25,47 @@ function time(iso) {
 }
 
 function drawSeries(series) {
-  const c = chart("chart-series", "bar", { scales: { x: { stacked: true }, y: { stacked: true, beginAtZero: true } } });
+  const c = chart("chart-series", "bar", {
+    scales: {
+      x: { stacked: true },
+      y: { stacked: true, beginAtZero: true, title: { display: true, text: "posts" } },
+      share: { position: "right", min: 0, max: 100, grid: { drawOnChartArea: false }, title: { display: true, text: "% flagged" } },
+    },
+  });
   const values = new Set();
   series.points.forEach((p) => Object.keys(p.values).forEach((v) => values.add(v)));
   c.data.labels = series.points.map((p) => time(p.start));
-  c.data.datasets = [...values].sort().map((v, i) => ({
+  const bars = [...values].sort().map((v, i) => ({
     label: v,
     backgroundColor: palette[i % palette.length],
     data: series.points.map((p) => (p.values[v] ? p.values[v].posts : 0)),
   }));
+  const share = {
+    type: "line",
+    label: "share flagged",
+    yAxisID: "share",
+    borderColor: "#1d2330",
+    backgroundColor: "#1d2330",
+    data: series.points.map((p) => {
+      const all = Object.values(p.values);
+      const posts = all.reduce((n, v) => n + v.posts, 0);
+      return posts ? (100 * all.reduce((n, v) => n + v.flagged, 0)) / posts : 0;
+    }),
+  };
+  c.data.datasets = [share, ...bars];
   c.update();
 }
 
-function drawCategories(series) {
+// Posts and flagged posts per value of a dimension, summed over the series' buckets.
+function drawTotals(id, series) {
   const totals = {};
   series.points.forEach((p) => Object.entries(p.values).forEach(([k, v]) => {
     totals[k] = totals[k] || { posts: 0, flagged: 0 };
     totals[k].posts += v.posts;
     totals[k].flagged += v.flagged;
   }));
-  const names = Object.keys(totals).sort();
-  const c = chart("chart-categories", "bar", { indexAxis: "y", scales: { x: { beginAtZero: true } } });
+  const names = Object.keys(totals).sort((a, b) => totals[b].posts - totals[a].posts).slice(0, 12);
+  const c = chart(id, "bar", { indexAxis: "y", scales: { x: { beginAtZero: true } } });
   c.data.labels = names;
   c.data.datasets = [
     { label: "posts", backgroundColor: "#3366cc", data: names.map((n) => totals[n].posts) },
@@ -95,7 +115,8 @@ function draw(s) {
   set("window", "last " + o.window.lookback_secs / 3600 + " h (from " + o.window.from.replace("T", " ").slice(0, 16) + " UTC)");
   set("live-status", o.ready ? "live" : "rebuilding…");
   drawSeries(s.series);
-  drawCategories(s.categories);
+  drawTotals("chart-categories", s.categories);
+  drawTotals("chart-regions", s.regions);
   drawHistogram(s.histogram);
   drawCounts("chart-requests", s.requests.by_state);
   drawCounts("chart-dlq", s.dlq.by_reason);

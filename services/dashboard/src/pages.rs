@@ -55,9 +55,10 @@ pub fn overview() -> String {
 <div class="tile"><div class="label">DLQ</div><div class="value" id="dlq-total">–</div></div>
 </section>
 <section class="charts">
-<figure><figcaption>Posts scored per minute, by platform</figcaption><canvas id="chart-series"></canvas></figure>
+<figure class="wide"><figcaption>Posts scored per 5 minutes by platform, and share flagged</figcaption><canvas id="chart-series"></canvas></figure>
 <figure><figcaption>Score distribution</figcaption><canvas id="chart-histogram"></canvas></figure>
 <figure><figcaption>Posts and flagged posts by category</figcaption><canvas id="chart-categories"></canvas></figure>
+<figure><figcaption>Posts and flagged posts by region</figcaption><canvas id="chart-regions"></canvas></figure>
 <figure><figcaption>Takedown requests by state</figcaption><canvas id="chart-requests"></canvas></figure>
 <figure><figcaption>Dead-letter queue by reason</figcaption><canvas id="chart-dlq"></canvas></figure>
 </section>

@@ -277,8 +277,11 @@ pub fn review_items(view: &View) -> ReviewItems {
 #[derive(Debug, Serialize)]
 pub struct Snapshot {
     pub overview: Overview,
+    /// Five-minute buckets by platform, for the time-series chart.
     pub series: Series,
+    /// Hourly buckets by category and by region, summed by the page.
     pub categories: Series,
+    pub regions: Series,
     pub histogram: Histogram,
     pub narratives: Narratives,
     pub requests: Requests,

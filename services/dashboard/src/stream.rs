@@ -21,8 +21,9 @@ impl App {
         let top = self.config.top_narratives;
         self.shared.read(|view| Snapshot {
             overview,
-            series: report::series(view, "1m", 1, Dimension::Platform),
+            series: report::series(view, "5m", 5, Dimension::Platform),
             categories: report::series(view, "1h", 60, Dimension::Category),
+            regions: report::series(view, "1h", 60, Dimension::Region),
             histogram: report::histogram(view),
             narratives: report::narratives(view, top),
             requests: report::requests(view),
