@@ -137,6 +137,21 @@ impl DashboardProcess {
         serde_json::from_str(&answer.text).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// POSTs an HTML form with one extra header.
+    pub async fn post_form_with(
+        &self,
+        path: &str,
+        header: (&str, &str),
+        fields: &[(&str, &str)],
+    ) -> Answer {
+        let request = client()
+            .post(self.url(path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header(header.0, header.1)
+            .body(form_body(fields));
+        answer(request).await
+    }
+
     /// POSTs an HTML form (`application/x-www-form-urlencoded`).
     pub async fn post_form(
         &self,
@@ -144,14 +159,10 @@ impl DashboardProcess {
         cookie: Option<&str>,
         fields: &[(&str, &str)],
     ) -> Answer {
-        let body: Vec<String> = fields
-            .iter()
-            .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
-            .collect();
         let mut request = client()
             .post(self.url(path))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.join("&"));
+            .body(form_body(fields));
         if let Some(cookie) = cookie {
             request = request.header("cookie", cookie);
         }
@@ -190,6 +201,14 @@ fn client() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("http client")
+}
+
+fn form_body(fields: &[(&str, &str)]) -> String {
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", form_encode(k), form_encode(v)))
+        .collect();
+    pairs.join("&")
 }
 
 fn form_encode(text: &str) -> String {

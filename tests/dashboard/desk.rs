@@ -65,6 +65,14 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
         .await;
     refused(&unknown, 401, "wrong user name or password");
 
+    let forged = dash
+        .post_form_with(
+            "/login",
+            ("origin", "https://evil.example"),
+            &[("user", REVIEWER.0), ("password", REVIEWER.1)],
+        )
+        .await;
+    refused(&forged, 403, "cross-site sign-in refused");
     let ok = dash
         .post_form(
             "/login",

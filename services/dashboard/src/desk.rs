@@ -39,8 +39,14 @@ pub struct LoginForm {
 
 pub async fn login(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
+    // The sign-in form has no session, so no CSRF token, to protect it: a browser's Origin
+    // header tells a forged cross-site sign-in (into the forger's account) from our own form.
+    if let Err(problem) = same_origin(&headers) {
+        return refuse(&app, problem);
+    }
     let Ok(Form(form)) = form else {
         return Problem::new(
             StatusCode::BAD_REQUEST,
@@ -141,6 +147,34 @@ pub async fn decide(
             Redirect::to(&to).into_response()
         }
         Err(problem) => refuse(&app, problem),
+    }
+}
+
+/// Refuses a request whose `Origin` (browsers send it with every POST) is another site. Behind
+/// an ingress that rewrites `Host`, `X-Forwarded-Host` names the public one; a cross-site form
+/// can set neither.
+fn same_origin(headers: &HeaderMap) -> Result<(), Problem> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(origin) = header("origin") else {
+        return Ok(());
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let ours = [header("host"), header("x-forwarded-host")];
+    if ours
+        .into_iter()
+        .flatten()
+        .any(|host| origin_host.eq_ignore_ascii_case(host))
+    {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "cross-site sign-in refused",
+        ))
     }
 }
 
