@@ -4,22 +4,8 @@
 
 use std::process::Command;
 
-use crate::common::{repo_root, shared_brokers, Stream};
+use crate::common::{repo_root, schemathesis, shared_brokers, Stream};
 use crate::harness::*;
-
-fn schemathesis() -> String {
-    let script = repo_root().join("tests/schemathesis.sh");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_obeys_its_openapi_document() {
