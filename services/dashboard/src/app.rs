@@ -23,6 +23,9 @@ pub struct App {
     pub sessions: Sessions,
     pub producer: FutureProducer,
     pub csrf_secret: [u8; 32],
+    /// Password checks at once: each argon2 check holds ~19 MiB, so a burst of sign-ins (or a
+    /// guessing attack) queues here instead of exhausting the pod's memory.
+    pub password_checks: tokio::sync::Semaphore,
     /// Ends live streams on shutdown (they would otherwise hold the server open).
     pub stop: CancellationToken,
 }

@@ -55,6 +55,8 @@ pub async fn login(
         )
         .html();
     };
+    // Held until the check ends; the semaphore is never closed, so this always gets a permit.
+    let _permit = app.password_checks.acquire().await;
     let checker = app.clone();
     let user = form.user.clone();
     let verified = tokio::task::spawn_blocking(move || {

@@ -19,6 +19,9 @@ use crate::sessions::Sessions;
 use crate::shared::{Shared, READY_REBUILT};
 use crate::state::{Limits, View};
 
+/// Concurrent argon2 password checks (~19 MiB each; the pod has 512 MiB).
+const PASSWORD_CHECKS: usize = 4;
+
 /// A consumer thread silent this long (it beats every poll) is wedged: `/healthz` fails.
 const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
 
@@ -115,6 +118,7 @@ pub async fn run(
         accounts,
         producer: producer.clone(),
         csrf_secret: rand::random(),
+        password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
         stop: stop.clone(),
     });
 
