@@ -13,20 +13,6 @@ use std::process::Command;
 
 const KEY: &str = "pk_schemathesis_0123456789abcdef0123456789";
 
-fn schemathesis() -> String {
-    let script = repo_root().join("tests/schemathesis.sh");
-    let out = Command::new(&script)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_obeys_its_openapi_document() {
     let schemathesis = schemathesis();

@@ -13,6 +13,8 @@ export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 deploy/local/kafka.sh install >/dev/null
 models/install-base.sh
 tests/schemathesis.sh >/dev/null   # for tests/gateway_openapi.rs
+# playwright-core for tests/dashboard_e2e.rs (drives Debian's /usr/bin/chromium; no browser download).
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 deploy/validate.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

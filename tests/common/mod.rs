@@ -176,6 +176,22 @@ pub fn tiny_model() -> tempfile::TempDir {
     dir
 }
 
+/// The `schemathesis` executable (PyPI, pinned), installed on first use by
+/// tests/schemathesis.sh, for the tests that check an OpenAPI document against its server.
+pub fn schemathesis() -> String {
+    let script = repo_root().join("tests/schemathesis.sh");
+    let out = std::process::Command::new(&script)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

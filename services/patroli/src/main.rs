@@ -1,6 +1,7 @@
 //! `patroli`: one binary for every service and tool. Kubernetes runs
 //! `patroli serve <service>`; people run `patroli up`, `score`, `train` ...
 
+mod dashboard_cmds;
 mod gateway_cmds;
 mod model_cmds;
 mod replay;
@@ -10,6 +11,7 @@ mod up;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use patroli_classifier::ClassifierConfig;
+use patroli_dashboard::DashboardConfig;
 use patroli_gateway::GatewayConfig;
 use patroli_takedown::TakedownConfig;
 use std::path::PathBuf;
@@ -40,6 +42,8 @@ enum Command {
     LoadGateway(gateway_cmds::LoadArgs),
     /// Make a new partner key: the key to hand over, and the keys-file entry to deploy.
     GatewayKey(gateway_cmds::KeyArgs),
+    /// Make a dashboard account entry (password read from stdin) for the accounts file.
+    DashboardUser(dashboard_cmds::UserArgs),
     #[command(flatten)]
     Model(model_cmds::ModelCommand),
 }
@@ -53,6 +57,9 @@ enum Service {
     Takedown(ServeArgs),
     /// HTTP ingest: partners' posts → posts.raw.v1, public complaints → complaints.v1.
     Gateway(ServeArgs),
+    /// Web UI, JSON API and review desk over the scored, DLQ, review and takedown topics;
+    /// reviewers' decisions → review.decisions.v1.
+    Dashboard(ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -111,9 +118,16 @@ fn main() -> anyhow::Result<()> {
                 |c: &GatewayConfig| c.log_json,
                 |config, shutdown| patroli_gateway::run(config, shutdown, |_| {}),
             ),
+            Service::Dashboard(args) => serve(
+                "dashboard",
+                args,
+                |c: &DashboardConfig| c.log_json,
+                |config, shutdown| patroli_dashboard::run(config, shutdown, |_| {}),
+            ),
         },
         Command::LoadGateway(args) => runtime()?.block_on(gateway_cmds::load(args)),
         Command::GatewayKey(args) => gateway_cmds::key(args),
+        Command::DashboardUser(args) => dashboard_cmds::user(args),
         Command::Replay(args) => {
             patroli_runtime::init_tracing(false);
             runtime()?.block_on(async {

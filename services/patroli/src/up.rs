@@ -102,10 +102,31 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "metrics:    http://{}/metrics  (readiness: /readyz)",
         args.http_addr
     );
-    eprintln!(
-        "dashboard:  not built yet; scored events are on topic {}",
-        topics::POSTS_SCORED
-    );
+    let mut dashboard_config: patroli_dashboard::DashboardConfig =
+        patroli_runtime::load_config(None, std::env::vars())?;
+    dashboard_config.kafka = config.kafka.clone();
+    if dashboard_config.accounts_file.is_none() {
+        eprintln!(
+            "review desk: set PATROLI_ACCOUNTS_FILE to sign in (entries: `patroli dashboard-user`)"
+        );
+    }
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let dashboard = tokio::spawn(patroli_dashboard::run(
+        dashboard_config,
+        shutdown.child_token(),
+        move |bound| {
+            let _ = bound_tx.send(bound.web);
+        },
+    ));
+    let Ok(web) = bound_rx.await else {
+        // It ended before listening: its own error says why.
+        return Err(match dashboard.await {
+            Ok(Err(e)) => anyhow::Error::from(e).context("dashboard failed"),
+            Ok(Ok(())) => anyhow::anyhow!("the dashboard stopped before it listened"),
+            Err(e) => anyhow::anyhow!("dashboard task failed: {e}"),
+        });
+    };
+    eprintln!("dashboard:  http://{web}/  (live overview; review desk at /review)");
     eprintln!(
         "replaying:  {} posts from {} at {}/s\n",
         lines.len(),
@@ -131,6 +152,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     match takedown.await {
         Ok(result) => result.context("takedown failed")?,
         Err(e) => anyhow::bail!("takedown task failed: {e}"),
+    }
+    match dashboard.await {
+        Ok(result) => result.context("dashboard failed")?,
+        Err(e) => anyhow::bail!("dashboard task failed: {e}"),
     }
     outcome
 }

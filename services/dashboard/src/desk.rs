@@ -1,0 +1,375 @@
+//! The pages people use: the live overview, sign-in, and the review desk where reviewers
+//! confirm or reject narratives; each decision goes to review.decisions.v1 under their name.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::FormRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::Form;
+use patroli_contracts::{
+    now_rfc3339, DecisionAction, NarrativeStatus, ReviewDecision, SCHEMA_VERSION,
+};
+use rdkafka::producer::FutureRecord;
+use serde::Deserialize;
+
+use crate::accounts::Role;
+use crate::app::App;
+use crate::auth::{caller, check_csrf, clear_cookie, session_cookie, Caller, Problem};
+use crate::pages;
+
+/// Longest reason a reviewer may give.
+pub const MAX_REASON_CHARS: usize = 2_000;
+
+pub async fn overview_page() -> Html<String> {
+    Html(pages::overview())
+}
+
+pub async fn login_page() -> Html<String> {
+    Html(pages::login(None))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    user: String,
+    password: String,
+}
+
+pub async fn login(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
+    // The sign-in form has no session, so no CSRF token, to protect it: a browser's Origin
+    // header tells a forged cross-site sign-in (into the forger's account) from our own form.
+    if let Err(problem) = same_origin(&headers) {
+        return refuse(&app, problem);
+    }
+    let Ok(Form(form)) = form else {
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_form",
+            "the sign-in form needs a user and a password",
+        )
+        .html();
+    };
+    // Held until the check ends; the semaphore is never closed, so this always gets a permit.
+    let _permit = app.password_checks.acquire().await;
+    let checker = app.clone();
+    let user = form.user.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        checker
+            .accounts
+            .current()
+            .verify(&user, &form.password)
+            .map(|a| (a.user.clone(), a.role))
+    })
+    .await
+    .ok()
+    .flatten();
+    let metrics = &app.shared.metrics;
+    let Some((user, role)) = verified else {
+        metrics
+            .sign_ins
+            .with_label_values(&["wrong_password"])
+            .inc();
+        tracing::info!(user = %form.user, "sign-in refused");
+        let page = pages::login(Some("wrong user name or password"));
+        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+    };
+    metrics.sign_ins.with_label_values(&["ok"]).inc();
+    let (token, _) = app.sessions.create(&user);
+    metrics.sessions.set(app.sessions.active() as i64);
+    tracing::info!(%user, role = role.as_str(), "signed in");
+    let cookie = session_cookie(
+        &token,
+        app.sessions.ttl().as_secs(),
+        app.config.cookie_secure,
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/review")).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: Option<String>,
+}
+
+pub async fn logout(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<CsrfForm>, FormRejection>,
+) -> Response {
+    let caller = match caller(&app, &headers) {
+        Ok(caller) => caller,
+        Err(problem) => return refuse(&app, problem),
+    };
+    let sent = form.ok().and_then(|Form(f)| f.csrf);
+    if let Err(problem) = check_csrf(&caller, sent.as_deref()) {
+        return refuse(&app, problem);
+    }
+    if let Some(token) = &caller.session {
+        app.sessions.remove(token);
+    }
+    app.shared
+        .metrics
+        .sessions
+        .set(app.sessions.active() as i64);
+    let cookie = clear_cookie(app.config.cookie_secure);
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login")).into_response()
+}
+
+pub async fn review_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match caller(&app, &headers) {
+        Ok(caller) => Html(app.shared.read(|view| pages::review(view, &caller))).into_response(),
+        // A person without a session belongs on the sign-in page, told why.
+        Err(problem) => {
+            (problem.status, Html(pages::login(Some(&problem.message)))).into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct DecisionForm {
+    narrative_id: String,
+    action: String,
+    reason: Option<String>,
+    csrf: Option<String>,
+}
+
+pub async fn decide(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    form: Result<Form<DecisionForm>, FormRejection>,
+) -> Response {
+    match decision(&app, &headers, form).await {
+        Ok(decision) => {
+            let to = format!("/review#n-{}", fragment(&decision.narrative_id));
+            Redirect::to(&to).into_response()
+        }
+        Err(problem) => refuse(&app, problem),
+    }
+}
+
+/// Refuses a request whose `Origin` (browsers send it with every POST) is another site. Behind
+/// an ingress that rewrites `Host`, `X-Forwarded-Host` names the public one; a cross-site form
+/// can set neither.
+fn same_origin(headers: &HeaderMap) -> Result<(), Problem> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(origin) = header("origin") else {
+        return Ok(());
+    };
+    let origin_host = origin
+        .split_once("://")
+        .map_or(origin, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let ours = [header("host"), header("x-forwarded-host")];
+    if ours
+        .into_iter()
+        .flatten()
+        .any(|host| origin_host.eq_ignore_ascii_case(host))
+    {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "cross_site",
+            "cross-site sign-in refused",
+        ))
+    }
+}
+
+fn refuse(app: &App, problem: Problem) -> Response {
+    app.shared
+        .metrics
+        .refusals
+        .with_label_values(&[problem.code])
+        .inc();
+    problem.html()
+}
+
+async fn decision(
+    app: &App,
+    headers: &HeaderMap,
+    form: Result<Form<DecisionForm>, FormRejection>,
+) -> Result<ReviewDecision, Problem> {
+    let caller = caller(app, headers)?;
+    let Form(form) = form.map_err(|_| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_form",
+            "the decision form needs narrative_id, action and csrf",
+        )
+    })?;
+    check_csrf(&caller, form.csrf.as_deref())?;
+    let decision = validate(app, &caller, form)?;
+    publish(app, &decision).await?;
+    app.shared
+        .metrics
+        .decisions
+        .with_label_values(&[action_name(decision.action)])
+        .inc();
+    tracing::info!(
+        reviewer = %decision.reviewer,
+        narrative = %decision.narrative_id,
+        action = action_name(decision.action),
+        "decision published"
+    );
+    // Shown at once; the same decision read back from the topic changes nothing.
+    let shown = decision.clone();
+    app.shared.update(|view, _| view.decision(shown));
+    Ok(decision)
+}
+
+fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDecision, Problem> {
+    if caller.role != Role::Reviewer {
+        return Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "not_a_reviewer",
+            "only reviewers may confirm or reject",
+        ));
+    }
+    let action = match form.action.as_str() {
+        "confirm" => DecisionAction::Confirm,
+        "reject" => DecisionAction::Reject,
+        _ => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad_action",
+                "action must be confirm or reject",
+            ))
+        }
+    };
+    let reason = form
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if action == DecisionAction::Reject && reason.is_none() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "reason_required",
+            "a reason is required to reject",
+        ));
+    }
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_CHARS)
+    {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "reason_too_long",
+            format!("the reason must be at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    // Narratives only move forward (pending → confirmed or rejected): a second decision, e.g.
+    // from a double click or a colleague at the same time, would only confuse the audit trail.
+    let settled = app.shared.read(|view| {
+        let narrative = view.narrative_by_id(&form.narrative_id)?;
+        let item = narrative.item.as_ref()?;
+        Some(match (&narrative.decision, item.status) {
+            (Some(d), _) => Some(format!(
+                "narrative {} was already {} by {}",
+                form.narrative_id,
+                decided(d.action),
+                d.reviewer
+            )),
+            (None, NarrativeStatus::PendingReview) => None,
+            (None, status) => Some(format!(
+                "narrative {} is already {}",
+                form.narrative_id,
+                status.as_str()
+            )),
+        })
+    });
+    match settled {
+        None => {
+            return Err(Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown_narrative",
+                format!("no review item for narrative {}", form.narrative_id),
+            ))
+        }
+        Some(Some(message)) => {
+            return Err(Problem::new(
+                StatusCode::CONFLICT,
+                "already_decided",
+                message,
+            ))
+        }
+        Some(None) => {}
+    }
+    Ok(ReviewDecision {
+        schema_version: SCHEMA_VERSION,
+        decision_id: hex::encode(rand::random::<[u8; 16]>()),
+        narrative_id: form.narrative_id,
+        action,
+        reason,
+        reviewer: caller.user.clone(),
+        decided_at: now_rfc3339(),
+    })
+}
+
+async fn publish(app: &App, decision: &ReviewDecision) -> Result<(), Problem> {
+    let payload = serde_json::to_vec(decision).expect("a decision serialises");
+    let record = FutureRecord::to(&app.config.topics.review_decisions)
+        .key(&decision.narrative_id)
+        .payload(&payload);
+    let timeout = Duration::from_millis(app.config.produce_timeout_ms);
+    app.producer.send(record, timeout).await.map_err(|(e, _)| {
+        tracing::error!(error = %e, narrative = %decision.narrative_id, "cannot publish a decision");
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "publish_failed",
+            "the decision could not be published; try again",
+        )
+    })?;
+    Ok(())
+}
+
+/// `id` as a URL fragment: narrative ids come from a topic, and a character a header value
+/// cannot hold must not make the redirect fail.
+fn fragment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn decided(action: DecisionAction) -> &'static str {
+    match action {
+        DecisionAction::Confirm => "confirmed",
+        DecisionAction::Reject => "rejected",
+    }
+}
+
+fn action_name(action: DecisionAction) -> &'static str {
+    match action {
+        DecisionAction::Confirm => "confirm",
+        DecisionAction::Reject => "reject",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fragment;
+    use proptest::prelude::*;
+
+    #[test]
+    fn unsafe_characters_are_escaped() {
+        assert_eq!(fragment("n-1_a.b~c"), "n-1_a.b~c");
+        assert_eq!(fragment("a b\r\n#é"), "a%20b%0D%0A%23%C3%A9");
+    }
+
+    proptest! {
+        #[test]
+        fn any_id_makes_a_valid_location(id in ".*") {
+            let location = format!("/review#n-{}", fragment(&id));
+            prop_assert!(axum::http::HeaderValue::try_from(location).is_ok());
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The HTML pages. The overview is a shell that assets/app.js fills from the live stream; the
+//! review desk is rendered here, so its forms work without JavaScript.
+
+use std::fmt::Write as _;
+
+use patroli_contracts::{DecisionAction, Priority, ReviewDecision, ReviewItem};
+
+use crate::accounts::Role;
+use crate::auth::{Caller, Problem};
+use crate::html::{escape, highlight};
+use crate::state::View;
+
+fn layout(title: &str, nav_user: Option<&Caller>, body: &str, scripts: &str) -> String {
+    let account = match nav_user {
+        Some(caller) => format!(
+            r#"<span class="who">{} ({})</span>
+<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{}"><button type="submit">Sign out</button></form>"#,
+            escape(&caller.user),
+            caller.role.as_str(),
+            escape(&caller.csrf)
+        ),
+        None => r#"<a href="/login">Sign in</a>"#.to_owned(),
+    };
+    format!(
+        r#"<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · patroli</title>
+<link rel="stylesheet" href="/assets/style.css">
+</head>
+<body>
+<header><strong>patroli</strong> <nav><a href="/">Overview</a> <a href="/review">Review desk</a></nav> <span class="account">{account}</span></header>
+<main>
+{body}
+</main>
+{scripts}
+</body>
+</html>
+"#,
+        title = escape(title)
+    )
+}
+
+pub fn overview() -> String {
+    let body = r#"<h1>Live overview</h1>
+<p class="status"><span id="live-status">connecting…</span> · model <span id="model">–</span> · consumer lag <span id="lag">–</span> · window <span id="window">–</span></p>
+<section class="tiles">
+<div class="tile"><div class="label">Posts scored</div><div class="value" id="posts-scored">–</div></div>
+<div class="tile"><div class="label">Flagged</div><div class="value" id="posts-flagged">–</div></div>
+<div class="tile"><div class="label">Share flagged</div><div class="value" id="share-flagged">–</div></div>
+<div class="tile"><div class="label">Posts this minute · per min (5 min)</div><div class="value" id="throughput">–</div></div>
+<div class="tile"><div class="label">Awaiting review</div><div class="value" id="awaiting">–</div></div>
+<div class="tile"><div class="label">DLQ</div><div class="value" id="dlq-total">–</div></div>
+</section>
+<section class="charts">
+<figure class="wide"><figcaption>Posts scored per 5 minutes by platform, and share flagged</figcaption><canvas id="chart-series"></canvas></figure>
+<figure><figcaption>Score distribution</figcaption><canvas id="chart-histogram"></canvas></figure>
+<figure><figcaption>Posts and flagged posts by category</figcaption><canvas id="chart-categories"></canvas></figure>
+<figure><figcaption>Posts and flagged posts by region</figcaption><canvas id="chart-regions"></canvas></figure>
+<figure><figcaption>Takedown requests by state</figcaption><canvas id="chart-requests"></canvas></figure>
+<figure><figcaption>Dead-letter queue by reason</figcaption><canvas id="chart-dlq"></canvas></figure>
+</section>
+<h2>Top narratives</h2>
+<table id="narratives"><thead><tr><th>Narrative</th><th>Status</th><th>Posts</th><th>Platforms</th><th>First seen</th><th>Last seen</th><th>Sample</th></tr></thead><tbody></tbody></table>
+"#;
+    layout(
+        "Overview",
+        None,
+        body,
+        r#"<script src="/assets/vendor/chart.umd.min.js"></script>
+<script src="/assets/app.js"></script>"#,
+    )
+}
+
+pub fn login(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    let body = format!(
+        r#"<h1>Sign in</h1>
+{error}
+<form method="post" action="/login" class="login">
+<label>User <input name="user" autocomplete="username" required></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">Sign in</button>
+</form>"#
+    );
+    layout("Sign in", None, &body, "")
+}
+
+pub fn problem(problem: &Problem) -> String {
+    let body = format!(
+        r#"<h1>{}</h1>
+<p class="error" id="error">{}</p>
+<p><a href="/review">Back to the review desk</a></p>"#,
+        problem.status.as_u16(),
+        escape(&problem.message)
+    );
+    layout("Refused", None, &body, "")
+}
+
+pub fn review(view: &View, caller: &Caller) -> String {
+    let queue = view.review_queue();
+    let mut body = format!(
+        "<h1>Review desk</h1>\n<p>{} narratives; awaiting review first, high priority first.</p>\n",
+        queue.len()
+    );
+    if queue.is_empty() {
+        body.push_str(r#"<p id="empty">Nothing to review.</p>"#);
+    }
+    for (item, decision) in queue {
+        body.push_str(&review_item(item, decision, caller));
+    }
+    layout("Review desk", Some(caller), &body, "")
+}
+
+fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Caller) -> String {
+    let id = escape(&item.narrative_id);
+    let priority = match item.priority {
+        Priority::High => r#"<span class="badge high">high priority</span>"#,
+        Priority::Normal => r#"<span class="badge">normal</span>"#,
+    };
+    let burst = item
+        .coordinated
+        .as_ref()
+        .map(|b| {
+            format!(
+                r#"<span class="badge burst">burst: {} accounts in {} min from {}</span>"#,
+                b.distinct_authors,
+                b.window_minutes,
+                escape(&b.window_start)
+            )
+        })
+        .unwrap_or_default();
+    let mut out = format!(
+        r#"<article class="item" id="n-{id}" data-narrative="{id}">
+<h2>{category} · score {score:.2} {priority} {burst} <span class="badge">{status}</span></h2>
+<p class="meta">narrative <code>{id}</code> · {posts} posts on {platforms} · first {first} · last {last}</p>
+"#,
+        category = escape(&item.category),
+        score = item.score,
+        status = item.status.as_str(),
+        posts = item.post_count,
+        platforms = escape(&item.platforms.join(", ")),
+        first = escape(&item.first_seen),
+        last = escape(&item.last_seen),
+    );
+    out.push_str(r#"<table class="categories"><tr>"#);
+    for (category, p) in &item.categories {
+        let _ = write!(out, "<th>{}</th><td>{p:.2}</td>", escape(category));
+    }
+    out.push_str("</tr></table>\n<ul class=\"samples\">\n");
+    for sample in &item.sample_posts {
+        let text = sample
+            .text
+            .as_deref()
+            .map(|t| highlight(t, &item.reason_words))
+            .unwrap_or_else(|| "<em>text not seen</em>".into());
+        let _ = writeln!(
+            out,
+            r#"<li><span class="post">{}:{}</span> score {:.2} · {} · <span class="text">{text}</span></li>"#,
+            escape(&sample.post.platform),
+            escape(&sample.post.post_id),
+            sample.score,
+            escape(&sample.author),
+        );
+    }
+    out.push_str("</ul>\n");
+    match decision {
+        Some(d) => {
+            let verb = match d.action {
+                DecisionAction::Confirm => "Confirmed",
+                DecisionAction::Reject => "Rejected",
+            };
+            let reason = d
+                .reason
+                .as_deref()
+                .map(|r| format!(": {}", escape(r)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                r#"<p class="decision">{verb} by <strong>{}</strong> at {}{reason}</p>"#,
+                escape(&d.reviewer),
+                escape(&d.decided_at)
+            );
+        }
+        None if caller.role == Role::Reviewer => {
+            let _ = write!(
+                out,
+                r#"<form method="post" action="/review/decisions" class="decide">
+<input type="hidden" name="narrative_id" value="{id}">
+<input type="hidden" name="csrf" value="{csrf}">
+<input name="reason" placeholder="reason (required to reject)" maxlength="2000">
+<button type="submit" name="action" value="confirm">Confirm hoax</button>
+<button type="submit" name="action" value="reject">Reject</button>
+</form>
+"#,
+                csrf = escape(&caller.csrf)
+            );
+        }
+        None => out.push_str(r#"<p class="viewer">Viewers cannot decide.</p>"#),
+    }
+    out.push_str("</article>\n");
+    out
+}

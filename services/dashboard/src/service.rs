@@ -1,0 +1,193 @@
+//! Start-up and graceful shutdown of the dashboard: accounts, the health server, the consumer
+//! thread rebuilding the view, the decision producer and the web server.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use patroli_runtime::{serve_http, Health};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::accounts::{AccountStore, Accounts, AccountsError};
+use crate::app::{router, App};
+use crate::config::DashboardConfig;
+use crate::consume::{self, ConsumeError};
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+use crate::shared::{Shared, READY_REBUILT};
+use crate::state::{Limits, View};
+
+/// Concurrent argon2 password checks (~19 MiB each; the pod has 512 MiB).
+const PASSWORD_CHECKS: usize = 4;
+
+/// A consumer thread silent this long (it beats every poll) is wedged: `/healthz` fails.
+const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+    #[error(transparent)]
+    Http(#[from] patroli_runtime::HttpError),
+    #[error("cannot bind the dashboard to {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("kafka: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("reading the topics failed: {0}")]
+    Consume(#[from] ConsumeError),
+    #[error("the consumer thread panicked")]
+    ConsumerPanicked,
+    #[error("the web server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Addresses the dashboard listens on, reported once bound (port 0 picks a free one).
+pub struct Bound {
+    pub web: SocketAddr,
+    pub http: SocketAddr,
+}
+
+/// Runs the dashboard until `shutdown`; `on_bound` learns the listening addresses.
+pub async fn run(
+    config: DashboardConfig,
+    shutdown: CancellationToken,
+    on_bound: impl FnOnce(Bound),
+) -> Result<(), DashboardError> {
+    config.validate().map_err(DashboardError::Config)?;
+    let accounts = match &config.accounts_file {
+        Some(path) => {
+            let accounts = AccountStore::load(path)?;
+            tracing::info!(accounts = accounts.current().len(), path = %path.display(), "dashboard accounts loaded");
+            accounts
+        }
+        None => {
+            tracing::warn!("no accounts_file configured: nobody can sign in to the review desk");
+            AccountStore::new(Accounts::empty())
+        }
+    };
+    if let Some(header) = &config.trusted_user_header {
+        tracing::warn!(%header, "trusting the user name in a request header: only safe behind the proxy that sets it");
+    }
+
+    let metrics = Metrics::new();
+    let health = Health::new(&[READY_REBUILT]);
+    health.watch_heartbeat(HEARTBEAT_MAX_AGE);
+    let http_stop = CancellationToken::new();
+    let _stop_http_on_return = http_stop.clone().drop_guard();
+    let (http_addr, http) = serve_http(
+        config.http_addr,
+        metrics.registry.clone(),
+        health.clone(),
+        http_stop.clone(),
+    )
+    .await?;
+
+    let view = View::new(Limits {
+        lookback_minutes: (config.lookback_secs / 60) as i64,
+        max_narratives: config.max_review_items,
+        max_requests: config.max_requests,
+    });
+    let shared = Arc::new(Shared::new(view, health, metrics));
+    let stop = shutdown.child_token();
+    let consumer = consume::create_consumer(&config)?;
+    let reading = {
+        let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let read = consume::run(consumer, config, shared, stop.clone());
+            // Whatever ended the reading ends the service.
+            stop.cancel();
+            read
+        })
+    };
+
+    let mut producer_config = config.kafka.idempotent_producer("patroli-dashboard");
+    producer_config.set("message.timeout.ms", config.produce_timeout_ms.to_string());
+    producer_config.set("linger.ms", "1");
+    let producer: FutureProducer = producer_config.create()?;
+    let app = Arc::new(App {
+        sessions: Sessions::new(Duration::from_secs(config.session_ttl_secs)),
+        config: config.clone(),
+        shared,
+        accounts,
+        producer: producer.clone(),
+        csrf_secret: rand::random(),
+        password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+        stop: stop.clone(),
+    });
+
+    let reloading = tokio::spawn(reload_accounts(app.clone(), stop.clone()));
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|source| DashboardError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+    let web = listener
+        .local_addr()
+        .map_err(|source| DashboardError::Bind {
+            addr: config.listen_addr,
+            source,
+        })?;
+    tracing::info!(%web, "dashboard on http://{web}/");
+    on_bound(Bound {
+        web,
+        http: http_addr,
+    });
+    let served = axum::serve(listener, router(app))
+        .with_graceful_shutdown({
+            let stop = stop.clone();
+            async move { stop.cancelled().await }
+        })
+        .await;
+    stop.cancel();
+    let _ = reloading.await;
+    let read = reading
+        .await
+        .map_err(|_| DashboardError::ConsumerPanicked)?;
+    let _ = producer.flush(Duration::from_secs(10));
+    http_stop.cancel();
+    let _ = http.await;
+    served.map_err(DashboardError::Serve)?;
+    read?;
+    tracing::info!("dashboard stopped cleanly");
+    Ok(())
+}
+
+/// Re-reads the accounts file every `accounts_reload_ms` until `stop`; a broken file keeps the
+/// accounts in force (and is counted and logged).
+async fn reload_accounts(app: Arc<App>, stop: CancellationToken) {
+    let Some(path) = app.config.accounts_file.clone() else {
+        return;
+    };
+    let metrics = &app.shared.metrics;
+    metrics.accounts.set(app.accounts.current().len() as i64);
+    let every = Duration::from_millis(app.config.accounts_reload_ms.max(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let (reader, file) = (app.clone(), path.clone());
+        let reloaded = tokio::task::spawn_blocking(move || reader.accounts.reload(&file)).await;
+        match reloaded {
+            Ok(Ok(true)) => {
+                let count = app.accounts.current().len();
+                metrics.accounts.set(count as i64);
+                tracing::info!(accounts = count, "dashboard accounts reloaded");
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                metrics.accounts_reload_failures.inc();
+                tracing::error!(error = %e, "keeping the previous dashboard accounts");
+            }
+            Err(e) => tracing::error!(error = %e, "the accounts reload panicked"),
+        }
+    }
+}
