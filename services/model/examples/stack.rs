@@ -1,0 +1,24 @@
+//! Runs `patroli stack` from its recorded options (a `StackOptions` JSON
+//! object, or a model's `stack_report.json`) and evaluates the result on the
+//! test split of its data (`eval_report.{json,md}` in the model directory).
+//! Builds with the model crate alone, like the `retrain` example.
+//!
+//! cargo run --release -p patroli-model --example stack -- OPTIONS.json
+
+use patroli_model::{evaluate, stack, Split, StackOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    let path = std::env::args()
+        .nth(1)
+        .ok_or("usage: stack OPTIONS.json (StackOptions or a stack_report.json)")?;
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path)?)?;
+    let opts: StackOptions = serde_json::from_value(v.get("options").cloned().unwrap_or(v))?;
+    let r = stack(&opts)?;
+    println!("{}", serde_json::to_string_pretty(&r)?);
+    let e = evaluate(&opts.out, &opts.data, Some(Split::Test), "eval_report")?;
+    println!("{}", e.to_markdown());
+    Ok(())
+}
