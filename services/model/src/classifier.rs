@@ -10,7 +10,7 @@ use crate::bert::{
     additive_mask, load_safetensors, mean_pool, BertConfig, Embeddings, Layer, Linear,
 };
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
-use crate::stack::{dense_features, sparse_features, StackedHead};
+use crate::stack::{sparse_features, StackedHead};
 use crate::text::{TextEncoder, Tokenized};
 use crate::ModelError;
 
@@ -156,13 +156,6 @@ impl Network {
     }
 }
 
-/// What the encoder makes of one post: the input of the stacked head.
-pub(crate) struct EncoderView {
-    pub pooled: Vec<f32>,
-    /// The category head's hoax mass.
-    pub base_score: f32,
-}
-
 /// One batch through the encoder and the category head.
 struct Forward {
     hidden: Tensor,
@@ -303,21 +296,17 @@ impl Classifier {
             .clamp(0.0, 1.0)
     }
 
-    /// The stacked head's input for each post (training reads it).
-    pub(crate) fn views(&self, items: &[&Tokenized]) -> Result<Vec<EncoderView>, ModelError> {
+    /// The mean-pooled final hidden states of each post: the stacked
+    /// head's encoder view (training reads it).
+    pub(crate) fn pooled(&self, items: &[&Tokenized]) -> Result<Vec<Vec<f32>>, ModelError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let f = self.forward(items)?;
-        let pooled = f.pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        Ok(pooled
-            .into_iter()
-            .zip(&f.probs)
-            .map(|(pooled, probs)| EncoderView {
-                pooled,
-                base_score: self.hoax_mass(probs),
-            })
-            .collect())
+        Ok(self
+            .forward(items)?
+            .pooled
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?)
     }
 
     pub(crate) fn read_words(&self, item: &Tokenized) -> Vec<String> {
@@ -377,7 +366,7 @@ impl Classifier {
         f: &Forward,
     ) -> Result<Vec<Prediction>, ModelError> {
         let h = f.pooled.dim(1)?;
-        let w = Tensor::from_vec(stack.pooled_weights(h), (h, 1), &Device::Cpu)?;
+        let w = Tensor::from_vec(stack.pooled_weights(), (h, 1), &Device::Cpu)?;
         let token_push = f
             .hidden
             .to_dtype(DType::F32)?
@@ -397,7 +386,7 @@ impl Classifier {
             let sparse = sparse_features(&stack.idf, &texts);
             let norm = stack.sparse_norm(&texts);
             let base = self.hoax_mass(&f.probs[i]);
-            let score = stack.calibrated(stack.logit(&dense_features(&pooled[i], base), &sparse));
+            let score = stack.calibrated(stack.logit(&pooled[i], &sparse));
             for (word, push) in &mut words {
                 *push += stack.word_push(word, norm);
             }

@@ -46,6 +46,10 @@ pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};
 
+/// The shipped model, relative to the repository root: what every command,
+/// the classifier service and the container use unless told otherwise.
+pub const DEFAULT_MODEL_DIR: &str = "models/patroli-id-v3";
+
 /// Everything that can go wrong loading, running or training a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -1,6 +1,6 @@
 //! The stacked head: one logistic regression over two views of a post, the
-//! fine-tuned encoder's (its mean-pooled final hidden states and its own
-//! calibrated hoax log-odds) and the character n-grams of the words it read.
+//! encoder's (its mean-pooled final hidden states) and the character n-grams
+//! of the words it read.
 //!
 //! Why: the encoder, fine-tuned on what two CPU cores allow, and a
 //! char-n-gram model each miss what the other catches (spelling variants,
@@ -16,14 +16,6 @@ use candle_core::{Device, Tensor};
 
 use crate::ngram::{term_frequencies, word_buckets, BUCKETS};
 use crate::ModelError;
-
-/// Dense features: the pooled hidden state plus the encoder's hoax log-odds.
-pub(crate) fn dense_features(pooled: &[f32], base_score: f32) -> Vec<f32> {
-    let s = base_score.clamp(1e-6, 1.0 - 1e-6);
-    let mut d = pooled.to_vec();
-    d.push((s / (1.0 - s)).ln());
-    d
-}
 
 /// Sparse n-gram features of a text's words: TF-IDF, L2-normalised,
 /// sorted by bucket.
@@ -45,7 +37,7 @@ pub(crate) struct StackedHead {
     /// Per bucket; 0 for n-grams too rare in training to weigh.
     pub idf: Vec<f32>,
     pub w_sparse: Vec<f32>,
-    /// Weights on the standardised dense features.
+    /// Weights on the standardised pooled hidden state.
     pub w_dense: Vec<f32>,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
@@ -59,8 +51,8 @@ pub(crate) fn sigmoid(z: f32) -> f32 {
 }
 
 impl StackedHead {
-    pub fn logit(&self, dense: &[f32], sparse: &[(u32, f32)]) -> f32 {
-        let d: f32 = dense
+    pub fn logit(&self, pooled: &[f32], sparse: &[(u32, f32)]) -> f32 {
+        let d: f32 = pooled
             .iter()
             .zip(&self.mean)
             .zip(&self.std)
@@ -80,8 +72,12 @@ impl StackedHead {
 
     /// Each pooled dimension's weight in the logit: a token's push is this
     /// dotted with its final hidden state, over the token count.
-    pub fn pooled_weights(&self, hidden: usize) -> Vec<f32> {
-        (0..hidden).map(|d| self.w_dense[d] / self.std[d]).collect()
+    pub fn pooled_weights(&self) -> Vec<f32> {
+        self.w_dense
+            .iter()
+            .zip(&self.std)
+            .map(|(w, s)| w / s)
+            .collect()
     }
 
     /// A word's n-grams' push on the logit in a text whose n-gram vector has
@@ -141,7 +137,7 @@ impl StackedHead {
             Ok(v)
         };
         let scalars = get("scalars", 3)?;
-        let std = get("std", hidden + 1)?;
+        let std = get("std", hidden)?;
         if std.iter().any(|s| s.is_nan() || *s <= 0.0) {
             return Err(ModelError::Format(format!(
                 "{}: std must be positive",
@@ -151,8 +147,8 @@ impl StackedHead {
         Ok(Self {
             idf: get("idf", BUCKETS)?,
             w_sparse: get("w_sparse", BUCKETS)?,
-            w_dense: get("w_dense", hidden + 1)?,
-            mean: get("mean", hidden + 1)?,
+            w_dense: get("w_dense", hidden)?,
+            mean: get("mean", hidden)?,
             std,
             bias: scalars[0],
             platt: (scalars[1], scalars[2]),
@@ -174,9 +170,9 @@ mod tests {
         StackedHead {
             idf,
             w_sparse,
-            w_dense: vec![1.0, 0.0, 2.0],
-            mean: vec![0.5, 0.0, 0.0],
-            std: vec![0.5, 1.0, 1.0],
+            w_dense: vec![1.0, 0.0],
+            mean: vec![0.5, 0.0],
+            std: vec![0.5, 1.0],
             bias: -1.0,
             platt: (1.0, 0.0),
         }
@@ -185,8 +181,7 @@ mod tests {
     #[test]
     fn logit_sums_standardised_dense_sparse_and_bias() {
         let h = head();
-        let dense = dense_features(&[1.5, 7.0], 0.5);
-        assert_eq!(dense.len(), 3);
+        let dense = [1.5, 7.0];
         assert_eq!(h.logit(&dense, &[]), 2.0 + 0.0 - 1.0);
         let sparse = sparse_features(&h.idf, &["hoaks", "kpu"]);
         let norm: f32 = sparse.iter().map(|(_, v)| v * v).sum::<f32>();
@@ -207,6 +202,6 @@ mod tests {
         h.save(&path).unwrap();
         assert_eq!(StackedHead::load(&path, 2).unwrap(), h);
         let err = StackedHead::load(&path, 3).unwrap_err().to_string();
-        assert!(err.contains("std has 3 values, expected 4"), "{err}");
+        assert!(err.contains("std has 2 values, expected 3"), "{err}");
     }
 }

@@ -19,7 +19,7 @@ use crate::data::{data_fingerprint, load_examples, Example, Split};
 use crate::metrics::roc_auc;
 use crate::ngram::{term_frequencies, BUCKETS};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
-use crate::stack::{dense_features, sigmoid, StackedHead};
+use crate::stack::{sigmoid, StackedHead};
 use crate::train::{choose_threshold, ThresholdChoice};
 use crate::ModelError;
 
@@ -512,7 +512,7 @@ fn encode_rows(
         .map(|e| clf.tokenize(&e.text))
         .collect::<Result<Vec<_>, _>>()?;
     let keys: Vec<u64> = toks.iter().map(|t| crate::cache::ids_key(&t.ids)).collect();
-    let mut known: HashMap<u64, (f32, Vec<f32>)> = match cache {
+    let mut known: HashMap<u64, Vec<f32>> = match cache {
         Some(f) if f.exists() => read_views(f)?,
         _ => HashMap::new(),
     };
@@ -546,13 +546,13 @@ fn encode_rows(
     let started = Instant::now();
     for (n, batch) in batches.iter().enumerate() {
         let items: Vec<_> = batch.iter().map(|&j| &toks[missing[j]]).collect();
-        for (view, &j) in clf.views(&items)?.into_iter().zip(batch) {
+        for (pooled, &j) in clf.pooled(&items)?.into_iter().zip(batch) {
             let key = keys[missing[j]];
             if let Some(w) = writer.as_mut() {
-                write_view(w, key, view.base_score, &view.pooled)
+                write_view(w, key, &pooled)
                     .map_err(|e| ModelError::io(cache.expect("writer has a file"), e))?;
             }
-            known.insert(key, (view.base_score, view.pooled));
+            known.insert(key, pooled);
         }
         if n % 20 == 19 {
             if let Some(w) = writer.as_mut() {
@@ -576,10 +576,10 @@ fn encode_rows(
         .zip(&toks)
         .zip(&keys)
         .map(|((e, t), k)| {
-            let (base, pooled) = &known[k];
+            let pooled = &known[k];
             let words = clf.read_words(t);
             Row {
-                dense: dense_features(pooled, *base),
+                dense: pooled.clone(),
                 tf: term_frequencies(words.iter().map(String::as_str)),
                 hoax: e.hoax(),
                 protected: e.protected(),
@@ -604,10 +604,9 @@ fn views_cache_file(dir: &Path, model_dir: &Path) -> Result<PathBuf, ModelError>
     Ok(dir.join(format!("views-{h:016x}.bin")))
 }
 
-fn write_view(w: &mut impl Write, key: u64, base: f32, pooled: &[f32]) -> std::io::Result<()> {
+fn write_view(w: &mut impl Write, key: u64, pooled: &[f32]) -> std::io::Result<()> {
     w.write_all(&key.to_le_bytes())?;
     w.write_all(&(pooled.len() as u32).to_le_bytes())?;
-    w.write_all(&base.to_le_bytes())?;
     for x in pooled {
         w.write_all(&x.to_le_bytes())?;
     }
@@ -616,7 +615,7 @@ fn write_view(w: &mut impl Write, key: u64, base: f32, pooled: &[f32]) -> std::i
 
 /// Reads every whole record; a torn last record (an interrupted run) is
 /// ignored and recomputed.
-fn read_views(path: &Path) -> Result<HashMap<u64, (f32, Vec<f32>)>, ModelError> {
+fn read_views(path: &Path) -> Result<HashMap<u64, Vec<f32>>, ModelError> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -624,18 +623,17 @@ fn read_views(path: &Path) -> Result<HashMap<u64, (f32, Vec<f32>)>, ModelError> 
     let mut out = HashMap::new();
     let mut at = 0usize;
     let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
-    while at + 16 <= bytes.len() {
+    while at + 12 <= bytes.len() {
         let key = u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
         let dims = u32_at(at + 8) as usize;
-        let end = at + 16 + 4 * dims;
+        let end = at + 12 + 4 * dims;
         if end > bytes.len() {
             break;
         }
-        let base = f32::from_bits(u32_at(at + 12));
         let pooled = (0..dims)
-            .map(|d| f32::from_bits(u32_at(at + 16 + 4 * d)))
+            .map(|d| f32::from_bits(u32_at(at + 12 + 4 * d)))
             .collect();
-        out.insert(key, (base, pooled));
+        out.insert(key, pooled);
         at = end;
     }
     Ok(out)
@@ -667,12 +665,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("views.bin");
         let mut buf = Vec::new();
-        write_view(&mut buf, 7, 0.25, &[1.0, 2.0]).unwrap();
-        write_view(&mut buf, 9, 0.75, &[3.0, 4.0]).unwrap();
+        write_view(&mut buf, 7, &[1.0, 2.0]).unwrap();
+        write_view(&mut buf, 9, &[3.0, 4.0]).unwrap();
         buf.truncate(buf.len() - 3);
         std::fs::write(&path, &buf).unwrap();
         let views = read_views(&path).unwrap();
         assert_eq!(views.len(), 1);
-        assert_eq!(views[&7], (0.25, vec![1.0, 2.0]));
+        assert_eq!(views[&7], vec![1.0, 2.0]);
     }
 }
