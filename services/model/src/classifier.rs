@@ -309,12 +309,9 @@ impl Classifier {
             .to_vec2::<f32>()?)
     }
 
+    /// The words the n-gram view reads (punctuation kept).
     pub(crate) fn read_words(&self, item: &Tokenized) -> Vec<String> {
-        self.text
-            .words(&item.pieces, &vec![0.0; item.pieces.len()])
-            .into_iter()
-            .map(|(w, _)| w)
-            .collect()
+        self.text.raw_words(&item.pieces)
     }
 
     fn score_batch(&self, items: &[&Tokenized]) -> Result<Vec<Prediction>, ModelError> {
@@ -381,10 +378,11 @@ impl Classifier {
                 .iter()
                 .map(|p| p / n)
                 .collect();
+            let raw = self.read_words(item);
+            let raw: Vec<&str> = raw.iter().map(String::as_str).collect();
+            let sparse = sparse_features(&stack.idf, &raw);
+            let norm = stack.sparse_norm(&raw);
             let mut words = self.text.words(&item.pieces, &pushes);
-            let texts: Vec<&str> = words.iter().map(|(w, _)| w.as_str()).collect();
-            let sparse = sparse_features(&stack.idf, &texts);
-            let norm = stack.sparse_norm(&texts);
             let base = self.hoax_mass(&f.probs[i]);
             let score = stack.calibrated(stack.logit(&pooled[i], &sparse));
             for (word, push) in &mut words {

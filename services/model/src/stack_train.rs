@@ -59,12 +59,12 @@ impl Default for StackOptions {
     fn default() -> Self {
         Self {
             data: vec![PathBuf::from("models/data/build/all.jsonl")],
-            encoder: PathBuf::from("models/patroli-id-v2"),
+            encoder: PathBuf::from("models/patroli-id-v3"),
             out: PathBuf::from("models/patroli-id-v3"),
             name: "patroli-id-v3".into(),
             version: "3.0.0".into(),
             seed: 13,
-            epochs: 8,
+            epochs: 30,
             lr: 0.1,
             l2: vec![1e-6, 1e-5, 1e-4],
             min_df: 2,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use patroli_model::{Classifier, InferenceOptions, Split, StackOptions, TrainOptions, Views};
 
-const DEFAULT_MODEL: &str = "models/patroli-id-v2";
+const DEFAULT_MODEL: &str = patroli_model::DEFAULT_MODEL_DIR;
 const DEFAULT_DATA: &str = "models/data/corpus";
 
 #[derive(clap::Subcommand)]
