@@ -11,7 +11,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_shipped_model_scores_the_sample_stream_end_to_end() {
     let root = repo_root();
-    let model_dir = root.join("models/patroli-id-v2");
+    let model_dir = root.join(patroli_model::DEFAULT_MODEL_DIR);
     assert!(
         model_dir.join("patroli.json").is_file(),
         "{} is missing: the shipped model must be committed",

@@ -98,7 +98,7 @@ impl Default for ClassifierConfig {
             dlq_topic: topics::POSTS_DLQ.into(),
             delivery: DeliveryMode::AtLeastOnce,
             transactional_id: "patroli-classifier-0".into(),
-            model_dir: PathBuf::from("models/patroli-id-v2"),
+            model_dir: PathBuf::from(patroli_model::DEFAULT_MODEL_DIR),
             max_len: 0,
             threads: None,
             max_text_bytes: 10_000,

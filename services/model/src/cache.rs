@@ -14,13 +14,13 @@ use crate::classifier::{token_budget_batches, Network};
 use crate::text::TextEncoder;
 use crate::ModelError;
 
-fn fnv(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
+pub(crate) fn fnv(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes
         .into_iter()
         .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
+pub(crate) const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// The cache file for the base in `base_dir` cut after `lower` layers: named
 /// by a hash of the base's config, its tokenizer and weight file sizes.
@@ -36,7 +36,7 @@ pub(crate) fn cache_file(dir: &Path, base_dir: &Path, lower: usize) -> Result<Pa
     Ok(dir.join(format!("lower-{lower}-{h:016x}.safetensors")))
 }
 
-fn ids_key(ids: &[u32]) -> u64 {
+pub(crate) fn ids_key(ids: &[u32]) -> u64 {
     fnv(FNV0, ids.iter().flat_map(|i| i.to_le_bytes()))
 }
 

@@ -10,6 +10,7 @@ use crate::bert::{
     additive_mask, load_safetensors, mean_pool, BertConfig, Embeddings, Layer, Linear,
 };
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
+use crate::stack::{sparse_features, StackedHead};
 use crate::text::{TextEncoder, Tokenized};
 use crate::ModelError;
 
@@ -155,9 +156,20 @@ impl Network {
     }
 }
 
+/// One batch through the encoder and the category head.
+struct Forward {
+    hidden: Tensor,
+    pooled: Tensor,
+    /// Temperature-scaled category probabilities per post.
+    probs: Vec<Vec<f32>>,
+    /// Token count per post (the mean pool's divisor).
+    lens: Vec<usize>,
+}
+
 pub struct Classifier {
     net: Network,
     head: Linear,
+    stack: Option<StackedHead>,
     text: TextEncoder,
     spec: ModelSpec,
     info: ModelInfo,
@@ -177,6 +189,11 @@ impl Classifier {
         let trained = load_safetensors(&model_dir.join(WEIGHTS_FILE))?;
         let net = Network::assemble(&cfg, &base, &trained, spec.finetuned_layers, spec.pad_id)?;
         let head = load_head(&trained, cfg.hidden_size, spec.categories.len())?;
+        let stack = spec
+            .stack
+            .as_ref()
+            .map(|f| StackedHead::load(&model_dir.join(f), cfg.hidden_size))
+            .transpose()?;
         let max_len = match opts.max_len {
             0 => spec.max_len,
             n => n,
@@ -203,6 +220,7 @@ impl Classifier {
         Ok(Self {
             net,
             head,
+            stack,
             text,
             spec,
             info,
@@ -252,7 +270,7 @@ impl Classifier {
             .collect())
     }
 
-    fn score_batch(&self, items: &[&Tokenized]) -> Result<Vec<Prediction>, ModelError> {
+    fn forward(&self, items: &[&Tokenized]) -> Result<Forward, ModelError> {
         let id_refs: Vec<&[u32]> = items.iter().map(|t| t.ids.as_slice()).collect();
         let (ids, mask) = self.net.pad(&id_refs)?;
         let hidden = self.net.lower(&ids, &mask, self.net.layers.len())?;
@@ -260,46 +278,126 @@ impl Classifier {
         let logits = self.head.forward(&pooled)?;
         let probs = candle_nn::ops::softmax(&(logits / self.spec.temperature as f64)?, D::Minus1)?
             .to_vec2::<f32>()?;
-        // Per-token logits without the bias: pooled logits are their mean plus the bias.
-        let token_logits = self
-            .head
-            .forward(&hidden)?
-            .broadcast_sub(&self.head.b)?
-            .to_vec3::<f32>()?;
-        let mut preds = Vec::with_capacity(items.len());
-        for ((item, p), tl) in items.iter().zip(probs).zip(token_logits) {
-            preds.push(self.prediction(item, p, &tl[..item.ids.len()]));
-        }
-        Ok(preds)
+        Ok(Forward {
+            hidden,
+            pooled,
+            probs,
+            lens: items.iter().map(|t| t.ids.len()).collect(),
+        })
     }
 
-    fn prediction(
-        &self,
-        item: &Tokenized,
-        probs: Vec<f32>,
-        token_logits: &[Vec<f32>],
-    ) -> Prediction {
-        let score: f32 = probs
+    fn hoax_mass(&self, probs: &[f32]) -> f32 {
+        probs
             .iter()
             .zip(&self.disinfo)
             .filter(|(_, &d)| d)
             .map(|(p, _)| p)
-            .sum::<f32>();
-        let score = score.clamp(0.0, 1.0);
-        // d score / d logit_c = p_c (1[c is hoax] - score) / T.
-        let grad: Vec<f32> = probs
-            .iter()
-            .zip(&self.disinfo)
-            .map(|(p, &d)| p * (f32::from(u8::from(d)) - score) / self.spec.temperature)
-            .collect();
-        let weights: Vec<f32> = token_logits
-            .iter()
-            .map(|tl| tl.iter().zip(&grad).map(|(a, g)| a * g).sum())
-            .collect();
+            .sum::<f32>()
+            .clamp(0.0, 1.0)
+    }
+
+    /// The mean-pooled final hidden states of each post: the stacked
+    /// head's encoder view (training reads it).
+    pub(crate) fn pooled(&self, items: &[&Tokenized]) -> Result<Vec<Vec<f32>>, ModelError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .forward(items)?
+            .pooled
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?)
+    }
+
+    /// The words the n-gram view reads (punctuation kept).
+    pub(crate) fn read_words(&self, item: &Tokenized) -> Vec<String> {
+        self.text.raw_words(&item.pieces)
+    }
+
+    fn score_batch(&self, items: &[&Tokenized]) -> Result<Vec<Prediction>, ModelError> {
+        let f = self.forward(items)?;
+        match &self.stack {
+            None => self.score_by_categories(items, &f),
+            Some(stack) => self.score_stacked(stack, items, &f),
+        }
+    }
+
+    fn score_by_categories(
+        &self,
+        items: &[&Tokenized],
+        f: &Forward,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        // Per-token logits without the bias: pooled logits are their mean plus the bias.
+        let token_logits = self
+            .head
+            .forward(&f.hidden)?
+            .broadcast_sub(&self.head.b)?
+            .to_vec3::<f32>()?;
+        let mut preds = Vec::with_capacity(items.len());
+        for ((item, p), tl) in items.iter().zip(&f.probs).zip(token_logits) {
+            let score = self.hoax_mass(p);
+            // d score / d logit_c = p_c (1[c is hoax] - score) / T.
+            let grad: Vec<f32> = p
+                .iter()
+                .zip(&self.disinfo)
+                .map(|(p, &d)| p * (f32::from(u8::from(d)) - score) / self.spec.temperature)
+                .collect();
+            let pushes: Vec<f32> = tl[..item.ids.len()]
+                .iter()
+                .map(|tl| tl.iter().zip(&grad).map(|(a, g)| a * g).sum())
+                .collect();
+            let words = self.text.words(&item.pieces, &pushes);
+            preds.push(self.prediction(score, p.clone(), words));
+        }
+        Ok(preds)
+    }
+
+    /// The stacked head's score; categories keep the category head's shares
+    /// within each side (hoax / not), rescaled to the stacked score. A
+    /// word's push is its tokens' share of the pooled logit term plus its
+    /// n-grams' share of the n-gram term.
+    fn score_stacked(
+        &self,
+        stack: &StackedHead,
+        items: &[&Tokenized],
+        f: &Forward,
+    ) -> Result<Vec<Prediction>, ModelError> {
+        let h = f.pooled.dim(1)?;
+        let w = Tensor::from_vec(stack.pooled_weights(), (h, 1), &Device::Cpu)?;
+        let token_push = f
+            .hidden
+            .to_dtype(DType::F32)?
+            .broadcast_matmul(&w)?
+            .squeeze(2)?
+            .to_vec2::<f32>()?;
+        let pooled = f.pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let mut preds = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let n = f.lens[i] as f32;
+            let pushes: Vec<f32> = token_push[i][..item.ids.len()]
+                .iter()
+                .map(|p| p / n)
+                .collect();
+            let raw = self.read_words(item);
+            let raw: Vec<&str> = raw.iter().map(String::as_str).collect();
+            let sparse = sparse_features(&stack.idf, &raw);
+            let norm = stack.sparse_norm(&raw);
+            let mut words = self.text.words(&item.pieces, &pushes);
+            let base = self.hoax_mass(&f.probs[i]);
+            let score = stack.calibrated(stack.logit(&pooled[i], &sparse));
+            for (word, push) in &mut words {
+                *push += stack.word_push(word, norm);
+            }
+            let probs = rescale(&f.probs[i], &self.disinfo, base, score);
+            preds.push(self.prediction(score, probs, words));
+        }
+        Ok(preds)
+    }
+
+    fn prediction(&self, score: f32, probs: Vec<f32>, mut words: Vec<(String, f32)>) -> Prediction {
         let label = score >= self.spec.threshold;
         // Words supporting the decision first: up for a hoax label, down otherwise.
         let side = if label { 1.0 } else { -1.0 };
-        let mut words = self.text.words(&item.pieces, &weights);
         words.sort_by(|a, b| (side * b.1).total_cmp(&(side * a.1)));
         let mut top_tokens: Vec<String> = Vec::new();
         for (w, _) in words {
@@ -325,6 +423,45 @@ impl Classifier {
             categories: self.spec.categories.iter().cloned().zip(probs).collect(),
             top_tokens,
         }
+    }
+}
+
+/// Category probabilities whose hoax mass was `from`, rescaled so that it
+/// is `to` while each side keeps its internal shares (equal shares for a
+/// side the category head gave nothing).
+fn rescale(probs: &[f32], disinfo: &[bool], from: f32, to: f32) -> Vec<f32> {
+    let side_size = |d: bool| disinfo.iter().filter(|&&x| x == d).count() as f32;
+    probs
+        .iter()
+        .zip(disinfo)
+        .map(|(&p, &d)| {
+            let (side_from, side_to) = if d {
+                (from, to)
+            } else {
+                (1.0 - from, 1.0 - to)
+            };
+            if side_from > 0.0 {
+                p * side_to / side_from
+            } else {
+                side_to / side_size(d)
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod rescale_tests {
+    #[test]
+    fn rescaling_keeps_shares_and_sums_to_one() {
+        let disinfo = [true, true, false];
+        let r = super::rescale(&[0.3, 0.1, 0.6], &disinfo, 0.4, 0.8);
+        let expected = [0.6, 0.2, 0.2];
+        assert!(
+            r.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6),
+            "{r:?}"
+        );
+        let r = super::rescale(&[0.0, 0.0, 1.0], &disinfo, 0.0, 0.5);
+        assert_eq!(r, vec![0.25, 0.25, 0.5]);
     }
 }
 

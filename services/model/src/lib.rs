@@ -14,7 +14,10 @@ mod e5s1;
 mod eval;
 mod jsonl;
 mod metrics;
+mod ngram;
 mod spec;
+mod stack;
+mod stack_train;
 mod text;
 mod tiny;
 mod train;
@@ -38,9 +41,14 @@ pub use metrics::{
     BinaryCounts,
 };
 pub use spec::{ModelSpec, BASE_DIR_ENV};
+pub use stack_train::{stack, HeldOut, StackOptions, StackReport, Views, STACK_FILE};
 pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};
+
+/// The shipped model, relative to the repository root: what every command,
+/// the classifier service and the container use unless told otherwise.
+pub const DEFAULT_MODEL_DIR: &str = "models/patroli-id-v3";
 
 /// Everything that can go wrong loading, running or training a model.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,11 @@ pub struct ModelSpec {
     /// before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_sha: Option<String>,
+    /// File of the stacked head (`stack.rs`) that turns the encoder's output
+    /// and the text's character n-grams into the score; absent: the score
+    /// is the category head's hoax mass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
 }
 
 impl ModelSpec {

@@ -123,6 +123,30 @@ impl TextEncoder {
     /// Groups pieces into words ("▁" starts a word) with summed weights,
     /// skipping the prefix and words without letters or digits.
     pub fn words(&self, pieces: &[String], weights: &[f32]) -> Vec<(String, f32)> {
+        self.grouped(pieces, weights)
+            .into_iter()
+            // Reviewers read "SEBARKAN", not "SEBARKAN!!!".
+            .map(|(s, w)| {
+                (
+                    s.trim_matches(|c: char| !c.is_alphanumeric()).to_string(),
+                    w,
+                )
+            })
+            .filter(|(s, _)| !s.is_empty())
+            .collect()
+    }
+
+    /// The words as read, punctuation kept ("SEBARKAN!!!"), prefix skipped:
+    /// the character n-gram view's input.
+    pub fn raw_words(&self, pieces: &[String]) -> Vec<String> {
+        self.grouped(pieces, &vec![0.0; pieces.len()])
+            .into_iter()
+            .map(|(s, _)| s)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    fn grouped(&self, pieces: &[String], weights: &[f32]) -> Vec<(String, f32)> {
         let mut words: Vec<(String, f32)> = Vec::new();
         for (p, &w) in pieces.iter().zip(weights) {
             if p.is_empty() {
@@ -139,18 +163,7 @@ impl TextEncoder {
                 },
             }
         }
-        words
-            .into_iter()
-            .skip(self.prefix_words)
-            // Reviewers read "SEBARKAN", not "SEBARKAN!!!".
-            .map(|(s, w)| {
-                (
-                    s.trim_matches(|c: char| !c.is_alphanumeric()).to_string(),
-                    w,
-                )
-            })
-            .filter(|(s, _)| !s.is_empty())
-            .collect()
+        words.into_iter().skip(self.prefix_words).collect()
     }
 }
 

@@ -183,6 +183,7 @@ pub(crate) fn tiny_spec(finetuned: usize) -> ModelSpec {
         eos_id: 2,
         pad_id: 1,
         data_sha: None,
+        stack: None,
     }
 }
 

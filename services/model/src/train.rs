@@ -366,7 +366,16 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         let logits = dev_logits(&layers, &head, &dev_c, heads, h)?;
         let t = fit_temperature(&logits, &dev_c, &hoax_mask)?;
         let scores = hoax_scores(&logits, &hoax_mask, f64::from(t))?;
-        (t, choose_threshold(&scores, &dev_c, opts))
+        let hoax: Vec<bool> = dev_c.iter().map(|d| d.hoax).collect();
+        let protected: Vec<bool> = dev_c.iter().map(|d| d.protected).collect();
+        let choice = choose_threshold(
+            &scores,
+            &hoax,
+            &protected,
+            opts.max_protected_fpr,
+            opts.threshold,
+        );
+        (t, choice)
     };
 
     let mut out_t: HashMap<String, Tensor> = HashMap::new();
@@ -394,6 +403,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         eos_id: eos,
         pad_id: pad,
         data_sha: Some(data_sha.clone()),
+        stack: None,
     };
     spec.save(&opts.out)?;
     let report = TrainReport {
@@ -475,17 +485,23 @@ fn cache(
 /// The lowest threshold (not below `opts.threshold`) that keeps the dev
 /// false-positive rate on genuine news / official items within
 /// `opts.max_protected_fpr`.
-fn choose_threshold(scores: &[f32], dev: &[Cached], opts: &TrainOptions) -> ThresholdChoice {
+/// The lowest threshold (never below `floor`) at which at most `max_fpr` of
+/// the protected dev items (genuine news / official) score at or above it.
+pub(crate) fn choose_threshold(
+    scores: &[f32],
+    hoax: &[bool],
+    protected: &[bool],
+    max_fpr: f64,
+    floor: f32,
+) -> ThresholdChoice {
     let protected: Vec<f32> = scores
         .iter()
-        .zip(dev)
-        .filter(|(_, d)| d.protected)
+        .zip(protected)
+        .filter(|(_, &p)| p)
         .map(|(s, _)| *s)
         .collect();
-    let t = threshold_at_fpr(&protected, opts.max_protected_fpr)
-        .map_or(opts.threshold, |t| t.max(opts.threshold));
-    let labels: Vec<bool> = dev.iter().map(|d| d.hoax).collect();
-    let all = binary_counts(scores, &labels, t);
+    let t = threshold_at_fpr(&protected, max_fpr).map_or(floor, |t| t.max(floor));
+    let all = binary_counts(scores, hoax, t);
     let prot = binary_counts(&protected, &vec![false; protected.len()], t);
     ThresholdChoice {
         threshold: t,
@@ -512,7 +528,7 @@ fn no_dev_threshold(t: f32) -> ThresholdChoice {
 
 /// `to` relative to the directory `from` (both may be relative to the
 /// working directory), with '/' separators.
-fn relative_path(from: &Path, to: &Path) -> Result<String, ModelError> {
+pub(crate) fn relative_path(from: &Path, to: &Path) -> Result<String, ModelError> {
     let abs = |p: &Path| -> Result<PathBuf, ModelError> {
         let p = if p.is_absolute() {
             p.to_path_buf()

@@ -25,7 +25,7 @@ pub struct UpArgs {
     #[arg(
         long,
         env = "PATROLI_MODEL_DIR",
-        default_value = "models/patroli-id-v2"
+        default_value = patroli_model::DEFAULT_MODEL_DIR
     )]
     pub model: PathBuf,
     /// Posts per second replayed; 0 = all at once.

@@ -22,5 +22,5 @@ pub fn base_dir() -> PathBuf {
 
 pub fn shipped_model_dir() -> PathBuf {
     base_dir();
-    repo_root().join("models/patroli-id-v2")
+    repo_root().join(patroli_model::DEFAULT_MODEL_DIR)
 }

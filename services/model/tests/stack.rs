@@ -1,0 +1,152 @@
+//! The stacked head on the tiny random model: trained from binary labels,
+//! written as a model directory that scores through the same `Classifier`,
+//! measured per held-out source, reproducible from its cache.
+
+use patroli_model::{
+    build_tiny_model, evaluate, stack, Classifier, InferenceOptions, Split, StackOptions, Views,
+};
+
+const HOAXES: [&str; 4] = [
+    "SEBARKAN surat suara sudah tercoblos di gudang",
+    "viral hoaks kotak suara hilang sebarkan segera",
+    "awas sebarkan coblos dua kali boleh pakai ktp lama",
+    "sebarkan sebelum dihapus petugas curang",
+];
+const NEWS: [&str; 4] = [
+    "kpu umumkan jadwal pemungutan suara 14 februari",
+    "bawaslu periksa daftar pemilih tetap di jakarta",
+    "debat resmi capres digelar kpu pekan depan",
+    "kpu tetapkan hasil rekapitulasi nasional",
+];
+
+/// 80 rows: source `public` has both labels, `factcheck` only hoaxes.
+fn write_data(path: &std::path::Path) {
+    let mut lines = String::new();
+    for i in 0..80 {
+        let hoax = i % 2 == 0;
+        let text = if hoax { HOAXES[i % 4] } else { NEWS[i % 4] };
+        let split = ["train", "train", "train", "dev", "test"][(i / 2) % 5];
+        let source = if hoax && i % 4 == 0 {
+            "factcheck"
+        } else {
+            "public"
+        };
+        lines += &serde_json::json!({
+            "id": format!("r{i}"),
+            // Pairs share a number, so digits say nothing about the label.
+            "text": format!("{text} nomor {}", i / 2),
+            "label": if hoax { "hoax" } else { "not" },
+            "source": source,
+            "genre": if hoax { "post" } else { "news" },
+            "split": split,
+        })
+        .to_string();
+        lines.push('\n');
+    }
+    std::fs::write(path, lines).unwrap();
+}
+
+#[test]
+fn stacked_model_trains_on_binary_labels_scores_and_reports_held_out_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = dir.path().join("encoder");
+    build_tiny_model(&encoder, 3).unwrap();
+    let data = dir.path().join("labels.jsonl");
+    write_data(&data);
+    let out = dir.path().join("stacked");
+    let opts = StackOptions {
+        data: vec![data.clone()],
+        encoder: encoder.clone(),
+        out: out.clone(),
+        name: "tiny-stacked".into(),
+        version: "0.1.0".into(),
+        cache_dir: Some(dir.path().join("cache")),
+        leave_one_source_out: true,
+        ..StackOptions::default()
+    };
+    let report = stack(&opts).unwrap();
+    assert!(report.platt.0 > 0.0, "{:?}", report.platt);
+    // 80 rows in a 3:1:1 cycle of pairs: 48 train, 16 dev, 16 test.
+    assert_eq!((report.train_examples, report.dev_examples), (48, 16));
+    // The n-grams separate these texts; the random encoder alone cannot.
+    assert_eq!(report.dev_roc_auc[&Views::Both], Some(1.0));
+    assert_eq!(report.dev_roc_auc[&Views::NgramsOnly], Some(1.0));
+    // 8 dev news items, at most 2% above the threshold: none.
+    let t = &report.threshold;
+    assert_eq!((t.dev_protected, t.dev_protected_fpr), (8, 0.0));
+    assert!(t.dev_recall >= 0.75, "{t:?}");
+
+    let public = &report.leave_one_source_out["public"];
+    let factcheck = &report.leave_one_source_out["factcheck"];
+    // public: 60 rows of both labels; factcheck: its 20 hoaxes plus the 8
+    // test news rows of public.
+    assert_eq!((public.rows, public.one_sided), (60, false));
+    assert_eq!((factcheck.rows, factcheck.one_sided), (28, true));
+    assert_eq!(factcheck.roc_auc[&Views::Both], Some(1.0));
+
+    let clf = Classifier::load(&out, &InferenceOptions::default()).unwrap();
+    assert_eq!(clf.info().name, "tiny-stacked");
+    assert_eq!(clf.info().threshold, t.threshold);
+    // Test-split rows (i = 18, 19): never seen by the fit.
+    let (hoax, news) = (
+        format!("{} nomor 9", HOAXES[2]),
+        format!("{} nomor 9", NEWS[3]),
+    );
+    let texts = [hoax.as_str(), news.as_str(), "", "🤡 \u{0000}"];
+    let preds = clf.score(&texts).unwrap();
+    assert!(preds[0].label, "{:?}", preds[0]);
+    assert!(!preds[1].label, "{:?}", preds[1]);
+    for p in &preds {
+        let sum: f32 = p.categories.values().sum();
+        assert!((sum - 1.0).abs() < 1e-4, "{p:?}");
+        assert!((0.0..=1.0).contains(&p.score));
+    }
+    assert!(
+        preds[0]
+            .top_tokens
+            .iter()
+            .any(|t| ["awas", "sebarkan", "coblos"].contains(&t.to_lowercase().as_str())),
+        "{:?}",
+        preds[0].top_tokens
+    );
+    assert!(preds[2].top_tokens.is_empty());
+    let eval = evaluate(&out, &[data], Some(Split::Test), "eval_report").unwrap();
+    assert_eq!((eval.n, eval.positives, eval.protected_fpr), (16, 8, 0.0));
+    assert_eq!(eval.roc_auc, Some(1.0));
+
+    // A re-run reads the encoder's outputs from the cache and reproduces the fit.
+    let again = stack(&opts).unwrap();
+    assert_eq!(again.dev_roc_auc, report.dev_roc_auc);
+    assert_eq!(again.threshold, report.threshold);
+    assert_eq!(again.leave_one_source_out, report.leave_one_source_out);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("cache")).unwrap().count(),
+        1
+    );
+}
+
+#[test]
+fn stacking_without_dev_rows_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = dir.path().join("encoder");
+    build_tiny_model(&encoder, 3).unwrap();
+    let data = dir.path().join("train_only.jsonl");
+    std::fs::write(
+        &data,
+        "{\"text\": \"sebarkan ini\", \"label\": \"hoax\", \"split\": \"train\"}\n\
+         {\"text\": \"kpu umumkan\", \"label\": \"not\", \"split\": \"train\"}\n",
+    )
+    .unwrap();
+    let err = stack(&StackOptions {
+        data: vec![data],
+        encoder,
+        out: dir.path().join("out"),
+        ..StackOptions::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("stacking needs train and dev rows (dev sets the threshold)"),
+        "{err}"
+    );
+}
