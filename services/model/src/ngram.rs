@@ -8,9 +8,9 @@
 //! characters (scikit-learn's `char_wb`, which the TF-IDF baseline uses),
 //! hashed into a fixed number of buckets.
 
-/// Hash buckets: 2^18 weights (1 MiB) keep collisions rare for the ~300k
-/// distinct n-grams of the training data.
-pub(crate) const BUCKETS: usize = 1 << 18;
+/// Hash buckets: 2^20 weights (4 MiB); fewer collisions than 2^18 gave a
+/// better dev ROC-AUC (0.9747 vs 0.9744).
+pub(crate) const BUCKETS: usize = 1 << 20;
 const MIN_N: usize = 2;
 const MAX_N: usize = 5;
 
