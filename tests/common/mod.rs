@@ -192,6 +192,43 @@ pub fn schemathesis() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// Runs schemathesis (from `schemathesis()`) on the committed OpenAPI document `spec`
+/// (relative to the repository root) against the server at `url`, with the given checks,
+/// generated examples per operation and extra arguments (e.g. an auth header). `workdir`
+/// holds its config (schemathesis.toml) and cache. Fails with its report on any mismatch.
+pub fn assert_server_obeys(
+    spec: &str,
+    url: &str,
+    checks: &[&str],
+    max_examples: u32,
+    extra: &[String],
+    workdir: &std::path::Path,
+) {
+    let out = std::process::Command::new(schemathesis())
+        .arg("run")
+        .arg(repo_root().join(spec))
+        .args(["--url", url])
+        .args(extra)
+        .args(["--checks", &checks.join(",")])
+        .args(["--max-examples", &max_examples.to_string()])
+        .args(["--seed", "1", "--workers", "2"])
+        .args(["--phases", "examples,coverage,fuzzing"])
+        .arg("--report-dir")
+        .arg(workdir)
+        .env("NO_COLOR", "1")
+        // schemathesis reads its config from, and keeps a cache folder in, its working directory.
+        .current_dir(workdir)
+        .output()
+        .expect("run schemathesis");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "schemathesis found the server and its document disagree:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{stdout}");
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

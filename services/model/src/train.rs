@@ -145,6 +145,20 @@ pub struct ThresholdChoice {
     pub dev_recall: f64,
 }
 
+impl std::fmt::Display for ThresholdChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "threshold {:.3} (dev: {} genuine news/official items, FPR {:.4}, precision {:.4}, recall {:.4})",
+            self.threshold,
+            self.dev_protected,
+            self.dev_protected_fpr,
+            self.dev_precision,
+            self.dev_recall
+        )
+    }
+}
+
 /// The best epoch so far: (dev loss, epoch, top layers' tensors, head w, head b).
 type Snapshot = (f64, usize, Vec<Vec<Tensor>>, Tensor, Tensor);
 

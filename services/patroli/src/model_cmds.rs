@@ -249,21 +249,15 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 cache_dir,
             };
             let report = patroli_model::train(&opts)?;
-            let t = &report.threshold;
             eprintln!(
-                "trained on {} (dev {}, test held out {}) in {:.0}s; best epoch {}, temperature {:.2}; \
-                 threshold {:.3} (dev: {} genuine news/official items, FPR {:.4}, precision {:.4}, recall {:.4})",
+                "trained on {} (dev {}, test held out {}) in {:.0}s; best epoch {}, temperature {:.2}; {}",
                 report.train_examples,
                 report.dev_examples,
                 report.test_examples_held_out,
                 report.seconds,
                 report.best_epoch,
                 report.temperature,
-                t.threshold,
-                t.dev_protected,
-                t.dev_protected_fpr,
-                t.dev_precision,
-                t.dev_recall
+                report.threshold
             );
             Ok(())
         }
@@ -296,19 +290,13 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 ..StackOptions::default()
             };
             let report = patroli_model::stack(&opts)?;
-            let t = &report.threshold;
             eprintln!(
-                "stacked on {} train rows (dev {}) in {:.0}s; dev ROC-AUC {:?}; threshold {:.3} \
-                 (dev: {} genuine news/official items, FPR {:.4}, precision {:.4}, recall {:.4})",
+                "stacked on {} train rows (dev {}) in {:.0}s; dev ROC-AUC {:?}; {}",
                 report.train_examples,
                 report.dev_examples,
                 report.seconds,
                 report.dev_roc_auc[&Views::Both],
-                t.threshold,
-                t.dev_protected,
-                t.dev_protected_fpr,
-                t.dev_precision,
-                t.dev_recall
+                report.threshold
             );
             for (source, h) in &report.leave_one_source_out {
                 eprintln!(
