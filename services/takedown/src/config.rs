@@ -31,7 +31,7 @@ impl Default for TakedownConfig {
             policy_file: None,
             text_cache_posts: 200_000,
             text_rebuild_per_partition: 20_000,
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 9465)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 9467)),
             log_json: false,
             session_timeout_ms: 10_000,
             commit_interval_ms: 1_000,
