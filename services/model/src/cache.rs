@@ -11,33 +11,47 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 
 use crate::classifier::{token_budget_batches, Network};
+use crate::fnv::{fnv1a, FNV_OFFSET};
 use crate::text::TextEncoder;
 use crate::ModelError;
-
-pub(crate) fn fnv(h: u64, bytes: impl IntoIterator<Item = u8>) -> u64 {
-    bytes
-        .into_iter()
-        .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
-
-pub(crate) const FNV0: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// The cache file for the base in `base_dir` cut after `lower` layers: named
 /// by a hash of the base's config, its tokenizer and weight file sizes.
 pub(crate) fn cache_file(dir: &Path, base_dir: &Path, lower: usize) -> Result<PathBuf, ModelError> {
-    let mut h = FNV0;
-    for name in ["config.json", "tokenizer.json", "model.safetensors"] {
-        let p = base_dir.join(name);
-        let meta = std::fs::metadata(&p).map_err(|e| ModelError::io(&p, e))?;
-        h = fnv(h, meta.len().to_le_bytes());
-    }
-    let cfg = base_dir.join("config.json");
-    h = fnv(h, std::fs::read(&cfg).map_err(|e| ModelError::io(&cfg, e))?);
+    let h = model_key(
+        base_dir,
+        &["config.json", "tokenizer.json", "model.safetensors"],
+        "config.json",
+    )?;
     Ok(dir.join(format!("lower-{lower}-{h:016x}.safetensors")))
 }
 
+/// Names a model directory's version for a cache: the sizes of its `sized`
+/// files (weights too big to hash on every run) and the bytes of `read`.
+pub(crate) fn model_key(model_dir: &Path, sized: &[&str], read: &str) -> Result<u64, ModelError> {
+    let mut h = FNV_OFFSET;
+    for name in sized {
+        let p = model_dir.join(name);
+        let meta = std::fs::metadata(&p).map_err(|e| ModelError::io(&p, e))?;
+        h = fnv1a(h, meta.len().to_le_bytes());
+    }
+    let p = model_dir.join(read);
+    Ok(fnv1a(
+        h,
+        std::fs::read(&p).map_err(|e| ModelError::io(&p, e))?,
+    ))
+}
+
+/// Indices of the texts whose key `known` lacks, each key once.
+pub(crate) fn missing<V>(keys: &[u64], known: &HashMap<u64, V>) -> Vec<usize> {
+    let mut seen = std::collections::HashSet::new();
+    (0..keys.len())
+        .filter(|&i| !known.contains_key(&keys[i]) && seen.insert(keys[i]))
+        .collect()
+}
+
 pub(crate) fn ids_key(ids: &[u32]) -> u64 {
-    fnv(FNV0, ids.iter().flat_map(|i| i.to_le_bytes()))
+    fnv1a(FNV_OFFSET, ids.iter().flat_map(|i| i.to_le_bytes()))
 }
 
 /// Hidden states [len, H] after `lower` layers for each of `texts`, read
@@ -58,12 +72,7 @@ pub(crate) fn lower_states(
         Some(f) if f.exists() => load(f)?,
         _ => HashMap::new(),
     };
-    let missing: Vec<usize> = {
-        let mut seen = std::collections::HashSet::new();
-        (0..texts.len())
-            .filter(|&i| !known.contains_key(&keys[i]) && seen.insert(keys[i]))
-            .collect()
-    };
+    let missing = missing(&keys, &known);
     tracing::info!(
         texts = texts.len(),
         cached = texts.len() - missing.len(),

@@ -9,8 +9,9 @@ use candle_core::{DType, Device, Tensor, D};
 use crate::bert::{
     additive_mask, load_safetensors, mean_pool, BertConfig, Embeddings, Layer, Linear,
 };
+use crate::ngram::term_frequencies;
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
-use crate::stack::{sparse_features, StackedHead};
+use crate::stack::{tfidf, StackedHead};
 use crate::text::{TextEncoder, Tokenized};
 use crate::ModelError;
 
@@ -379,9 +380,10 @@ impl Classifier {
                 .map(|p| p / n)
                 .collect();
             let raw = self.read_words(item);
-            let raw: Vec<&str> = raw.iter().map(String::as_str).collect();
-            let sparse = sparse_features(&stack.idf, &raw);
-            let norm = stack.sparse_norm(&raw);
+            let (sparse, norm) = tfidf(
+                &stack.idf,
+                &term_frequencies(raw.iter().map(String::as_str)),
+            );
             let mut words = self.text.words(&item.pieces, &pushes);
             let base = self.hoax_mass(&f.probs[i]);
             let score = stack.calibrated(stack.logit(&pooled[i], &sparse));

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fnv::{fnv1a, FNV_OFFSET};
 use crate::ModelError;
 
 /// Head output order: the six hoax categories, then the five others.
@@ -142,12 +143,7 @@ pub fn split_of(narrative: &str) -> Split {
 
 /// FNV-1a 64 of the trimmed, lowercased key.
 pub(crate) fn split_hash(key: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.trim().to_lowercase().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    fnv1a(FNV_OFFSET, key.trim().to_lowercase().bytes())
 }
 
 /// Reads examples from JSONL files or directories of them (sorted, so the
@@ -240,14 +236,11 @@ fn example(rec: Record, at: &str, dir_name: &str) -> Result<Example, String> {
 /// FNV-1a 64 over the data files' paths and bytes, in load order: the data
 /// version a model was trained on, recorded in its spec and reports.
 pub fn data_fingerprint(paths: &[PathBuf]) -> Result<String, ModelError> {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     for f in data_files(paths)? {
         let bytes = std::fs::read(&f).map_err(|e| ModelError::io(&f, e))?;
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
-        for b in name.unwrap_or_default().bytes().chain(bytes) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        h = fnv1a(h, name.unwrap_or_default().bytes().chain(bytes));
     }
     Ok(format!("fnv1a64:{h:016x}"))
 }

@@ -12,6 +12,7 @@ mod classifier;
 mod data;
 mod e5s1;
 mod eval;
+mod fnv;
 mod jsonl;
 mod metrics;
 mod ngram;

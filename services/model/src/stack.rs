@@ -14,22 +14,23 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::ngram::{term_frequencies, word_buckets, BUCKETS};
+use crate::ngram::{word_buckets, BUCKETS};
 use crate::ModelError;
 
-/// Sparse n-gram features of a text's words: TF-IDF, L2-normalised,
-/// sorted by bucket.
-pub(crate) fn sparse_features(idf: &[f32], words: &[&str]) -> Vec<(u32, f32)> {
-    let mut x: Vec<(u32, f32)> = term_frequencies(words.iter().copied())
-        .into_iter()
-        .map(|(b, tf)| (b, tf * idf[b as usize]))
+/// Sparse n-gram features from term frequencies (`term_frequencies`):
+/// TF-IDF, L2-normalised, sorted by bucket, and the norm divided by (which
+/// `StackedHead::word_push` needs).
+pub(crate) fn tfidf(idf: &[f32], tf: &[(u32, f32)]) -> (Vec<(u32, f32)>, f32) {
+    let mut x: Vec<(u32, f32)> = tf
+        .iter()
+        .map(|&(b, v)| (b, v * idf[b as usize]))
         .filter(|&(_, v)| v != 0.0)
         .collect();
     let norm = x.iter().map(|(_, v)| v * v).sum::<f32>().sqrt();
     if norm > 0.0 {
         x.iter_mut().for_each(|(_, v)| *v /= norm);
     }
-    x
+    (x, norm)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -80,8 +81,9 @@ impl StackedHead {
             .collect()
     }
 
-    /// A word's n-grams' push on the logit in a text whose n-gram vector has
-    /// norm `norm` (first order: repeats within the text are not discounted).
+    /// A word's n-grams' push on the logit in a text whose n-gram vector had
+    /// norm `norm` before normalising (`tfidf`; first order: repeats within
+    /// the text are not discounted).
     pub fn word_push(&self, word: &str, norm: f32) -> f32 {
         if norm == 0.0 {
             return 0.0;
@@ -91,15 +93,6 @@ impl StackedHead {
             .map(|b| self.w_sparse[b as usize] * self.idf[b as usize])
             .sum::<f32>()
             / norm
-    }
-
-    /// The norm `sparse_features` divided by, for `word_push`.
-    pub fn sparse_norm(&self, words: &[&str]) -> f32 {
-        term_frequencies(words.iter().copied())
-            .into_iter()
-            .map(|(b, tf)| (tf * self.idf[b as usize]).powi(2))
-            .sum::<f32>()
-            .sqrt()
     }
 
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
@@ -159,6 +152,7 @@ impl StackedHead {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ngram::term_frequencies;
 
     fn head() -> StackedHead {
         let mut idf = vec![0.0; BUCKETS];
@@ -183,13 +177,13 @@ mod tests {
         let h = head();
         let dense = [1.5, 7.0];
         assert_eq!(h.logit(&dense, &[]), 2.0 + 0.0 - 1.0);
-        let sparse = sparse_features(&h.idf, &["hoaks", "kpu"]);
+        let (sparse, norm_before) = tfidf(&h.idf, &term_frequencies(["hoaks", "kpu"]));
         let norm: f32 = sparse.iter().map(|(_, v)| v * v).sum::<f32>();
         assert!((norm - 1.0).abs() < 1e-5, "{norm}");
         // Only "hoaks" has weight: its grams are all of the vector.
         let expected = 1.0 + 0.5 * sparse.iter().map(|(_, v)| v).sum::<f32>();
         assert!((h.logit(&dense, &sparse) - expected).abs() < 1e-5);
-        let push = h.word_push("hoaks", h.sparse_norm(&["hoaks", "kpu"]));
+        let push = h.word_push("hoaks", norm_before);
         assert!((push - 0.5 * sparse.iter().map(|(_, v)| v).sum::<f32>()).abs() < 1e-4);
         assert_eq!(h.word_push("kpu", 1.0), 0.0);
     }

@@ -19,7 +19,7 @@ use crate::data::{data_fingerprint, load_examples, Example, Split};
 use crate::metrics::roc_auc;
 use crate::ngram::{term_frequencies, BUCKETS};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
-use crate::stack::{sigmoid, StackedHead};
+use crate::stack::{sigmoid, tfidf, StackedHead};
 use crate::train::{choose_threshold, ThresholdChoice};
 use crate::ModelError;
 
@@ -288,21 +288,8 @@ struct Fit {
 
 impl StackedHead {
     fn logit_of(&self, r: &Row) -> f32 {
-        self.logit(&r.dense, &tfidf(&self.idf, &r.tf))
+        self.logit(&r.dense, &tfidf(&self.idf, &r.tf).0)
     }
-}
-
-fn tfidf(idf: &[f32], tf: &[(u32, f32)]) -> Vec<(u32, f32)> {
-    let mut x: Vec<(u32, f32)> = tf
-        .iter()
-        .map(|&(b, v)| (b, v * idf[b as usize]))
-        .filter(|&(_, v)| v != 0.0)
-        .collect();
-    let norm = x.iter().map(|(_, v)| v * v).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        x.iter_mut().for_each(|(_, v)| *v /= norm);
-    }
-    x
 }
 
 /// Logistic regression by per-row Adagrad over `train`, classes weighted
@@ -343,7 +330,7 @@ fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &StackOptions)
         .map(|r| {
             (
                 standardise(&r.dense, &mean, &std, views),
-                tfidf(&idf, &r.tf),
+                tfidf(&idf, &r.tf).0,
             )
         })
         .collect();
@@ -516,12 +503,7 @@ fn encode_rows(
         Some(f) if f.exists() => read_views(f)?,
         _ => HashMap::new(),
     };
-    let missing: Vec<usize> = {
-        let mut seen = std::collections::HashSet::new();
-        (0..toks.len())
-            .filter(|&i| !known.contains_key(&keys[i]) && seen.insert(keys[i]))
-            .collect()
-    };
+    let missing = crate::cache::missing(&keys, &known);
     tracing::info!(
         rows = examples.len(),
         to_encode = missing.len(),
@@ -592,15 +574,8 @@ fn encode_rows(
 
 /// One cache per encoder: named by a hash of its spec and weight file size.
 fn views_cache_file(dir: &Path, model_dir: &Path) -> Result<PathBuf, ModelError> {
-    let mut key = Vec::new();
-    for name in [crate::spec::SPEC_FILE, WEIGHTS_FILE] {
-        let p = model_dir.join(name);
-        let meta = std::fs::metadata(&p).map_err(|e| ModelError::io(&p, e))?;
-        key.extend(meta.len().to_le_bytes());
-    }
-    let spec = model_dir.join(crate::spec::SPEC_FILE);
-    key.extend(std::fs::read(&spec).map_err(|e| ModelError::io(&spec, e))?);
-    let h = crate::cache::fnv(crate::cache::FNV0, key);
+    let spec = crate::spec::SPEC_FILE;
+    let h = crate::cache::model_key(model_dir, &[spec, WEIGHTS_FILE], spec)?;
     Ok(dir.join(format!("views-{h:016x}.bin")))
 }
 
