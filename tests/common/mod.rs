@@ -192,14 +192,27 @@ pub fn schemathesis() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// What every server must satisfy against its OpenAPI document: only documented statuses,
+/// content types, headers and bodies, no unexpected 5xx, invalid requests and methods refused.
+const OPENAPI_CHECKS: [&str; 7] = [
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "unsupported_method",
+];
+
 /// Runs schemathesis (from `schemathesis()`) on the committed OpenAPI document `spec`
-/// (relative to the repository root) against the server at `url`, with the given checks,
-/// generated examples per operation and extra arguments (e.g. an auth header). `workdir`
-/// holds its config (schemathesis.toml) and cache. Fails with its report on any mismatch.
+/// (relative to the repository root) against the server at `url`, with `OPENAPI_CHECKS`
+/// plus `extra_checks`, generated examples per operation and extra arguments (e.g. an auth
+/// header). `workdir` holds its config (schemathesis.toml) and cache. Fails with its report
+/// on any mismatch.
 pub fn assert_server_obeys(
     spec: &str,
     url: &str,
-    checks: &[&str],
+    extra_checks: &[&str],
     max_examples: u32,
     extra: &[String],
     workdir: &std::path::Path,
@@ -209,7 +222,10 @@ pub fn assert_server_obeys(
         .arg(repo_root().join(spec))
         .args(["--url", url])
         .args(extra)
-        .args(["--checks", &checks.join(",")])
+        .args([
+            "--checks",
+            &[&OPENAPI_CHECKS[..], extra_checks].concat().join(","),
+        ])
         .args(["--max-examples", &max_examples.to_string()])
         .args(["--seed", "1", "--workers", "2"])
         .args(["--phases", "examples,coverage,fuzzing"])
