@@ -13,9 +13,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
-use gateway::read_topic;
 use harness::*;
-use patroli_contracts::{DecisionAction, ReviewDecision};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const PLATFORMS: [&str; 3] = ["x", "facebook", "tiktok"];
@@ -130,15 +128,10 @@ async fn a_reviewer_confirms_a_narrative_in_headless_chromium() {
     assert!((41..=55).contains(&changed), "{said:?}");
     assert_eq!(said[2], "decided n1");
 
-    let records = read_topic(&brokers, &topics.decisions, 1, Duration::from_secs(2));
-    assert_eq!(records.len(), 1);
-    let decision: ReviewDecision = serde_json::from_slice(&records[0].payload).unwrap();
-    assert_eq!(decision.narrative_id, "n1");
-    assert_eq!(decision.action, DecisionAction::Confirm);
-    assert_eq!(decision.reviewer, "rina");
-    assert_eq!(
-        decision.reason.as_deref(),
-        Some("Checked with KPU: these ballots are fake")
+    assert_one_confirmation_of_n1(
+        &brokers,
+        &topics.decisions,
+        "Checked with KPU: these ballots are fake",
     );
     for shot in ["overview.png", "review.png", "review-decided.png"] {
         assert!(artifacts.join(shot).is_file(), "{shot} saved");

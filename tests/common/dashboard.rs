@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use patroli_contracts::topics;
+use patroli_contracts::{topics, DecisionAction, ReviewDecision};
 use patroli_runtime::ensure_topics;
 use serde_json::{json, Value};
 
@@ -369,4 +369,18 @@ pub fn keyed(messages: Vec<(String, Vec<u8>)>) -> Vec<(Option<String>, Option<Ve
         .into_iter()
         .map(|(k, v)| (Some(k), Some(v)))
         .collect()
+}
+
+/// Reads `topic` and asserts that it holds exactly one decision: reviewer rina confirmed
+/// narrative n1 with `reason`. Both the desk test and the browser test end on it.
+pub fn assert_one_confirmation_of_n1(brokers: &str, topic: &str, reason: &str) -> ReviewDecision {
+    let records = super::gateway::read_topic(brokers, topic, 1, Duration::from_secs(2));
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].key, "n1");
+    let decision: ReviewDecision = serde_json::from_slice(&records[0].payload).unwrap();
+    assert_eq!(decision.narrative_id, "n1");
+    assert_eq!(decision.action, DecisionAction::Confirm);
+    assert_eq!(decision.reviewer, "rina");
+    assert_eq!(decision.reason.as_deref(), Some(reason));
+    decision
 }
