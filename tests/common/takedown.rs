@@ -258,6 +258,7 @@ impl TestPost {
             reasons: Reasons {
                 top_tokens: vec!["dicoblos".into()],
             },
+            matches: Vec::new(),
             source: SourceOffset {
                 topic: topics::POSTS_RAW.into(),
                 partition: 0,

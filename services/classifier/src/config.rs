@@ -63,6 +63,9 @@ pub struct ClassifierConfig {
     pub complaints_topic: String,
     pub output_topic: String,
     pub dlq_topic: String,
+    /// Known claims to match posts against (`claims.v1`'s contract), read
+    /// whole at start-up and followed; empty: the model's shipped archive only.
+    pub claims_topic: String,
     pub delivery: DeliveryMode,
     /// Stable per instance (e.g. the pod name) in exactly-once mode, so a
     /// restarted instance fences its zombie predecessor.
@@ -96,6 +99,7 @@ impl Default for ClassifierConfig {
             complaints_topic: topics::COMPLAINTS.into(),
             output_topic: topics::POSTS_SCORED.into(),
             dlq_topic: topics::POSTS_DLQ.into(),
+            claims_topic: topics::CLAIMS.into(),
             delivery: DeliveryMode::AtLeastOnce,
             transactional_id: "patroli-classifier-0".into(),
             model_dir: PathBuf::from(patroli_model::DEFAULT_MODEL_DIR),

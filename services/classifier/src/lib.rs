@@ -1,9 +1,11 @@
 //! The classifier service: `posts.raw.v1` + `complaints.v1` → decode and
 //! validate → token-budget micro-batches → the transformer on a blocking
 //! pool → `posts.scored.v1` (or `posts.dlq.v1`), with input offsets made
-//! durable only together with, or after, the outputs they produced.
+//! durable only together with, or after, the outputs they produced. Each
+//! post is also matched against the known claims of `claims.v1`.
 
 pub mod batch;
+mod claims;
 pub mod config;
 mod lag;
 pub mod metrics;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub assigned_partitions: IntGauge,
     pub paused: IntGauge,
     pub model_info: IntGaugeVec,
+    pub claims_applied: IntCounterVec,
+    pub claims_archive: IntGauge,
 }
 
 impl Metrics {
@@ -70,6 +72,15 @@ impl Metrics {
                 "patroli_consumer_lag",
                 "Messages not yet committed: the partition's high watermark minus the group's committed offset.",
                 &["topic", "partition"],
+            ),
+            claims_applied: registrar.counter_vec(
+                "patroli_claims_applied_total",
+                "Records of the claims topic applied to the claim archive, by outcome (upserted, removed, rejected).",
+                &["outcome"],
+            ),
+            claims_archive: registrar.gauge(
+                "patroli_claims_archive_size",
+                "Known claims posts are matched against (shipped with the model plus the claims topic).",
             ),
             in_flight_batches: registrar.gauge(
                 "patroli_in_flight_batches",

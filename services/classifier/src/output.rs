@@ -111,6 +111,7 @@ pub fn scored_record(
         reasons: Reasons {
             top_tokens: prediction.top_tokens,
         },
+        matches: prediction.matches,
         source: item.source.clone(),
     };
     OutRecord {

@@ -121,6 +121,22 @@ pub async fn run(
         return Ok(());
     }
     health.set(READY_BROKER, true);
+    metrics
+        .claims_archive
+        .set(classifier.claim_count().unwrap_or(0) as i64);
+    // Posts are matched against every known claim from the first one on.
+    let claims_stop = shutdown.child_token();
+    let _stop_claims_on_return = claims_stop.clone().drop_guard();
+    let claims = crate::claims::catch_up_then_follow(
+        &config,
+        classifier.clone(),
+        metrics.clone(),
+        claims_stop.clone(),
+    )
+    .await?;
+    if shutdown.is_cancelled() {
+        return Ok(());
+    }
     health.set(READY_OUTPUT, true);
     if config.delivery == DeliveryMode::ExactlyOnce {
         let p = producer.clone();
@@ -192,6 +208,10 @@ pub async fn run(
         }
     }
     consumer.unsubscribe();
+    claims_stop.cancel();
+    if let Some(follower) = claims {
+        let _ = follower.await;
+    }
     let _ = producer.flush(Duration::from_secs(10));
     http_stop.cancel();
     let _ = http.await;

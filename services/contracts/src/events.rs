@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::claims::MatchedClaim;
+
 /// Value of `posts.raw.v1`; the message key is `platform:post_id`.
 ///
 /// Unknown fields are ignored rather than rejected so partners can add fields before readers
@@ -275,5 +277,10 @@ pub struct ScoredEvent {
     /// 64-bit simhash as 16 hex chars (see [`crate::fingerprint`]) for near-duplicate grouping.
     pub fingerprint: String,
     pub reasons: Reasons,
+    /// Known claims the post repeats, most similar first (at most three); empty when none
+    /// reaches the model's match threshold or the model has no claim archive. Events written
+    /// before matching existed lack it and read as empty.
+    #[serde(default)]
+    pub matches: Vec<MatchedClaim>,
     pub source: SourceOffset,
 }

@@ -3,8 +3,11 @@
 //! fingerprints and the JSON Schemas partners validate against.
 //!
 //! Kafka is the only coupling between services, so these types *are* the interface: a change
-//! here that alters the wire format must bump [`SCHEMA_VERSION`] and regenerate `schemas/`.
+//! here that breaks an existing reader or writer must bump [`SCHEMA_VERSION`]; any change to the
+//! wire format regenerates `schemas/`. An added field that readers may lack (`#[serde(default)]`)
+//! is not breaking.
 
+mod claims;
 mod decode;
 mod dlq;
 mod events;
@@ -13,6 +16,7 @@ mod ids;
 pub mod schema;
 mod takedown;
 
+pub use claims::{ClaimRecord, ClaimVerdict, MatchedClaim};
 pub use decode::{decode_as, decode_input, InputKind, Limits, DEFAULT_MAX_TEXT_BYTES};
 pub use dlq::{DlqEvent, DlqReason, InvalidInput};
 pub use events::{
@@ -41,6 +45,8 @@ pub mod topics {
     pub const TAKEDOWN_STATUS: &str = "takedown.status.v1";
     pub const LABELS: &str = "labels.v1";
     pub const TAKEDOWN_AUDIT: &str = "takedown.audit.v1";
+    /// Checked claims every classifier matches posts against; compacted, keyed by claim id.
+    pub const CLAIMS: &str = "claims.v1";
     /// The takedown service's own compacted state (narratives, posts, requests), read back at
     /// start-up. Internal to that service, so it has no schema here and is not in [`ALL`].
     pub const TAKEDOWN_STATE: &str = "takedown.state.v1";
@@ -51,7 +57,7 @@ pub mod topics {
     pub const COMPLAINT_CONTACTS: &str = "complaints.contacts.v1";
 
     /// Every topic this crate defines a value for, in data-flow order.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         POSTS_RAW,
         COMPLAINTS,
         COMPLAINT_CONTACTS,
@@ -63,12 +69,13 @@ pub mod topics {
         TAKEDOWN_STATUS,
         LABELS,
         TAKEDOWN_AUDIT,
+        CLAIMS,
     ];
 
     /// Partitions per topic on a local broker (`patroli up`, the tests):
     /// enough to show consumer-group scaling. Production partition counts
     /// are the Strimzi `KafkaTopic`s in deploy/k8s/base/kafkatopics*.yaml.
-    pub const LOCAL_PARTITIONS: [(&str, i32); 12] = [
+    pub const LOCAL_PARTITIONS: [(&str, i32); 13] = [
         (POSTS_RAW, 6),
         (COMPLAINTS, 3),
         (POSTS_SCORED, 6),
@@ -83,6 +90,8 @@ pub mod topics {
         // One partition: one takedown instance owns every narrative.
         (TAKEDOWN_STATE, 1),
         (COMPLAINT_CONTACTS, 1),
+        // Every classifier reads all of it: one partition keeps it in order.
+        (CLAIMS, 1),
     ];
 }
 

@@ -3,6 +3,7 @@
 
 use schemars::{schema_for, Schema};
 
+use crate::claims::ClaimRecord;
 use crate::dlq::DlqEvent;
 use crate::events::{Complaint, ComplaintContact, RawPost, ScoredEvent};
 use crate::takedown::{
@@ -24,6 +25,7 @@ pub fn topic_schema(topic: &str) -> Option<Schema> {
         topics::TAKEDOWN_STATUS => schema_for!(TakedownStatus),
         topics::LABELS => schema_for!(LabelRecord),
         topics::TAKEDOWN_AUDIT => schema_for!(AuditEvent),
+        topics::CLAIMS => schema_for!(ClaimRecord),
         _ => return None,
     })
 }

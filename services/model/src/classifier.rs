@@ -3,17 +3,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::RwLock;
 
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::bert::{
     additive_mask, load_safetensors, mean_pool, BertConfig, Embeddings, Layer, Linear,
 };
+use crate::claims::{Claim, ClaimIndex, MATCH_FEATURES};
 use crate::ngram::term_frequencies;
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::stack::{tfidf, StackedHead};
 use crate::text::{TextEncoder, Tokenized};
 use crate::ModelError;
+use patroli_contracts::MatchedClaim;
 
 const TOP_TOKENS: usize = 5;
 
@@ -84,6 +87,15 @@ pub struct Prediction {
     /// attribution, exact for the linear head, free to compute. Empty only
     /// for texts without letters or digits.
     pub top_tokens: Vec<String>,
+    /// Known claims the post resembles at or above the model's match
+    /// threshold, most similar first (empty without a claim archive).
+    pub matches: Vec<MatchedClaim>,
+}
+
+/// The claim archive a model reads, changed while it runs (`claims.v1`).
+struct Claims {
+    index: RwLock<ClaimIndex>,
+    match_threshold: f32,
 }
 
 /// The encoder; shared by inference and training.
@@ -171,6 +183,7 @@ pub struct Classifier {
     net: Network,
     head: Linear,
     stack: Option<StackedHead>,
+    claims: Option<Claims>,
     text: TextEncoder,
     spec: ModelSpec,
     info: ModelInfo,
@@ -190,10 +203,36 @@ impl Classifier {
         let trained = load_safetensors(&model_dir.join(WEIGHTS_FILE))?;
         let net = Network::assemble(&cfg, &base, &trained, spec.finetuned_layers, spec.pad_id)?;
         let head = load_head(&trained, cfg.hidden_size, spec.categories.len())?;
+        let claims = match (&spec.claims, &spec.stack) {
+            (None, _) => None,
+            (Some(_), None) => {
+                return Err(ModelError::Format(format!(
+                    "{}: a claim archive needs a stacked head to read it",
+                    model_dir.display()
+                )))
+            }
+            (Some(c), Some(_)) => {
+                let mut index = ClaimIndex::load(model_dir, &c.archive)?;
+                if index.dim() != cfg.hidden_size {
+                    return Err(ModelError::Format(format!(
+                        "{}: claim vectors have {} values, the encoder {}",
+                        model_dir.display(),
+                        index.dim(),
+                        cfg.hidden_size
+                    )));
+                }
+                index.prepare()?;
+                Some(Claims {
+                    index: RwLock::new(index),
+                    match_threshold: c.match_threshold,
+                })
+            }
+        };
+        let dense_width = cfg.hidden_size + if claims.is_some() { MATCH_FEATURES } else { 0 };
         let stack = spec
             .stack
             .as_ref()
-            .map(|f| StackedHead::load(&model_dir.join(f), cfg.hidden_size))
+            .map(|f| StackedHead::load(&model_dir.join(f), dense_width))
             .transpose()?;
         let max_len = match opts.max_len {
             0 => spec.max_len,
@@ -222,6 +261,7 @@ impl Classifier {
             net,
             head,
             stack,
+            claims,
             text,
             spec,
             info,
@@ -297,6 +337,57 @@ impl Classifier {
             .clamp(0.0, 1.0)
     }
 
+    /// Adds claims to the archive (or replaces those of the same id),
+    /// embedding each claim's text with this model's encoder; returns the
+    /// archive's size. A model without an archive refuses.
+    pub fn upsert_claims(&self, claims: Vec<Claim>) -> Result<usize, ModelError> {
+        let archive = self.archive()?;
+        let toks = claims
+            .iter()
+            .map(|c| match &c.text {
+                Some(t) if !t.trim().is_empty() => self.text.encode(t),
+                _ => Err(ModelError::Data(format!(
+                    "claim {} has no text to match",
+                    c.id
+                ))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; claims.len()];
+        for batch in token_budget_batches(&toks.iter().map(|t| t.ids.len()).collect::<Vec<_>>()) {
+            let items: Vec<&Tokenized> = batch.iter().map(|&i| &toks[i]).collect();
+            for (&i, v) in batch.iter().zip(self.pooled(&items)?) {
+                vectors[i] = Some(v);
+            }
+        }
+        let mut index = archive.index.write().expect("claim index lock");
+        for (c, v) in claims.into_iter().zip(vectors) {
+            index.upsert(c, &v.expect("every claim is in one batch"))?;
+        }
+        index.prepare()?;
+        Ok(index.len())
+    }
+
+    /// Removes a claim from the archive; true if it was there.
+    pub fn remove_claim(&self, id: &str) -> Result<bool, ModelError> {
+        let mut index = self.archive()?.index.write().expect("claim index lock");
+        let removed = index.remove(id);
+        index.prepare()?;
+        Ok(removed)
+    }
+
+    /// Claims in the archive; `None` for a model without one.
+    pub fn claim_count(&self) -> Option<usize> {
+        self.claims
+            .as_ref()
+            .map(|c| c.index.read().expect("claim index lock").len())
+    }
+
+    fn archive(&self) -> Result<&Claims, ModelError> {
+        self.claims.as_ref().ok_or_else(|| {
+            ModelError::Format(format!("model {} has no claim archive", self.info.name))
+        })
+    }
+
     /// The mean-pooled final hidden states of each post: the stacked
     /// head's encoder view (training reads it).
     pub(crate) fn pooled(&self, items: &[&Tokenized]) -> Result<Vec<Vec<f32>>, ModelError> {
@@ -312,7 +403,7 @@ impl Classifier {
 
     /// The words the n-gram view reads (punctuation kept).
     pub(crate) fn read_words(&self, item: &Tokenized) -> Vec<String> {
-        self.text.raw_words(&item.pieces)
+        self.text.raw_words(item)
     }
 
     fn score_batch(&self, items: &[&Tokenized]) -> Result<Vec<Prediction>, ModelError> {
@@ -364,7 +455,7 @@ impl Classifier {
         f: &Forward,
     ) -> Result<Vec<Prediction>, ModelError> {
         let h = f.pooled.dim(1)?;
-        let w = Tensor::from_vec(stack.pooled_weights(), (h, 1), &Device::Cpu)?;
+        let w = Tensor::from_vec(stack.pooled_weights(h), (h, 1), &Device::Cpu)?;
         let token_push = f
             .hidden
             .to_dtype(DType::F32)?
@@ -372,6 +463,18 @@ impl Classifier {
             .squeeze(2)?
             .to_vec2::<f32>()?;
         let pooled = f.pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?;
+        let (near, mut shown) = match &self.claims {
+            Some(c) => {
+                let index = c.index.read().expect("claim index lock");
+                let near = index.nearest(&pooled, &|_, _| false)?;
+                let shown: Vec<Vec<MatchedClaim>> = near
+                    .iter()
+                    .map(|n| index.shown(n, c.match_threshold))
+                    .collect();
+                (Some(near), shown)
+            }
+            None => (None, vec![Vec::new(); items.len()]),
+        };
         let mut preds = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let n = f.lens[i] as f32;
@@ -386,12 +489,18 @@ impl Classifier {
             );
             let mut words = self.text.words(&item.pieces, &pushes);
             let base = self.hoax_mass(&f.probs[i]);
-            let score = stack.calibrated(stack.logit(&pooled[i], &sparse));
+            let mut dense = pooled[i].clone();
+            if let Some(near) = &near {
+                dense.extend_from_slice(&near[i].features());
+            }
+            let score = stack.calibrated(stack.logit(&dense, &sparse));
             for (word, push) in &mut words {
                 *push += stack.word_push(word, norm);
             }
             let probs = rescale(&f.probs[i], &self.disinfo, base, score);
-            preds.push(self.prediction(score, probs, words));
+            let mut p = self.prediction(score, probs, words);
+            p.matches = std::mem::take(&mut shown[i]);
+            preds.push(p);
         }
         Ok(preds)
     }
@@ -424,6 +533,7 @@ impl Classifier {
             category: self.spec.categories[best].clone(),
             categories: self.spec.categories.iter().cloned().zip(probs).collect(),
             top_tokens,
+            matches: Vec::new(),
         }
     }
 }

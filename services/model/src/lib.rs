@@ -8,6 +8,7 @@
 mod bench;
 mod bert;
 mod cache;
+mod claims;
 mod classifier;
 mod data;
 mod e5s1;
@@ -28,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use bench::{bench, BenchRow};
 pub use bert::BertConfig;
+pub use claims::{Claim, ClaimIndex, MATCH_FEATURES};
 pub use classifier::{
     BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction, TokenBudget,
 };

@@ -46,6 +46,19 @@ pub struct ModelSpec {
     /// is the category head's hoax mass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stack: Option<String>,
+    /// The known-claim archive the stacked head reads (`claims.rs`);
+    /// absent: no matching.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<ClaimsSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClaimsSpec {
+    /// Stem of `<archive>.jsonl` (the claims) and `<archive>.safetensors`
+    /// (their vectors), in the model directory.
+    pub archive: String,
+    /// Similarity at or above which a claim is shown as a match.
+    pub match_threshold: f32,
 }
 
 impl ModelSpec {

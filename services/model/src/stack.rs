@@ -73,8 +73,8 @@ impl StackedHead {
 
     /// Each pooled dimension's weight in the logit: a token's push is this
     /// dotted with its final hidden state, over the token count.
-    pub fn pooled_weights(&self) -> Vec<f32> {
-        self.w_dense
+    pub fn pooled_weights(&self, hidden: usize) -> Vec<f32> {
+        self.w_dense[..hidden]
             .iter()
             .zip(&self.std)
             .map(|(w, s)| w / s)
@@ -112,7 +112,8 @@ impl StackedHead {
         Ok(())
     }
 
-    /// Loads a head for an encoder of width `hidden`.
+    /// Loads a head whose dense input has `hidden` values (the pooled
+    /// state, then any match features).
     pub fn load(path: &Path, hidden: usize) -> Result<Self, ModelError> {
         let t = crate::bert::load_safetensors(path)?;
         let get = |n: &str, len: usize| -> Result<Vec<f32>, ModelError> {

@@ -14,16 +14,20 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::claims::{Claim, ClaimIndex, MATCH_FEATURES};
 use crate::classifier::{token_budget_batches, Classifier, InferenceOptions};
 use crate::data::{data_fingerprint, load_examples, Example, Split};
 use crate::metrics::roc_auc;
 use crate::ngram::{term_frequencies, BUCKETS};
-use crate::spec::{ModelSpec, WEIGHTS_FILE};
+use crate::spec::{ClaimsSpec, ModelSpec, WEIGHTS_FILE};
 use crate::stack::{sigmoid, tfidf, StackedHead};
 use crate::train::{choose_threshold, ThresholdChoice};
 use crate::ModelError;
+use patroli_contracts::ClaimVerdict;
 
 pub const STACK_FILE: &str = "stack.safetensors";
+/// Stem of the claim archive's two files (`.jsonl`, `.safetensors`).
+pub const CLAIMS_FILE: &str = "claims";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
@@ -53,6 +57,17 @@ pub struct StackOptions {
     /// Also measure every source held out (cheap once the encoder has run
     /// on every row, which this requires).
     pub leave_one_source_out: bool,
+    /// Known-claim matching: the train rows become the claim archive that
+    /// ships with the model, and the head reads each post's nearest claims.
+    pub matching: bool,
+    /// Sources whose texts may ship in the archive (their licence allows);
+    /// the others ship vector and provenance only.
+    pub claim_texts_from: Vec<String>,
+    /// The similarity at or above which a claim is shown as a match: the
+    /// lowest with at most this share of dev genuine items matching a hoax.
+    pub max_genuine_match_rate: f64,
+    /// How far row weights even out source sizes (`source_weights`).
+    pub source_balance: f32,
 }
 
 impl Default for StackOptions {
@@ -73,18 +88,46 @@ impl Default for StackOptions {
             exclude_sources: Vec::new(),
             cache_dir: None,
             leave_one_source_out: false,
+            matching: true,
+            claim_texts_from: vec!["patroli_corpus".into()],
+            max_genuine_match_rate: 0.005,
+            source_balance: 0.0,
         }
     }
 }
 
-/// Which views a fit may use: the shipped head uses both; the others are
-/// the ablations reported beside it.
+/// Which views a fit may use: the shipped head uses all it was given
+/// (`Combined` with matching on, else `Classifier`); the others are the
+/// ablations reported beside it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
 #[serde(rename_all = "snake_case")]
 pub enum Views {
-    Both,
+    /// Encoder, n-grams and known-claim matches.
+    Combined,
+    /// Encoder and n-grams: the text alone.
+    Classifier,
     EncoderOnly,
     NgramsOnly,
+    /// The match features alone.
+    MatchesOnly,
+}
+
+impl Views {
+    fn encoder(self) -> bool {
+        matches!(
+            self,
+            Views::Combined | Views::Classifier | Views::EncoderOnly
+        )
+    }
+    fn ngrams(self) -> bool {
+        matches!(
+            self,
+            Views::Combined | Views::Classifier | Views::NgramsOnly
+        )
+    }
+    fn matches(self) -> bool {
+        matches!(self, Views::Combined | Views::MatchesOnly)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -104,6 +147,8 @@ pub struct StackReport {
     pub dev_examples: usize,
     pub l2: f32,
     pub epochs_run: usize,
+    /// Similarity at which a claim is shown as a match (with matching on).
+    pub match_threshold: Option<f32>,
     pub dev_roc_auc: BTreeMap<Views, Option<f64>>,
     pub platt: (f32, f32),
     pub threshold: ThresholdChoice,
@@ -114,13 +159,80 @@ pub struct StackReport {
 
 /// One labelled row as the head sees it.
 struct Row {
-    dense: Vec<f32>,
+    id: String,
+    narrative: String,
+    text: String,
+    pooled: Vec<f32>,
     /// Sublinear term frequencies, before IDF.
     tf: Vec<(u32, f32)>,
+    /// `Neighbours::features` against the archive of the current fit.
+    matches: [f32; MATCH_FEATURES],
     hoax: bool,
     protected: bool,
     source: String,
     split: Split,
+}
+
+impl Row {
+    /// The head's dense input: the pooled state, then the match features
+    /// when the head reads them.
+    fn dense(&self, with_matches: bool) -> Vec<f32> {
+        let mut d = self.pooled.clone();
+        if with_matches {
+            d.extend_from_slice(&self.matches);
+        }
+        d
+    }
+
+    fn claim(&self, opts: &StackOptions) -> Claim {
+        Claim {
+            id: self.id.clone(),
+            verdict: if self.hoax {
+                ClaimVerdict::Hoax
+            } else {
+                ClaimVerdict::Genuine
+            },
+            source: self.source.clone(),
+            text: opts
+                .claim_texts_from
+                .contains(&self.source)
+                .then(|| self.text.clone()),
+            date: None,
+            url: None,
+        }
+    }
+}
+
+/// Builds the claim archive from the rows `in_archive` admits and sets every
+/// row's match features against it; a row never matches its own narrative
+/// (its variants), as a post never matches itself.
+fn match_rows(
+    rows: &mut [Row],
+    in_archive: impl Fn(&Row) -> bool,
+    opts: &StackOptions,
+) -> Result<ClaimIndex, ModelError> {
+    let dim = rows[0].pooled.len();
+    let mut index = ClaimIndex::new(dim);
+    // Narratives as numbers: the skip test runs once per (row, claim) pair.
+    let mut numbers: HashMap<&str, u32> = HashMap::new();
+    let narratives: Vec<u32> = rows
+        .iter()
+        .map(|r| {
+            let next = numbers.len() as u32;
+            *numbers.entry(r.narrative.as_str()).or_insert(next)
+        })
+        .collect();
+    let mut narrative_of = Vec::new();
+    for (r, &n) in rows.iter().zip(&narratives).filter(|(r, _)| in_archive(r)) {
+        index.upsert(r.claim(opts), &r.pooled)?;
+        narrative_of.push(n);
+    }
+    let queries: Vec<Vec<f32>> = rows.iter().map(|r| r.pooled.clone()).collect();
+    let near = index.nearest(&queries, &|q, c| narratives[q] == narrative_of[c])?;
+    for (r, n) in rows.iter_mut().zip(near) {
+        r.matches = n.features();
+    }
+    Ok(index)
 }
 
 pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
@@ -137,18 +249,25 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         .as_deref()
         .map(|d| views_cache_file(d, &opts.encoder))
         .transpose()?;
-    let rows = encode_rows(&clf, &examples, cache.as_deref())?;
-    let of = |split: Split| -> Vec<&Row> { rows.iter().filter(|r| r.split == split).collect() };
-    let (train, dev) = (of(Split::Train), of(Split::Dev));
-    if train.is_empty() || dev.is_empty() {
+    let mut rows = encode_rows(&clf, &examples, cache.as_deref())?;
+    let count = |split: Split| rows.iter().filter(|r| r.split == split).count();
+    if count(Split::Train) == 0 || count(Split::Dev) == 0 {
         return Err(ModelError::Data(
             "stacking needs train and dev rows (dev sets the threshold)".into(),
         ));
     }
+    let archive = if opts.matching {
+        Some(match_rows(&mut rows, |r| r.split == Split::Train, opts)?)
+    } else {
+        None
+    };
+    let of = |split: Split| -> Vec<&Row> { rows.iter().filter(|r| r.split == split).collect() };
+    let (train, dev) = (of(Split::Train), of(Split::Dev));
+    let (shipped, ablations) = views_of(opts);
 
     let mut best: Option<(f64, f32, Fit)> = None;
     for &l2 in &opts.l2 {
-        let fit = fit(&train, &dev, Views::Both, l2, opts);
+        let fit = fit(&train, &dev, shipped, l2, opts);
         let auc = fit.dev_auc.unwrap_or(0.0);
         tracing::info!(
             l2,
@@ -174,19 +293,43 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         opts.threshold,
     );
     let mut dev_roc_auc = BTreeMap::new();
-    dev_roc_auc.insert(Views::Both, fit.dev_auc);
-    for v in [Views::EncoderOnly, Views::NgramsOnly] {
+    dev_roc_auc.insert(shipped, fit.dev_auc);
+    for &v in &ablations {
         dev_roc_auc.insert(v, self::fit(&train, &dev, v, l2, opts).dev_auc);
     }
+    let match_threshold = archive.as_ref().map(|_| {
+        let genuine_best_hoax: Vec<f32> = dev
+            .iter()
+            .filter(|r| !r.hoax)
+            .map(|r| r.matches[0])
+            .collect();
+        match_threshold(genuine_best_hoax, opts.max_genuine_match_rate)
+    });
+    write_model(
+        opts,
+        &fit.head,
+        threshold.threshold,
+        &data_sha,
+        archive.as_ref().zip(match_threshold),
+    )?;
+    let (train_examples, dev_examples) = (train.len(), dev.len());
 
     let mut loso = BTreeMap::new();
     if opts.leave_one_source_out {
-        let sources: std::collections::BTreeSet<&str> =
-            rows.iter().map(|r| r.source.as_str()).collect();
-        for s in sources {
+        let sources: std::collections::BTreeSet<String> =
+            rows.iter().map(|r| r.source.clone()).collect();
+        for s in &sources {
+            let s = s.as_str();
+            if opts.matching {
+                match_rows(
+                    &mut rows,
+                    |r| r.split == Split::Train && r.source != s,
+                    opts,
+                )?;
+            }
             let held = held_out(&rows, s);
             let mut roc = BTreeMap::new();
-            for v in [Views::Both, Views::EncoderOnly, Views::NgramsOnly] {
+            for v in std::iter::once(shipped).chain(ablations.iter().copied()) {
                 let others = |split| -> Vec<&Row> {
                     rows.iter()
                         .filter(|r| r.split == split && r.source != s)
@@ -213,12 +356,12 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         }
     }
 
-    write_model(opts, &fit.head, threshold.threshold, &data_sha)?;
     let report = StackReport {
         data_sha,
         encoder: opts.encoder.display().to_string(),
-        train_examples: train.len(),
-        dev_examples: dev.len(),
+        train_examples,
+        dev_examples,
+        match_threshold,
         l2,
         epochs_run: fit.epochs,
         dev_roc_auc,
@@ -235,6 +378,38 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
     )
     .map_err(|e| ModelError::io(&path, e))?;
     Ok(report)
+}
+
+/// The view the shipped head uses and the ablations measured beside it.
+fn views_of(opts: &StackOptions) -> (Views, Vec<Views>) {
+    if opts.matching {
+        (
+            Views::Combined,
+            vec![
+                Views::Classifier,
+                Views::EncoderOnly,
+                Views::NgramsOnly,
+                Views::MatchesOnly,
+            ],
+        )
+    } else {
+        (
+            Views::Classifier,
+            vec![Views::EncoderOnly, Views::NgramsOnly],
+        )
+    }
+}
+
+/// The lowest similarity at which at most `rate` of the genuine items' best
+/// hoax similarities (`best`) reach it.
+fn match_threshold(mut best: Vec<f32>, rate: f64) -> f32 {
+    best.sort_by(|a, b| b.total_cmp(a));
+    let allowed = (rate * best.len() as f64).floor() as usize;
+    best.get(allowed).map_or(0.0, |&s| next_up(s))
+}
+
+fn next_up(x: f32) -> f32 {
+    f32::from_bits(x.to_bits() + 1)
 }
 
 /// All rows of `source`; a one-label source gets the other label's test
@@ -258,6 +433,7 @@ fn write_model(
     head: &StackedHead,
     threshold: f32,
     data_sha: &str,
+    archive: Option<(&ClaimIndex, f32)>,
 ) -> Result<(), ModelError> {
     let mut spec = ModelSpec::load(&opts.encoder)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
@@ -274,6 +450,16 @@ fn write_model(
     spec.threshold = threshold;
     spec.data_sha = Some(data_sha.to_string());
     spec.stack = Some(STACK_FILE.to_string());
+    spec.claims = match archive {
+        Some((index, match_threshold)) => {
+            index.save(&opts.out, CLAIMS_FILE)?;
+            Some(ClaimsSpec {
+                archive: CLAIMS_FILE.to_string(),
+                match_threshold,
+            })
+        }
+        None => None,
+    };
     spec.save(&opts.out)
 }
 
@@ -288,7 +474,8 @@ struct Fit {
 
 impl StackedHead {
     fn logit_of(&self, r: &Row) -> f32 {
-        self.logit(&r.dense, &tfidf(&self.idf, &r.tf).0)
+        let with_matches = self.w_dense.len() > r.pooled.len();
+        self.logit(&r.dense(with_matches), &tfidf(&self.idf, &r.tf).0)
     }
 }
 
@@ -296,7 +483,8 @@ impl StackedHead {
 /// equally, early-stopped on dev log-loss. A view left out has zero
 /// weights (n-grams: zero IDF; encoder: unit-free zero weights).
 fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &StackOptions) -> Fit {
-    let d = train[0].dense.len();
+    let dense: Vec<Vec<f32>> = train.iter().map(|r| r.dense(opts.matching)).collect();
+    let (d, hidden) = (dense[0].len(), train[0].pooled.len());
     let n = train.len() as f32;
     let mut df = vec![0u32; BUCKETS];
     for r in train {
@@ -307,7 +495,7 @@ fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &StackOptions)
     let idf: Vec<f32> = df
         .iter()
         .map(|&c| {
-            if views == Views::EncoderOnly || c < opts.min_df {
+            if !views.ngrams() || c < opts.min_df {
                 0.0
             } else {
                 ((1.0 + n) / (1.0 + c as f32)).ln() + 1.0
@@ -315,27 +503,35 @@ fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &StackOptions)
         })
         .collect();
     let mut mean = vec![0f32; d];
-    for r in train {
-        mean.iter_mut().zip(&r.dense).for_each(|(m, x)| *m += x / n);
+    for x in &dense {
+        mean.iter_mut().zip(x).for_each(|(m, x)| *m += x / n);
     }
     let mut std = vec![0f32; d];
-    for r in train {
+    for x in &dense {
         std.iter_mut()
-            .zip(r.dense.iter().zip(&mean))
+            .zip(x.iter().zip(&mean))
             .for_each(|(s, (x, m))| *s += (x - m).powi(2) / n);
     }
     std.iter_mut().for_each(|s| *s = s.sqrt().max(1e-6));
     let x_train: Vec<Features> = train
         .iter()
-        .map(|r| {
+        .zip(&dense)
+        .map(|(r, x)| {
             (
-                standardise(&r.dense, &mean, &std, views),
+                standardise(x, &mean, &std, |i| {
+                    if i < hidden {
+                        views.encoder()
+                    } else {
+                        views.matches()
+                    }
+                }),
                 tfidf(&idf, &r.tf).0,
             )
         })
         .collect();
     let pos = train.iter().filter(|r| r.hoax).count().max(1) as f32;
     let class_w = [n / (2.0 * (n - pos).max(1.0)), n / (2.0 * pos)];
+    let row_w = source_weights(train, opts.source_balance);
 
     let mut head = StackedHead {
         idf,
@@ -367,7 +563,7 @@ fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &StackOptions)
                     .sum::<f32>()
                 + head.bias;
             let y = train[i].hoax;
-            let g = (sigmoid(z) - f32::from(u8::from(y))) * class_w[usize::from(y)];
+            let g = (sigmoid(z) - f32::from(u8::from(y))) * class_w[usize::from(y)] * row_w[i];
             for (j, x) in xd.iter().enumerate() {
                 adagrad(&mut head.w_dense[j], &mut g_dense[j], g * x, l2, opts.lr);
             }
@@ -394,13 +590,30 @@ fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &StackOptions)
     }
 }
 
-fn standardise(x: &[f32], mean: &[f32], std: &[f32], views: Views) -> Vec<f32> {
-    if views == Views::NgramsOnly {
-        return vec![0.0; x.len()];
+/// Each row's weight for its source's size: (mean rows per source / the
+/// source's rows) ^ `balance`, so 0 weighs every row alike and 1 every
+/// source alike; scaled to a mean of 1.
+fn source_weights(rows: &[&Row], balance: f32) -> Vec<f32> {
+    let mut per_source: HashMap<&str, f32> = HashMap::new();
+    for r in rows {
+        *per_source.entry(r.source.as_str()).or_default() += 1.0;
     }
+    let mean = rows.len() as f32 / per_source.len() as f32;
+    let w: Vec<f32> = rows
+        .iter()
+        .map(|r| (mean / per_source[r.source.as_str()]).powf(balance))
+        .collect();
+    let scale = rows.len() as f32 / w.iter().sum::<f32>();
+    w.into_iter().map(|x| x * scale).collect()
+}
+
+/// Standardised dense features; those `used` rejects are zero, so their
+/// weights stay zero.
+fn standardise(x: &[f32], mean: &[f32], std: &[f32], used: impl Fn(usize) -> bool) -> Vec<f32> {
     x.iter()
         .zip(mean.iter().zip(std))
-        .map(|(x, (m, s))| (x - m) / s)
+        .enumerate()
+        .map(|(i, (x, (m, s)))| if used(i) { (x - m) / s } else { 0.0 })
         .collect()
 }
 
@@ -561,8 +774,12 @@ fn encode_rows(
             let pooled = &known[k];
             let words = clf.read_words(t);
             Row {
-                dense: pooled.clone(),
+                id: e.id.clone(),
+                narrative: e.narrative.clone(),
+                text: e.text.clone(),
+                pooled: pooled.clone(),
                 tf: term_frequencies(words.iter().map(String::as_str)),
+                matches: [0.0; MATCH_FEATURES],
                 hoax: e.hoax(),
                 protected: e.protected(),
                 source: e.source.clone(),

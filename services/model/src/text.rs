@@ -42,6 +42,10 @@ pub struct Tokenized {
     pub(crate) ids: Vec<u32>,
     /// SentencePiece strings aligned with `ids` ("" for the specials).
     pub(crate) pieces: Vec<String>,
+    /// The middle pieces truncation cut out of `pieces` (empty when none
+    /// was): the n-gram view reads the whole text, only the encoder's
+    /// attention has a length limit.
+    pub(crate) cut: Vec<String>,
 }
 
 impl Tokenized {
@@ -107,6 +111,7 @@ impl TextEncoder {
             (n, 0)
         };
         let keep: Vec<usize> = (0..head).chain(n - tail..n).collect();
+        let cut = toks_all[head..n - tail].to_vec();
         let mut ids = Vec::with_capacity(keep.len() + 2);
         let mut pieces = Vec::with_capacity(keep.len() + 2);
         ids.push(self.bos);
@@ -117,7 +122,7 @@ impl TextEncoder {
         }
         ids.push(self.eos);
         pieces.push(String::new());
-        Ok(Tokenized { ids, pieces })
+        Ok(Tokenized { ids, pieces, cut })
     }
 
     /// Groups pieces into words ("▁" starts a word) with summed weights,
@@ -136,10 +141,17 @@ impl TextEncoder {
             .collect()
     }
 
-    /// The words as read, punctuation kept ("SEBARKAN!!!"), prefix skipped:
-    /// the character n-gram view's input.
-    pub fn raw_words(&self, pieces: &[String]) -> Vec<String> {
-        self.grouped(pieces, &vec![0.0; pieces.len()])
+    /// The words of the whole text (`pieces` with the `cut` middle put
+    /// back), punctuation kept ("SEBARKAN!!!"), prefix skipped: the
+    /// character n-gram view's input.
+    pub fn raw_words(&self, item: &Tokenized) -> Vec<String> {
+        let mut pieces = item.pieces.clone();
+        if !item.cut.is_empty() {
+            // Before the kept tail (a quarter of the budget) and `</s>`.
+            let at = pieces.len() - 1 - (self.max_len - 2) / 4;
+            pieces.splice(at..at, item.cut.iter().cloned());
+        }
+        self.grouped(&pieces, &vec![0.0; pieces.len()])
             .into_iter()
             .map(|(s, _)| s)
             .filter(|s| !s.is_empty())

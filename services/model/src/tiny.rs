@@ -184,6 +184,7 @@ pub(crate) fn tiny_spec(finetuned: usize) -> ModelSpec {
         pad_id: 1,
         data_sha: None,
         stack: None,
+        claims: None,
     }
 }
 

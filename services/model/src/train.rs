@@ -418,6 +418,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         pad_id: pad,
         data_sha: Some(data_sha.clone()),
         stack: None,
+        claims: None,
     };
     spec.save(&opts.out)?;
     let report = TrainReport {

@@ -2,6 +2,7 @@
 //! written as a model directory that scores through the same `Classifier`,
 //! measured per held-out source, reproducible from its cache.
 
+use patroli_contracts::ClaimVerdict;
 use patroli_model::{
     build_tiny_model, evaluate, stack, Classifier, InferenceOptions, Split, StackOptions, Views,
 };
@@ -69,7 +70,7 @@ fn stacked_model_trains_on_binary_labels_scores_and_reports_held_out_sources() {
     // 80 rows in a 3:1:1 cycle of pairs: 48 train, 16 dev, 16 test.
     assert_eq!((report.train_examples, report.dev_examples), (48, 16));
     // The n-grams separate these texts; the random encoder alone cannot.
-    assert_eq!(report.dev_roc_auc[&Views::Both], Some(1.0));
+    assert_eq!(report.dev_roc_auc[&Views::Combined], Some(1.0));
     assert_eq!(report.dev_roc_auc[&Views::NgramsOnly], Some(1.0));
     // 8 dev news items, at most 2% above the threshold: none.
     let t = &report.threshold;
@@ -82,7 +83,7 @@ fn stacked_model_trains_on_binary_labels_scores_and_reports_held_out_sources() {
     // test news rows of public.
     assert_eq!((public.rows, public.one_sided), (60, false));
     assert_eq!((factcheck.rows, factcheck.one_sided), (28, true));
-    assert_eq!(factcheck.roc_auc[&Views::Both], Some(1.0));
+    assert_eq!(factcheck.roc_auc[&Views::Combined], Some(1.0));
 
     let clf = Classifier::load(&out, &InferenceOptions::default()).unwrap();
     assert_eq!(clf.info().name, "tiny-stacked");
@@ -110,6 +111,17 @@ fn stacked_model_trains_on_binary_labels_scores_and_reports_held_out_sources() {
         preds[0].top_tokens
     );
     assert!(preds[2].top_tokens.is_empty());
+    // The train rows are the shipped archive: the test hoax repeats a train
+    // hoax's words, so its best match is a hoax claim above the threshold.
+    assert_eq!(clf.claim_count(), Some(48));
+    let best = &preds[0].matches[0];
+    assert_eq!(best.verdict, ClaimVerdict::Hoax);
+    assert!(
+        best.similarity >= report.match_threshold.unwrap(),
+        "{best:?}"
+    );
+    assert!(best.claim_id.starts_with('r'), "{best:?}");
+
     let eval = evaluate(&out, &[data], Some(Split::Test), "eval_report").unwrap();
     assert_eq!((eval.n, eval.positives, eval.protected_fpr), (16, 8, 0.0));
     assert_eq!(eval.roc_auc, Some(1.0));

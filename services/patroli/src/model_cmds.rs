@@ -5,7 +5,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use patroli_model::{Classifier, InferenceOptions, Split, StackOptions, TrainOptions, Views};
+use patroli_model::{Classifier, InferenceOptions, Split, StackOptions, TrainOptions};
 
 const DEFAULT_MODEL: &str = patroli_model::DEFAULT_MODEL_DIR;
 const DEFAULT_DATA: &str = "models/data/corpus";
@@ -165,6 +165,9 @@ pub struct StackArgs {
     max_protected_fpr: f64,
     #[arg(long, default_value_t = StackOptions::default().threshold)]
     min_threshold: f32,
+    /// Train on the text alone, without the known-claim archive.
+    #[arg(long)]
+    no_matching: bool,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -254,6 +257,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 seed: a.seed,
                 max_protected_fpr: a.max_protected_fpr,
                 threshold: a.min_threshold,
+                matching: !a.no_matching,
                 ..StackOptions::default()
             };
             let report = patroli_model::stack(&opts)?;
@@ -262,7 +266,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 report.train_examples,
                 report.dev_examples,
                 report.seconds,
-                report.dev_roc_auc[&Views::Both],
+                report.dev_roc_auc,
                 report.threshold
             );
             for (source, h) in &report.leave_one_source_out {

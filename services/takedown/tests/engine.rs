@@ -66,6 +66,7 @@ fn scored(
         reasons: Reasons {
             top_tokens: vec!["dicoblos".into()],
         },
+        matches: Vec::new(),
         source: SourceOffset {
             topic: topics::POSTS_SCORED.into(),
             partition: 0,

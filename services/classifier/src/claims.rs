@@ -1,0 +1,221 @@
+//! Keeps the model's claim archive in step with `claims.v1`: the topic is read to its end
+//! before the first post is scored, then followed while the service runs, so a claim a
+//! reviewer confirms is matched from the next post on, without a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use patroli_contracts::ClaimRecord;
+use patroli_model::{Claim, Classifier};
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ClassifierConfig;
+use crate::metrics::Metrics;
+use crate::service::ClassifierError;
+
+/// Records embedded in one model call when many arrive together (a catch-up).
+const APPLY_BATCH: usize = 64;
+/// How long a batch of arriving records waits for company.
+const BATCH_WAIT: Duration = Duration::from_millis(50);
+/// Start-up fails if the claims topic yields nothing for this long before its end.
+const CATCH_UP_STALL: Duration = Duration::from_secs(30);
+
+/// One change to the archive.
+enum Change {
+    Upsert(Claim),
+    Remove(String),
+}
+
+/// Reads `claims_topic` to its end into `classifier`'s archive and returns a task that
+/// follows it until `stop`. A model without an archive, or no topic, has nothing to follow.
+pub(crate) async fn catch_up_then_follow(
+    config: &ClassifierConfig,
+    classifier: Arc<Classifier>,
+    metrics: Metrics,
+    stop: CancellationToken,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ClassifierError> {
+    if config.claims_topic.is_empty() || classifier.claim_count().is_none() {
+        tracing::info!("no claim archive to follow");
+        return Ok(None);
+    }
+    let topic = config.claims_topic.clone();
+    let consumer: StreamConsumer = config
+        .kafka
+        .client_config("patroli-classifier-claims")
+        // Every instance reads the whole topic: no group offsets are ever committed.
+        .set("group.id", format!("{}-claims", config.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let ends = {
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30))?;
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .first()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+            .unwrap_or_default();
+        let mut assignment = TopicPartitionList::new();
+        let mut ends = Vec::new();
+        let found = !partitions.is_empty();
+        for p in partitions {
+            let (low, high) = consumer.fetch_watermarks(&topic, p, Duration::from_secs(30))?;
+            assignment.add_partition_offset(&topic, p, Offset::Beginning)?;
+            if high > low {
+                ends.push((p, high));
+            }
+        }
+        if !found {
+            tracing::warn!(%topic, "claims topic not found; the shipped archive alone is matched");
+            return Ok(None);
+        }
+        consumer.assign(&assignment)?;
+        ends
+    };
+    let (mut pending, mut caught_up) = (ends, 0usize);
+    let mut last_progress = tokio::time::Instant::now();
+    while !pending.is_empty() {
+        // The last offsets may hold no record (transaction markers): the position passing
+        // the end, seen after a quiet spell, is the end too.
+        match tokio::time::timeout(Duration::from_millis(500), next_batch(&consumer, &stop)).await {
+            Ok(batch) => {
+                if stop.is_cancelled() {
+                    return Ok(None);
+                }
+                caught_up += batch.len();
+                apply(&classifier, &metrics, batch).await?;
+                last_progress = tokio::time::Instant::now();
+            }
+            Err(_) if last_progress.elapsed() > CATCH_UP_STALL => {
+                return Err(ClassifierError::Stage(format!(
+                    "{topic}: no progress reading claims for {CATCH_UP_STALL:?}"
+                )))
+            }
+            Err(_) => {}
+        }
+        pending.retain(|&(p, high)| position(&consumer, &topic, p) < high);
+    }
+    tracing::info!(
+        %topic,
+        records = caught_up,
+        archive = classifier.claim_count().unwrap_or(0),
+        "claims caught up"
+    );
+    Ok(Some(tokio::spawn(async move {
+        loop {
+            let batch = next_batch(&consumer, &stop).await;
+            if stop.is_cancelled() {
+                return;
+            }
+            if let Err(e) = apply(&classifier, &metrics, batch).await {
+                // The archive keeps what it had; the next record is tried again.
+                tracing::error!(error = %e, "applying claims failed");
+            }
+        }
+    })))
+}
+
+/// The next offset to read on `partition`, or -1 before the first message.
+fn position(consumer: &StreamConsumer, topic: &str, partition: i32) -> i64 {
+    let Ok(tpl) = consumer.position() else {
+        return -1;
+    };
+    match tpl.find_partition(topic, partition).map(|p| p.offset()) {
+        Some(Offset::Offset(o)) => o,
+        _ => -1,
+    }
+}
+
+/// Waits for one record, then takes what else arrives within `BATCH_WAIT`.
+async fn next_batch(consumer: &StreamConsumer, stop: &CancellationToken) -> Vec<Change> {
+    let mut batch = Vec::new();
+    let first = tokio::select! {
+        _ = stop.cancelled() => return batch,
+        m = consumer.recv() => m,
+    };
+    let push = |batch: &mut Vec<Change>, m: Result<BorrowedMessage<'_>, _>| match m {
+        Ok(m) => batch.extend(change_of(&m)),
+        Err(e) => tracing::warn!(error = %e, "reading claims"),
+    };
+    push(&mut batch, first);
+    let deadline = tokio::time::Instant::now() + BATCH_WAIT;
+    while batch.len() < APPLY_BATCH {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(m) => push(&mut batch, m),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// A record as a change: a tombstone removes its key; a record that is not a claim is
+/// skipped with a warning (the topic is written by our own services and reviewed tools).
+fn change_of(m: &BorrowedMessage<'_>) -> Option<Change> {
+    let key = m.key().map(|k| String::from_utf8_lossy(k).into_owned());
+    match (m.payload(), key) {
+        (None, Some(key)) => Some(Change::Remove(key)),
+        (None, None) => None,
+        (Some(payload), _) => match serde_json::from_slice::<ClaimRecord>(payload) {
+            Ok(r) => Some(Change::Upsert(Claim {
+                id: r.claim_id,
+                verdict: r.verdict,
+                source: r.source,
+                text: Some(r.text),
+                date: r.date,
+                url: r.url,
+            })),
+            Err(e) => {
+                tracing::warn!(offset = m.offset(), error = %e, "skipping a claims record that is not a claim");
+                None
+            }
+        },
+    }
+}
+
+async fn apply(
+    classifier: &Arc<Classifier>,
+    metrics: &Metrics,
+    batch: Vec<Change>,
+) -> Result<(), ClassifierError> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let model = classifier.clone();
+    let counts = tokio::task::spawn_blocking(move || {
+        let (mut upserts, mut removed, mut rejected) = (Vec::new(), 0u64, 0u64);
+        for change in batch {
+            match change {
+                Change::Upsert(c) if c.text.as_deref().is_some_and(|t| !t.trim().is_empty()) => {
+                    upserts.push(c)
+                }
+                Change::Upsert(c) => {
+                    tracing::warn!(claim = %c.id, "skipping a claim without text");
+                    rejected += 1;
+                }
+                Change::Remove(id) => removed += u64::from(model.remove_claim(&id)?),
+            }
+        }
+        let added = upserts.len() as u64;
+        model.upsert_claims(upserts)?;
+        Ok::<_, patroli_model::ModelError>((added, removed, rejected))
+    })
+    .await
+    .map_err(|e| ClassifierError::Stage(e.to_string()))??;
+    for (outcome, n) in [
+        ("upserted", counts.0),
+        ("removed", counts.1),
+        ("rejected", counts.2),
+    ] {
+        metrics
+            .claims_applied
+            .with_label_values(&[outcome])
+            .inc_by(n);
+    }
+    metrics
+        .claims_archive
+        .set(classifier.claim_count().unwrap_or(0) as i64);
+    Ok(())
+}
