@@ -68,6 +68,7 @@ pub struct Stream {
     pub complaints: String,
     pub scored: String,
     pub dlq: String,
+    pub claims: String,
     tag: String,
 }
 
@@ -87,6 +88,7 @@ impl Stream {
             complaints: named(topics::COMPLAINTS),
             scored: named(topics::POSTS_SCORED),
             dlq: named(topics::POSTS_DLQ),
+            claims: named(topics::CLAIMS),
             tag,
         };
         let layout: Vec<(&str, i32)> = stream
@@ -124,17 +126,19 @@ impl Stream {
             complaints: topics::COMPLAINTS.into(),
             scored: topics::POSTS_SCORED.into(),
             dlq: topics::POSTS_DLQ.into(),
+            claims: topics::CLAIMS.into(),
             tag: format!("{:08x}", rand::random::<u32>()),
         }
     }
 
     /// Each of the stream's topics with the contract it follows.
-    fn topics(&self) -> [(&'static str, &String); 4] {
+    fn topics(&self) -> [(&'static str, &String); 5] {
         [
             (topics::POSTS_RAW, &self.raw),
             (topics::COMPLAINTS, &self.complaints),
             (topics::POSTS_SCORED, &self.scored),
             (topics::POSTS_DLQ, &self.dlq),
+            (topics::CLAIMS, &self.claims),
         ]
     }
 
@@ -150,6 +154,7 @@ impl Stream {
             ("PATROLI_COMPLAINTS_TOPIC".into(), self.complaints.clone()),
             ("PATROLI_OUTPUT_TOPIC".into(), self.scored.clone()),
             ("PATROLI_DLQ_TOPIC".into(), self.dlq.clone()),
+            ("PATROLI_CLAIMS_TOPIC".into(), self.claims.clone()),
         ]
     }
 

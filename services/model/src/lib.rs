@@ -51,7 +51,7 @@ pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};
 
 /// The shipped model, relative to the repository root: what every command,
 /// the classifier service and the container use unless told otherwise.
-pub const DEFAULT_MODEL_DIR: &str = "models/patroli-id-v3";
+pub const DEFAULT_MODEL_DIR: &str = "models/patroli-id-v4";
 
 /// Everything that can go wrong loading, running or training a model.
 #[derive(Debug, thiserror::Error)]

@@ -75,9 +75,9 @@ impl Default for StackOptions {
         Self {
             data: vec![PathBuf::from("models/data/build/all.jsonl")],
             encoder: PathBuf::from("models/patroli-id-v3"),
-            out: PathBuf::from("models/patroli-id-v3"),
-            name: "patroli-id-v3".into(),
-            version: "3.0.0".into(),
+            out: PathBuf::from("models/patroli-id-v4"),
+            name: "patroli-id-v4".into(),
+            version: "4.0.0".into(),
             seed: 13,
             epochs: 30,
             lr: 0.1,
