@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::IdHasher;
-use crate::PostRef;
+use crate::{MatchedClaim, PostRef};
 
 /// Where a narrative stands with its reviewers. Only ever moves forward: `pending_review` →
 /// `confirmed` or `rejected`.
@@ -92,6 +92,10 @@ pub struct ReviewItem {
     pub first_seen: String,
     pub last_seen: String,
     pub sample_posts: Vec<SamplePost>,
+    /// Known claims the narrative's posts repeat, most similar first (at most three): the
+    /// evidence a reviewer checks first. Absent in items written before matching.
+    #[serde(default)]
+    pub matched_claims: Vec<MatchedClaim>,
     pub policy_version: String,
     /// RFC 3339.
     pub updated_at: String,
@@ -157,6 +161,10 @@ pub struct TakedownRequest {
     pub score: f32,
     /// Part of the text of one of the posts, for the partner's reviewer.
     pub evidence_excerpt: Option<String>,
+    /// Known claims the narrative's posts repeat (who debunked them, when, where), most similar
+    /// first, at most three. Absent in requests written before matching.
+    #[serde(default)]
+    pub matched_claims: Vec<MatchedClaim>,
     pub basis: RequestBasis,
     /// The confirming decision; `None` only for [`RequestBasis::AutoThreshold`].
     pub decision_id: Option<String>,

@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use patroli_contracts::{DecisionAction, Priority, ReviewDecision, ReviewItem};
+use patroli_contracts::{
+    ClaimVerdict, DecisionAction, MatchedClaim, Priority, ReviewDecision, ReviewItem,
+};
 
 use crate::accounts::Role;
 use crate::auth::{Caller, Problem};
@@ -116,6 +118,37 @@ pub fn review(view: &View, caller: &Caller) -> String {
     layout("Review desk", Some(caller), &body, "")
 }
 
+/// One known claim the narrative repeats: the evidence a reviewer checks first. Only web
+/// addresses become links.
+fn known_claim(claim: &MatchedClaim) -> String {
+    let (class, verdict) = match claim.verdict {
+        ClaimVerdict::Hoax => ("hoax", "a known hoax"),
+        ClaimVerdict::Genuine => ("genuine", "a known genuine item"),
+    };
+    let date = claim
+        .date
+        .as_deref()
+        .map(|d| format!(" on {}", escape(d)))
+        .unwrap_or_default();
+    let link = claim
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .map(|u| {
+            format!(
+                r#" · <a href="{}" rel="noopener noreferrer">the check</a>"#,
+                escape(u)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<li class=\"claim {class}\">Repeats {verdict}: <code>{}</code>, similarity {:.3}, checked by {}{date}{link}</li>\n",
+        escape(&claim.claim_id),
+        claim.similarity,
+        escape(&claim.source),
+    )
+}
+
 fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Caller) -> String {
     let id = escape(&item.narrative_id);
     let priority = match item.priority {
@@ -168,6 +201,13 @@ fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Ca
         );
     }
     out.push_str("</ul>\n");
+    if !item.matched_claims.is_empty() {
+        out.push_str("<ul class=\"claims\">\n");
+        for claim in &item.matched_claims {
+            out.push_str(&known_claim(claim));
+        }
+        out.push_str("</ul>\n");
+    }
     match decision {
         Some(d) => {
             let verb = match d.action {
@@ -204,4 +244,36 @@ fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Ca
     }
     out.push_str("</article>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_known_claim_names_its_checker_and_links_only_web_addresses() {
+        let mut claim = MatchedClaim {
+            claim_id: "review:n-<1>".into(),
+            similarity: 0.9612,
+            verdict: ClaimVerdict::Hoax,
+            source: "komdigi".into(),
+            date: Some("2024-01-02".into()),
+            url: Some("https://komdigi.example/hoaks?id=1&x=2".into()),
+        };
+        assert_eq!(
+            known_claim(&claim),
+            "<li class=\"claim hoax\">Repeats a known hoax: <code>review:n-&lt;1&gt;</code>, \
+             similarity 0.961, checked by komdigi on 2024-01-02 · <a \
+             href=\"https://komdigi.example/hoaks?id=1&amp;x=2\" rel=\"noopener noreferrer\">the \
+             check</a></li>\n"
+        );
+        claim.url = Some("javascript:alert(1)".into());
+        claim.verdict = ClaimVerdict::Genuine;
+        claim.date = None;
+        assert_eq!(
+            known_claim(&claim),
+            "<li class=\"claim genuine\">Repeats a known genuine item: \
+             <code>review:n-&lt;1&gt;</code>, similarity 0.961, checked by komdigi</li>\n"
+        );
+    }
 }

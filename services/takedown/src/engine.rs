@@ -184,6 +184,7 @@ impl Engine {
             reason_words: event.reasons.top_tokens.clone(),
             fingerprint,
             protected,
+            matches: event.matches.clone(),
             requested_in: None,
             labelled: false,
         };
@@ -292,6 +293,7 @@ impl Engine {
                 for key in keys {
                     self.label_post(&key, &mut fx);
                 }
+                self.publish_claim(&narrative_id, &decision, &mut fx);
                 self.bump_review_item(&narrative_id, now, &mut fx);
             }
             // Confirming again releases copies held back (protected sources that joined after

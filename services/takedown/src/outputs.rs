@@ -3,9 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use patroli_contracts::{
-    label_id, review_item_id, takedown_request_id, DecisionAction, LabelRecord, Priority,
-    RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ReviewLabel, SamplePost,
-    TakedownRequest, SCHEMA_VERSION,
+    label_id, review_item_id, takedown_request_id, ClaimRecord, ClaimVerdict, DecisionAction,
+    LabelRecord, MatchedClaim, Priority, RequestBasis, RequestedPost, ReviewDecision, ReviewItem,
+    ReviewLabel, SamplePost, TakedownRequest, SCHEMA_VERSION,
 };
 
 use crate::engine::Engine;
@@ -18,6 +18,8 @@ const SAMPLE_POSTS: usize = 5;
 const REASON_WORDS: usize = 10;
 /// Characters of post text quoted as evidence in a request.
 const EXCERPT_CHARS: usize = 280;
+/// Known claims shown on a review item or request.
+const MATCHED_CLAIMS: usize = 3;
 
 fn posts<'a>(engine: &'a Engine, narrative_id: &str) -> Vec<&'a PostRecord> {
     engine
@@ -100,9 +102,53 @@ pub(crate) fn review_item(engine: &Engine, narrative_id: &str, now: &str) -> Rev
                 protected: p.protected,
             })
             .collect(),
+        matched_claims: matched_claims(&posts),
         policy_version: engine.policy.version.clone(),
         updated_at: now.to_owned(),
     }
+}
+
+/// The claims `posts` were matched to, each once at its highest similarity, most similar first.
+fn matched_claims(posts: &[&PostRecord]) -> Vec<MatchedClaim> {
+    let mut best: BTreeMap<&str, &MatchedClaim> = BTreeMap::new();
+    for m in posts.iter().flat_map(|p| &p.matches) {
+        let kept = best.entry(m.claim_id.as_str()).or_insert(m);
+        if m.similarity > kept.similarity {
+            *kept = m;
+        }
+    }
+    let mut all: Vec<MatchedClaim> = best.into_values().cloned().collect();
+    all.sort_by(|a, b| {
+        b.similarity
+            .total_cmp(&a.similarity)
+            .then(a.claim_id.cmp(&b.claim_id))
+    });
+    all.truncate(MATCHED_CLAIMS);
+    all
+}
+
+/// The narrative as a checked claim for `claims.v1`, worded as its highest-scoring post with
+/// text; `None` when no post's text is known.
+pub(crate) fn claim(
+    engine: &Engine,
+    narrative_id: &str,
+    decision: &ReviewDecision,
+) -> Option<ClaimRecord> {
+    let mut by_score = posts(engine, narrative_id);
+    by_score.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.post.cmp(&b.post)));
+    let text = by_score.iter().find_map(|p| p.text.clone())?;
+    Some(ClaimRecord {
+        schema_version: SCHEMA_VERSION,
+        claim_id: format!("review:{narrative_id}"),
+        verdict: match decision.action {
+            DecisionAction::Confirm => ClaimVerdict::Hoax,
+            DecisionAction::Reject => ClaimVerdict::Genuine,
+        },
+        text,
+        source: "review".into(),
+        date: Some(decision.decided_at.clone()),
+        url: None,
+    })
 }
 
 /// Earliest and latest `created_at`, compared as instants (offsets differ between partners).
@@ -171,6 +217,13 @@ pub(crate) fn takedown_request(
         category,
         score: best.score,
         evidence_excerpt: excerpt,
+        matched_claims: matched_claims(
+            &posts
+                .iter()
+                .copied()
+                .chain(self::posts(engine, narrative_id))
+                .collect::<Vec<_>>(),
+        ),
         basis,
         decision_id,
         coordinated,

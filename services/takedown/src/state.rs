@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use patroli_contracts::{NarrativeStatus, PartnerStatus, PostRef, ReviewDecision};
+use patroli_contracts::{MatchedClaim, NarrativeStatus, PartnerStatus, PostRef, ReviewDecision};
 use serde::{Deserialize, Serialize};
 
 const POST_PREFIX: &str = "post:";
@@ -26,6 +26,9 @@ pub struct PostRecord {
     pub fingerprint: u64,
     pub text: Option<String>,
     pub protected: bool,
+    /// Known claims the classifier matched (absent in state written before matching).
+    #[serde(default)]
+    pub matches: Vec<MatchedClaim>,
     /// The request that lists this post; a post is requested at most once.
     pub requested_in: Option<String>,
     /// Whether its `labels.v1` record went out (needs a decision and the text).

@@ -188,6 +188,24 @@ impl Engine {
         fx.dirty_posts.insert(key.to_owned());
     }
 
+    /// A decided narrative joins the known claims every classifier matches against.
+    pub(crate) fn publish_claim(
+        &mut self,
+        narrative_id: &str,
+        decision: &ReviewDecision,
+        fx: &mut Effects,
+    ) {
+        let Some(claim) = outputs::claim(self, narrative_id, decision) else {
+            tracing::warn!(%narrative_id, "decided narrative has no post text: no claim published");
+            return;
+        };
+        fx.out.push(Outgoing::json(
+            topics::CLAIMS,
+            claim.claim_id.clone(),
+            &claim,
+        ));
+    }
+
     pub(crate) fn bump_review_item(&mut self, narrative_id: &str, now: &str, fx: &mut Effects) {
         let narrative = self
             .narratives

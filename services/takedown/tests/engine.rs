@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use patroli_contracts::{
-    fingerprint, topics, AuditEvent, DecisionAction, LabelRecord, Latency, ModelRef,
-    NarrativeStatus, PartnerStatus, PostRef, Priority, Reasons, RequestBasis, ReviewDecision,
-    ReviewItem, ReviewLabel, ScoredEvent, SourceKind, SourceOffset, TakedownRequest,
-    TakedownStatus,
+    fingerprint, topics, AuditEvent, ClaimRecord, ClaimVerdict, DecisionAction, LabelRecord,
+    Latency, MatchedClaim, ModelRef, NarrativeStatus, PartnerStatus, PostRef, Priority, Reasons,
+    RequestBasis, ReviewDecision, ReviewItem, ReviewLabel, ScoredEvent, SourceKind, SourceOffset,
+    TakedownRequest, TakedownStatus,
 };
 use patroli_takedown::state::StateRecord;
 use patroli_takedown::{Engine, Metrics, Outgoing, Policy};
@@ -104,16 +104,41 @@ fn variant(i: usize) -> String {
     text.replace("nomor 2", &format!("nomor {}", i % 3 + 1))
 }
 
+fn known_claim(id: &str, similarity: f32) -> MatchedClaim {
+    MatchedClaim {
+        claim_id: id.into(),
+        similarity,
+        verdict: ClaimVerdict::Hoax,
+        source: id.split('-').next().unwrap().into(),
+        date: None,
+        url: Some(format!("https://cekfakta.example/{id}")),
+    }
+}
+
+/// The matched claims every output about the narrative of `twelve_variants` shows.
+fn expected_claims() -> Vec<MatchedClaim> {
+    vec![
+        known_claim("tbh-1", 0.97),
+        known_claim("komdigi-7", 0.955),
+        known_claim("mafindo-3", 0.951),
+    ]
+}
+
 /// Feeds 12 variants over 3 platforms with texts; returns the outputs and the narrative id.
 fn twelve_variants(engine: &mut Engine) -> (Vec<Outgoing>, String) {
     let mut out = Vec::new();
     for i in 0..12 {
         let platform = ["x", "facebook", "tiktok"][i % 3];
         out.extend(engine.on_text(format!("{platform}:p{i}"), variant(i)));
-        out.extend(engine.on_scored(
-            scored(platform, i, &variant(i), &format!("a{i}"), i * 30, 0.9),
-            NOW,
-        ));
+        let mut event = scored(platform, i, &variant(i), &format!("a{i}"), i * 30, 0.9);
+        // The first three copies repeat known claims; one claim twice, at two similarities.
+        event.matches = match i {
+            0 => vec![known_claim("tbh-1", 0.95)],
+            1 => vec![known_claim("tbh-1", 0.97), known_claim("komdigi-7", 0.955)],
+            2 => vec![known_claim("mafindo-3", 0.951)],
+            _ => Vec::new(),
+        };
+        out.extend(engine.on_scored(event, NOW));
     }
     let items: Vec<ReviewItem> = of(&out, topics::REVIEW_QUEUE);
     let id = items[0].narrative_id.clone();
@@ -185,6 +210,7 @@ fn confirm_requests_every_post_once_per_platform_then_copies_automatically() {
     assert_eq!(listed["facebook"], ["p1", "p10", "p4", "p7"]);
     assert_eq!(listed["tiktok"], ["p11", "p2", "p5", "p8"]);
     for r in &requests {
+        assert_eq!(r.matched_claims, expected_claims());
         assert_eq!(r.basis, RequestBasis::Confirmed);
         assert_eq!(r.decision_id.as_deref(), Some("d1"));
         assert_eq!(r.policy_version, "test-1");
@@ -201,6 +227,29 @@ fn confirm_requests_every_post_once_per_platform_then_copies_automatically() {
     assert!(labels
         .iter()
         .all(|l| l.label == ReviewLabel::Hoax && !l.text.is_empty()));
+    let items: Vec<ReviewItem> = of(&out, topics::REVIEW_QUEUE);
+    assert_eq!(items.last().unwrap().matched_claims, expected_claims());
+    // The confirmed narrative becomes a known hoax, worded as its best-scoring post
+    // (all score 0.9: the first by post key, facebook:p1).
+    let claims: Vec<ClaimRecord> = of(&out, topics::CLAIMS);
+    assert_eq!(
+        claims,
+        [ClaimRecord {
+            schema_version: 1,
+            claim_id: format!("review:{narrative}"),
+            verdict: ClaimVerdict::Hoax,
+            text: variant(1),
+            source: "review".into(),
+            date: Some(NOW.into()),
+            url: None,
+        }]
+    );
+    let claim_keys: Vec<&str> = out
+        .iter()
+        .filter(|o| o.topic == topics::CLAIMS)
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(claim_keys, [claims[0].claim_id.as_str()]);
     let audit: Vec<AuditEvent> = of(&out, topics::TAKEDOWN_AUDIT);
     assert_eq!(audit.len(), 4, "narrative confirmed + 3 requests sent");
     assert_eq!(audit[0].to, "confirmed");
@@ -227,6 +276,10 @@ fn reject_labels_not_hoax_and_requests_nothing() {
     let labels: Vec<LabelRecord> = of(&out, topics::LABELS);
     assert_eq!(labels.len(), 12);
     assert!(labels.iter().all(|l| l.label == ReviewLabel::NotHoax));
+    // A rejected narrative is a known genuine item: copies of it weigh towards "not a hoax".
+    let claims: Vec<ClaimRecord> = of(&out, topics::CLAIMS);
+    assert_eq!(claims.len(), 1);
+    assert_eq!(claims[0].verdict, ClaimVerdict::Genuine);
     let out = engine.on_scored(scored("x", 99, HOAX, "late", 0, 0.99), NOW);
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
     // A later confirm cannot undo the rejection; it is audited as ignored.
