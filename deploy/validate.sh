@@ -176,7 +176,8 @@ for k in ("PATROLI_LOG_JSON",):
         err(cm, f"{k}={conf[k]!r} is not true/false")
 input_topics = [conf.get("PATROLI_POSTS_TOPIC", "posts.raw.v1"),
                 conf.get("PATROLI_COMPLAINTS_TOPIC", "complaints.v1")]
-for k in ("PATROLI_POSTS_TOPIC", "PATROLI_COMPLAINTS_TOPIC", "PATROLI_OUTPUT_TOPIC", "PATROLI_DLQ_TOPIC"):
+for k in ("PATROLI_POSTS_TOPIC", "PATROLI_COMPLAINTS_TOPIC", "PATROLI_OUTPUT_TOPIC", "PATROLI_DLQ_TOPIC",
+          "PATROLI_CLAIMS_TOPIC"):
     if k in conf and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", str(conf[k])):
         err(cm, f"{k}={conf[k]!r} is not a valid Kafka topic name")
 if "PATROLI_KAFKA__EXTRA" in conf:
@@ -373,9 +374,15 @@ for t in by_kind.get("KafkaTopic", []):
 needed = list(input_topics) + [conf.get("PATROLI_OUTPUT_TOPIC", "posts.scored.v1"),
                                conf.get("PATROLI_DLQ_TOPIC", "posts.dlq.v1")]
 needed.append("complaints.contacts.v1")  # written by the gateway
+claims_topic = conf.get("PATROLI_CLAIMS_TOPIC", "claims.v1")
+if claims_topic:
+    needed.append(claims_topic)
 for n in needed:
     if topics and n not in topics:
         errors.append(f"{target}: topic {n!r} used by the classifier has no KafkaTopic")
+claims = topics.get(claims_topic)
+if claims and claims["spec"].get("config", {}).get("cleanup.policy") != "compact":
+    err(claims, "the claims topic must be compacted: classifiers read it whole at start-up")
 dlq = topics.get(conf.get("PATROLI_DLQ_TOPIC", "posts.dlq.v1"))
 if dlq and int(dlq["spec"].get("config", {}).get("retention.ms", 0)) < 30 * 86400 * 1000:
     err(dlq, "DLQ retention.ms should be at least 30 days")

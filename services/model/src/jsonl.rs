@@ -19,7 +19,8 @@ enum Line {
 
 /// Reads JSONL objects with `id` and `text` and writes, one line per
 /// non-blank input line and in input order, the object with `score`,
-/// `label` (0/1) and `categories` added. A line that is not such an object
+/// `label` (0/1), `categories` and, for a model with a claim archive,
+/// `matches` (the known claims it repeats) added. A line that is not such an object
 /// becomes `{"line": n, "id": ..?, "error": "..."}`; only I/O and model
 /// failures abort. Posts are scored `batch` at a time.
 pub fn score_jsonl<R: BufRead, W: Write>(
@@ -110,6 +111,13 @@ fn flush<W: Write>(
                     .map(|(k, v)| (k, round6(v).into()))
                     .collect();
                 m.insert("categories".into(), Value::Object(cats));
+                // With a claim archive, always present (often empty): a stable shape.
+                if clf.claim_count().is_some() {
+                    m.insert(
+                        "matches".into(),
+                        serde_json::to_value(&p.matches).expect("matches serialise"),
+                    );
+                }
                 stats.scored += 1;
                 Value::Object(m)
             }

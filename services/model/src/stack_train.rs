@@ -150,6 +150,10 @@ pub struct StackReport {
     /// Similarity at which a claim is shown as a match (with matching on).
     pub match_threshold: Option<f32>,
     pub dev_roc_auc: BTreeMap<Views, Option<f64>>,
+    /// The same fits scored on the test split (loaded only with
+    /// leave-one-source-out; empty otherwise). Evaluation only: nothing
+    /// about the fit depends on it.
+    pub test_roc_auc: BTreeMap<Views, Option<f64>>,
     pub platt: (f32, f32),
     pub threshold: ThresholdChoice,
     pub leave_one_source_out: BTreeMap<String, HeldOut>,
@@ -292,11 +296,21 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         opts.max_protected_fpr,
         opts.threshold,
     );
-    let mut dev_roc_auc = BTreeMap::new();
+    let test = of(Split::Test);
+    let test_auc = |head: &StackedHead| -> Option<f64> {
+        let scores: Vec<f32> = test.iter().map(|r| head.logit_of(r)).collect();
+        let labels: Vec<bool> = test.iter().map(|r| r.hoax).collect();
+        roc_auc(&scores, &labels)
+    };
+    let (mut dev_roc_auc, mut test_roc_auc) = (BTreeMap::new(), BTreeMap::new());
     dev_roc_auc.insert(shipped, fit.dev_auc);
+    test_roc_auc.insert(shipped, test_auc(&fit.head));
     for &v in &ablations {
-        dev_roc_auc.insert(v, self::fit(&train, &dev, v, l2, opts).dev_auc);
+        let f = self::fit(&train, &dev, v, l2, opts);
+        dev_roc_auc.insert(v, f.dev_auc);
+        test_roc_auc.insert(v, test_auc(&f.head));
     }
+    test_roc_auc.retain(|_, auc| auc.is_some());
     let match_threshold = archive.as_ref().map(|_| {
         let genuine_best_hoax: Vec<f32> = dev
             .iter()
@@ -365,6 +379,7 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         l2,
         epochs_run: fit.epochs,
         dev_roc_auc,
+        test_roc_auc,
         platt: fit.head.platt,
         threshold,
         leave_one_source_out: loso,
