@@ -19,6 +19,8 @@ mod metrics;
 mod ngram;
 mod spec;
 mod stack;
+mod stack_fit;
+mod stack_rows;
 mod stack_train;
 mod text;
 mod tiny;
