@@ -4,6 +4,7 @@
 # and prints the same JSON lines. Creates its own venv from PyPI on first use.
 #
 #   benches/reference/run.sh TEXTS.jsonl [--threads 1,2] [--max-len 64]
+#   benches/reference/run.sh --mix OUT.jsonl [--posts 1000]   (the length mix: mix.py)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="$here/.venv"
@@ -14,5 +15,9 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$here/requirements.txt" "$venv/requi
     "$venv/bin/pip" install --quiet --upgrade pip
     "$venv/bin/pip" install --quiet -r "$here/requirements.txt"
     cp "$here/requirements.txt" "$venv/requirements.txt"
+fi
+if [ "${1:-}" = "--mix" ]; then
+    shift
+    exec "$venv/bin/python" "$here/mix.py" "$@"
 fi
 exec "$venv/bin/python" "$here/reference.py" "$@"

@@ -358,7 +358,10 @@ fn bench_reports_every_thread_count_in_the_reference_shape() {
     for r in &rows {
         assert_eq!(r.posts, 40);
         assert!(r.batches >= 2, "{r:?}");
-        assert!(r.posts_per_sec > 0.0 && r.single_posts_per_sec > 0.0, "{r:?}");
+        assert!(
+            r.posts_per_sec > 0.0 && r.single_posts_per_sec > 0.0,
+            "{r:?}"
+        );
         assert!(r.batch_p50_ms <= r.batch_p99_ms && r.single_p50_ms <= r.single_p99_ms);
         assert!(r.peak_rss_mb.is_some_and(|mb| mb > 0), "{r:?}");
     }

@@ -361,16 +361,43 @@ fn parse_source_weight(s: &str) -> Result<(String, f32), String> {
 }
 
 /// Every k-th corpus text, so the length mix (tweets to articles) is the corpus's.
+/// `posts` texts spread evenly over the JSONL files (or directories of them) in `data`:
+/// only each line's `text` is read, so a labelled set and a bare length mix both serve.
 fn bench_texts(data: &[PathBuf], posts: usize) -> anyhow::Result<Vec<String>> {
-    let all = patroli_model::load_examples(data)?;
+    let mut files = Vec::new();
+    for path in data {
+        if path.is_dir() {
+            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("reading {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+                .collect();
+            inside.sort();
+            files.extend(inside);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    let mut all = Vec::new();
+    for file in &files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        for (n, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}:{}: not JSON", file.display(), n + 1))?;
+            let text = value["text"]
+                .as_str()
+                .with_context(|| format!("{}:{}: no \"text\" string", file.display(), n + 1))?;
+            all.push(text.to_owned());
+        }
+    }
     anyhow::ensure!(!all.is_empty(), "no texts in {}", show(data));
     let step = (all.len() / posts.max(1)).max(1);
-    Ok(all
-        .into_iter()
-        .step_by(step)
-        .take(posts)
-        .map(|e| e.text)
-        .collect())
+    Ok(all.into_iter().step_by(step).take(posts).collect())
 }
 
 fn show(paths: &[PathBuf]) -> String {
