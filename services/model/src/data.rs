@@ -157,7 +157,8 @@ pub fn load_examples(paths: &[PathBuf]) -> Result<Vec<Example>, ModelError> {
     Ok(out)
 }
 
-fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ModelError> {
+/// The JSONL files `paths` name: files as given, directories' `*.jsonl` sorted.
+pub fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ModelError> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {

@@ -36,7 +36,8 @@ pub use classifier::{
     BaseEncoder, Classifier, InferenceOptions, ModelInfo, Prediction, TokenBudget,
 };
 pub use data::{
-    data_fingerprint, load_examples, split_of, Example, Split, CATEGORIES, DISINFO_CATEGORIES,
+    data_files, data_fingerprint, load_examples, split_of, Example, Split, CATEGORIES,
+    DISINFO_CATEGORIES,
 };
 pub use e5s1::{convert_e5s1, dequantize_q4_0, parse_e5s1, E5s1, E5s1Header};
 pub use eval::{evaluate, CategoryRow, EvalReport};

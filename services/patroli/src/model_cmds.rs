@@ -364,20 +364,7 @@ fn parse_source_weight(s: &str) -> Result<(String, f32), String> {
 /// `posts` texts spread evenly over the JSONL files (or directories of them) in `data`:
 /// only each line's `text` is read, so a labelled set and a bare length mix both serve.
 fn bench_texts(data: &[PathBuf], posts: usize) -> anyhow::Result<Vec<String>> {
-    let mut files = Vec::new();
-    for path in data {
-        if path.is_dir() {
-            let mut inside: Vec<PathBuf> = std::fs::read_dir(path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-                .collect();
-            inside.sort();
-            files.extend(inside);
-        } else {
-            files.push(path.clone());
-        }
-    }
+    let files = patroli_model::data_files(data)?;
     let mut all = Vec::new();
     for file in &files {
         let text =
