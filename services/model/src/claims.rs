@@ -23,7 +23,7 @@ const TOP_K: usize = 5;
 /// `QUERY_BLOCK * archive size` floats.
 const QUERY_BLOCK: usize = 256;
 /// Matches listed with a prediction, at most.
-pub const SHOWN_MATCHES: usize = 3;
+const SHOWN_MATCHES: usize = 3;
 /// Numbers the stacked head reads from a post's neighbours (`match_features`).
 pub const MATCH_FEATURES: usize = 5;
 
@@ -62,7 +62,7 @@ impl Neighbours {
 }
 
 /// Scales `v` to unit length (a zero vector stays zero).
-pub fn unit(v: &[f32]) -> Vec<f32> {
+fn unit(v: &[f32]) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     if n == 0.0 {
         return v.to_vec();
@@ -102,14 +102,6 @@ impl ClaimIndex {
 
     pub fn dim(&self) -> usize {
         self.dim
-    }
-
-    pub fn claim(&self, i: usize) -> &Claim {
-        &self.claims[i]
-    }
-
-    pub fn contains(&self, id: &str) -> bool {
-        self.by_id.contains_key(id)
     }
 
     /// Adds `claim` with the pooled vector of its text, or replaces the
@@ -406,7 +398,7 @@ mod tests {
         idx.save(dir.path(), "claims").unwrap();
         let back = ClaimIndex::load(dir.path(), "claims").unwrap();
         assert_eq!(back.len(), 2);
-        assert_eq!(back.claim(0), &c);
+        assert_eq!(back.claims[0], c);
         let n = back
             .nearest(&[vec![0.3, -0.2, 0.9]], &|_, _| false)
             .unwrap();
