@@ -298,17 +298,7 @@ impl Classifier {
             .iter()
             .map(|t| self.text.encode(t))
             .collect::<Result<Vec<_>, _>>()?;
-        let mut out: Vec<Option<Prediction>> = vec![None; texts.len()];
-        for batch in token_budget_batches(&toks.iter().map(|t| t.ids.len()).collect::<Vec<_>>()) {
-            let items: Vec<&Tokenized> = batch.iter().map(|&i| &toks[i]).collect();
-            for (i, p) in batch.iter().zip(self.score_batch(&items)?) {
-                out[*i] = Some(p);
-            }
-        }
-        Ok(out
-            .into_iter()
-            .map(|p| p.expect("every input is in one batch"))
-            .collect())
+        in_batches(&toks, |items| self.score_batch(items))
     }
 
     fn forward(&self, items: &[&Tokenized]) -> Result<Forward, ModelError> {
@@ -352,16 +342,10 @@ impl Classifier {
                 ))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; claims.len()];
-        for batch in token_budget_batches(&toks.iter().map(|t| t.ids.len()).collect::<Vec<_>>()) {
-            let items: Vec<&Tokenized> = batch.iter().map(|&i| &toks[i]).collect();
-            for (&i, v) in batch.iter().zip(self.pooled(&items)?) {
-                vectors[i] = Some(v);
-            }
-        }
+        let vectors = in_batches(&toks, |items| self.pooled(items))?;
         let mut index = archive.index.write().expect("claim index lock");
         for (c, v) in claims.into_iter().zip(vectors) {
-            index.upsert(c, &v.expect("every claim is in one batch"))?;
+            index.upsert(c, &v)?;
         }
         index.prepare()?;
         Ok(index.len())
@@ -579,6 +563,24 @@ mod rescale_tests {
 
 /// Groups item indices into batches of similar length: sorted by length,
 /// cut when the padded size would exceed the default [`TokenBudget`].
+/// `f`'s outputs for `toks`, run in token-budget batches, in input order.
+fn in_batches<T>(
+    toks: &[Tokenized],
+    mut f: impl FnMut(&[&Tokenized]) -> Result<Vec<T>, ModelError>,
+) -> Result<Vec<T>, ModelError> {
+    let mut out: Vec<Option<T>> = toks.iter().map(|_| None).collect();
+    for batch in token_budget_batches(&toks.iter().map(|t| t.ids.len()).collect::<Vec<_>>()) {
+        let items: Vec<&Tokenized> = batch.iter().map(|&i| &toks[i]).collect();
+        for (&i, x) in batch.iter().zip(f(&items)?) {
+            out[i] = Some(x);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|x| x.expect("every input is in one batch"))
+        .collect())
+}
+
 pub(crate) fn token_budget_batches(lens: &[usize]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lens.len()).collect();
     order.sort_by_key(|&i| (lens[i], i));
