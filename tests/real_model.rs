@@ -195,7 +195,10 @@ fn a_reworded_known_hoax_matches_and_news_on_the_same_topic_does_not() {
         assert!(!p.label, "{text}: {}", p.score);
     }
     // Removing the claim takes it out of the matches again.
-    assert!(clf.remove_claim("test:tujuh-kontainer").unwrap());
+    assert_eq!(
+        clf.remove_claims(&["test:tujuh-kontainer".into()]).unwrap(),
+        1
+    );
     let again = clf.score(&reworded[..1]).unwrap();
     assert!(again[0]
         .matches

@@ -2,6 +2,7 @@
 //! before the first post is scored, then followed while the service runs, so a claim a
 //! reviewer confirms is matched from the next post on, without a restart.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -175,6 +176,34 @@ fn change_of(m: &BorrowedMessage<'_>) -> Option<Change> {
     }
 }
 
+/// The batch as compaction would leave it: each claim's last change (a record without text
+/// is skipped and counted, the claim keeps what it had). Returns the claims to upsert, the
+/// ids to remove and the count skipped.
+fn latest_per_claim(batch: Vec<Change>) -> (Vec<Claim>, Vec<String>, u64) {
+    let mut last: BTreeMap<String, Change> = BTreeMap::new();
+    let mut rejected = 0;
+    for change in batch {
+        let id = match &change {
+            Change::Upsert(c) if !c.text.as_deref().is_some_and(|t| !t.trim().is_empty()) => {
+                tracing::warn!(claim = %c.id, "skipping a claim without text");
+                rejected += 1;
+                continue;
+            }
+            Change::Upsert(c) => c.id.clone(),
+            Change::Remove(id) => id.clone(),
+        };
+        last.insert(id, change);
+    }
+    let (mut upserts, mut removals) = (Vec::new(), Vec::new());
+    for change in last.into_values() {
+        match change {
+            Change::Upsert(c) => upserts.push(c),
+            Change::Remove(id) => removals.push(id),
+        }
+    }
+    (upserts, removals, rejected)
+}
+
 async fn apply(
     classifier: &Arc<Classifier>,
     metrics: &Metrics,
@@ -183,21 +212,10 @@ async fn apply(
     if batch.is_empty() {
         return Ok(());
     }
+    let (upserts, removals, rejected) = latest_per_claim(batch);
     let model = classifier.clone();
     let counts = tokio::task::spawn_blocking(move || {
-        let (mut upserts, mut removed, mut rejected) = (Vec::new(), 0u64, 0u64);
-        for change in batch {
-            match change {
-                Change::Upsert(c) if c.text.as_deref().is_some_and(|t| !t.trim().is_empty()) => {
-                    upserts.push(c)
-                }
-                Change::Upsert(c) => {
-                    tracing::warn!(claim = %c.id, "skipping a claim without text");
-                    rejected += 1;
-                }
-                Change::Remove(id) => removed += u64::from(model.remove_claim(&id)?),
-            }
-        }
+        let removed = model.remove_claims(&removals)? as u64;
         let added = upserts.len() as u64;
         model.upsert_claims(upserts)?;
         Ok::<_, patroli_model::ModelError>((added, removed, rejected))
@@ -218,4 +236,48 @@ async fn apply(
         .claims_archive
         .set(classifier.claim_count().unwrap_or(0) as i64);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patroli_contracts::ClaimVerdict;
+
+    fn upsert(id: &str, text: &str) -> Change {
+        Change::Upsert(Claim {
+            id: id.into(),
+            verdict: ClaimVerdict::Hoax,
+            source: "review".into(),
+            text: Some(text.into()),
+            date: None,
+            url: None,
+        })
+    }
+
+    #[test]
+    fn a_batch_keeps_each_claims_last_change_in_arrival_order() {
+        let batch = vec![
+            upsert("a", "surat suara tercoblos"),
+            Change::Remove("a".into()),
+            upsert("b", "kotak suara hilang"),
+            Change::Remove("c".into()),
+            upsert("c", "coblos dua kali"),
+            upsert("b", "kotak suara hilang di gudang"),
+            upsert("d", "  "),
+        ];
+        let (upserts, removals, rejected) = latest_per_claim(batch);
+        let upserted: Vec<(&str, &str)> = upserts
+            .iter()
+            .map(|c| (c.id.as_str(), c.text.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            upserted,
+            [
+                ("b", "kotak suara hilang di gudang"),
+                ("c", "coblos dua kali")
+            ]
+        );
+        assert_eq!(removals, ["a"]);
+        assert_eq!(rejected, 1);
+    }
 }

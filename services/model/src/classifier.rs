@@ -351,10 +351,11 @@ impl Classifier {
         Ok(index.len())
     }
 
-    /// Removes a claim from the archive; true if it was there.
-    pub fn remove_claim(&self, id: &str) -> Result<bool, ModelError> {
+    /// Removes claims from the archive (the search matrix is rebuilt once);
+    /// returns how many were there.
+    pub fn remove_claims(&self, ids: &[String]) -> Result<usize, ModelError> {
         let mut index = self.archive()?.index.write().expect("claim index lock");
-        let removed = index.remove(id);
+        let removed = ids.iter().filter(|id| index.remove(id)).count();
         index.prepare()?;
         Ok(removed)
     }
