@@ -21,6 +21,13 @@ const EXCERPT_CHARS: usize = 280;
 /// Known claims shown on a review item or request.
 const MATCHED_CLAIMS: usize = 3;
 
+/// Highest score first; ties in post order, so the pick never depends on arrival.
+fn best_first<'a>(posts: &[&'a PostRecord]) -> Vec<&'a PostRecord> {
+    let mut sorted = posts.to_vec();
+    sorted.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.post.cmp(&b.post)));
+    sorted
+}
+
 fn posts<'a>(engine: &'a Engine, narrative_id: &str) -> Vec<&'a PostRecord> {
     engine
         .members
@@ -51,8 +58,7 @@ pub(crate) fn review_item(engine: &Engine, narrative_id: &str, now: &str) -> Rev
         .map(|(c, _)| c.clone())
         .or_else(|| posts.first().map(|p| p.category.clone()))
         .unwrap_or_default();
-    let mut by_score = posts.clone();
-    by_score.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.post.cmp(&b.post)));
+    let by_score = best_first(&posts);
     let (first_seen, last_seen) = seen_range(&posts);
     let coordinated = burst::detect(
         posts
@@ -134,9 +140,9 @@ pub(crate) fn claim(
     narrative_id: &str,
     decision: &ReviewDecision,
 ) -> Option<ClaimRecord> {
-    let mut by_score = posts(engine, narrative_id);
-    by_score.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.post.cmp(&b.post)));
-    let text = by_score.iter().find_map(|p| p.text.clone())?;
+    let text = best_first(&posts(engine, narrative_id))
+        .iter()
+        .find_map(|p| p.text.clone())?;
     Some(ClaimRecord {
         schema_version: SCHEMA_VERSION,
         claim_id: format!("review:{narrative_id}"),
@@ -183,16 +189,18 @@ pub(crate) fn takedown_request(
         .iter()
         .max_by(|a, b| a.score.total_cmp(&b.score).then(b.post.cmp(&a.post)))
         .expect("a request lists at least one post");
+    // The request's posts are members of the narrative: these are all of them.
+    let narrative_posts = self::posts(engine, narrative_id);
     let excerpt = posts
         .iter()
-        .chain(self::posts(engine, narrative_id).iter())
+        .chain(narrative_posts.iter())
         .find_map(|p| p.text.as_deref())
         .map(|text| match text.char_indices().nth(EXCERPT_CHARS) {
             Some((cut, _)) => format!("{}…", &text[..cut]),
             None => text.to_owned(),
         });
     let coordinated = burst::detect(
-        self::posts(engine, narrative_id)
+        narrative_posts
             .iter()
             .map(|p| (p.created_at.as_str(), p.author.as_str())),
         &engine.policy.burst,
@@ -217,13 +225,7 @@ pub(crate) fn takedown_request(
         category,
         score: best.score,
         evidence_excerpt: excerpt,
-        matched_claims: matched_claims(
-            &posts
-                .iter()
-                .copied()
-                .chain(self::posts(engine, narrative_id))
-                .collect::<Vec<_>>(),
-        ),
+        matched_claims: matched_claims(&narrative_posts),
         basis,
         decision_id,
         coordinated,
