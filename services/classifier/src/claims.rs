@@ -43,13 +43,13 @@ pub(crate) async fn catch_up_then_follow(
         return Ok(None);
     }
     let topic = config.claims_topic.clone();
+    // Every instance reads the whole topic.
     let consumer: StreamConsumer = config
         .kafka
-        .client_config("patroli-classifier-claims")
-        // Every instance reads the whole topic: no group offsets are ever committed.
-        .set("group.id", format!("{}-claims", config.group_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .whole_topic_reader(
+            "patroli-classifier-claims",
+            &format!("{}-claims", config.group_id),
+        )
         .create()?;
     let ends = {
         let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30))?;
@@ -184,7 +184,7 @@ fn latest_per_claim(batch: Vec<Change>) -> (Vec<Claim>, Vec<String>, u64) {
     let mut rejected = 0;
     for change in batch {
         let id = match &change {
-            Change::Upsert(c) if !c.text.as_deref().is_some_and(|t| !t.trim().is_empty()) => {
+            Change::Upsert(c) if c.text.as_deref().is_none_or(|t| t.trim().is_empty()) => {
                 tracing::warn!(claim = %c.id, "skipping a claim without text");
                 rejected += 1;
                 continue;
