@@ -42,14 +42,11 @@ struct Plan {
 }
 
 pub fn create_consumer(config: &DashboardConfig) -> Result<BaseConsumer, KafkaError> {
+    // Committed records only: aborted transactions of the classifier must not be counted.
     config
         .kafka
-        .client_config("patroli-dashboard")
-        .set("group.id", &config.group_id)
-        .set("enable.auto.commit", "false")
+        .whole_topic_reader("patroli-dashboard", &config.group_id)
         .set("enable.auto.offset.store", "false")
-        // Aborted transactions of the classifier must not be counted.
-        .set("isolation.level", "read_committed")
         .set("auto.offset.reset", "earliest")
         .create()
 }

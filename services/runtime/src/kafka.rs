@@ -49,6 +49,18 @@ impl KafkaConfig {
         self.with_defaults(client_id, &[])
     }
 
+    /// A consumer that reads a topic whole (state rebuilds, the claim
+    /// archive, views): committed records only, and it never commits
+    /// offsets, so `group_id` only names it.
+    pub fn whole_topic_reader(&self, client_id: &str, group_id: &str) -> ClientConfig {
+        let mut config = self.client_config(client_id);
+        config
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        config
+    }
+
     /// Producer settings for at-least-once delivery: idempotence keeps
     /// librdkafka's own retries from duplicating or reordering messages.
     pub fn idempotent_producer(&self, client_id: &str) -> ClientConfig {

@@ -241,10 +241,10 @@ fn read_to_end(
     };
     let consumer: BaseConsumer = config
         .kafka
-        .client_config("patroli-takedown-rebuild")
-        .set("group.id", format!("{}-rebuild", config.group_id))
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
+        .whole_topic_reader(
+            "patroli-takedown-rebuild",
+            &format!("{}-rebuild", config.group_id),
+        )
         .create()?;
     let timeout = Duration::from_secs(30);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
