@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::{Attention, GeluErf};
 use crate::ModelError;
 
 /// The subset of a Hugging Face `BertConfig` this encoder needs.
@@ -99,6 +100,8 @@ impl LayerNorm {
 }
 
 pub(crate) struct Layer {
+    /// The query, key and value projections as one (inference; `fuse_qkv`).
+    pub qkv: Option<Linear>,
     pub q: Linear,
     pub k: Linear,
     pub v: Linear,
@@ -157,6 +160,7 @@ impl Layer {
         };
         let t = LAYER_TENSORS;
         Ok(Self {
+            qkv: None,
             q: lin(t[0], t[1])?,
             k: lin(t[2], t[3])?,
             v: lin(t[4], t[5])?,
@@ -190,14 +194,67 @@ impl Layer {
         ]
     }
 
-    /// x: [B, S, H]; mask: additive [B, 1, 1, S].
+    /// Joins the query, key and value projections into one matrix for the
+    /// inference path: one GEMM three times as wide instead of three.
+    pub fn fuse_qkv(&mut self) -> candle_core::Result<()> {
+        let flip = |w: &Tensor| -> candle_core::Result<Tensor> { w.t()?.contiguous()?.t() };
+        self.qkv = Some(Linear {
+            w: flip(&Tensor::cat(&[&self.q.w, &self.k.w, &self.v.w], 0)?)?,
+            b: Tensor::cat(&[&self.q.b, &self.k.b, &self.v.b], 0)?,
+        });
+        self.ao.w = flip(&self.ao.w)?;
+        self.fi.w = flip(&self.fi.w)?;
+        self.fo.w = flip(&self.fo.w)?;
+        Ok(())
+    }
+
+    /// x: [B, S, H]. Inference (`differentiable` false) runs the fused
+    /// kernels (`kernels.rs`); training, candle's differentiable ops.
     pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttentionMask,
+        heads: usize,
+        differentiable: bool,
+    ) -> candle_core::Result<Tensor> {
+        if differentiable {
+            self.forward_differentiable(x, &mask.additive, heads)
+        } else {
+            self.forward_inference(x, &mask.lens, heads)
+        }
+    }
+
+    fn forward_inference(
+        &self,
+        x: &Tensor,
+        lens: &[usize],
+        heads: usize,
+    ) -> candle_core::Result<Tensor> {
+        let qkv = match &self.qkv {
+            Some(qkv) => qkv.forward(x)?,
+            None => Tensor::cat(
+                &[self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?],
+                2,
+            )?,
+        };
+        let ctx = qkv.apply_op1_no_bwd(&Attention {
+            heads,
+            lens: lens.to_vec(),
+        })?;
+        let x = self.aln.forward(&(self.ao.forward(&ctx)? + x)?, false)?;
+        let mid = self.fi.forward(&x)?;
+        mid.inplace_op1(&GeluErf)?;
+        self.oln.forward(&(self.fo.forward(&mid)? + x)?, false)
+    }
+
+    /// mask: additive [B, 1, 1, S].
+    fn forward_differentiable(
         &self,
         x: &Tensor,
         mask: &Tensor,
         heads: usize,
-        differentiable: bool,
     ) -> candle_core::Result<Tensor> {
+        let differentiable = true;
         let (b, s, h) = x.dims3()?;
         let hd = h / heads;
         let split = |t: Tensor| -> candle_core::Result<Tensor> {
@@ -207,11 +264,7 @@ impl Layer {
         let k = split(self.k.forward(x)?)?;
         let v = split(self.v.forward(x)?)?;
         let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
-        let probs = if differentiable {
-            candle_nn::ops::softmax(&scores, D::Minus1)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&scores)?
-        };
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
         let x = self
             .aln
@@ -253,9 +306,11 @@ impl Embeddings {
     pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
         let (b, s) = ids.dims2()?;
         let h = self.word.dim(1)?;
+        // The table may be kept in f16 (inference): only the looked-up rows widen.
         let words = self
             .word
             .index_select(&ids.flatten_all()?, 0)?
+            .to_dtype(DType::F32)?
             .reshape((b, s, h))?;
         let pos = self.pos.narrow(0, 0, s)?;
         let x = words.broadcast_add(&pos)?.broadcast_add(&self.type0)?;
@@ -263,8 +318,34 @@ impl Embeddings {
     }
 }
 
+/// Which tokens are real, in the forms the two paths read. Padding is
+/// always at the end of a row.
+pub(crate) struct AttentionMask {
+    /// [B, 1, 1, S]: 0 for real tokens, a large negative for padding.
+    pub additive: Tensor,
+    /// Real tokens per row.
+    pub lens: Vec<usize>,
+}
+
+impl AttentionMask {
+    /// From a 0/1 mask [B, S].
+    pub fn new(mask01: &Tensor) -> candle_core::Result<Self> {
+        let lens = mask01
+            .to_dtype(DType::F32)?
+            .sum(1)?
+            .to_vec1::<f32>()?
+            .into_iter()
+            .map(|n| n as usize)
+            .collect();
+        Ok(Self {
+            additive: additive_mask(mask01)?,
+            lens,
+        })
+    }
+}
+
 /// Additive attention mask [B, 1, 1, S] from a 0/1 mask [B, S].
-pub(crate) fn additive_mask(mask01: &Tensor) -> candle_core::Result<Tensor> {
+fn additive_mask(mask01: &Tensor) -> candle_core::Result<Tensor> {
     let (b, s) = mask01.dims2()?;
     // A large finite negative keeps softmax free of inf - inf.
     ((mask01.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, s))
@@ -280,13 +361,118 @@ pub(crate) fn mean_pool(hidden: &Tensor, mask01: &Tensor) -> candle_core::Result
 
 /// Loads every tensor of a safetensors file as f32 on the CPU.
 pub(crate) fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>, ModelError> {
+    load_safetensors_as(path, |_| Some(DType::F32))
+}
+
+/// Loads the tensors `keep` names a dtype for (F32 or F16), converting
+/// from the file's F32, F16, BF16 or U8. Reads in chunks rather than mapping
+/// the file, so peak memory is what is kept (plus a chunk), not the file
+/// and its copy: at inference the f16 embedding table is half the f32
+/// one, and a student skips the base's layers.
+pub(crate) fn load_safetensors_as(
+    path: &Path,
+    keep: impl Fn(&str) -> Option<DType>,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    use std::io::{Read, Seek, SeekFrom};
     if !path.exists() {
         return Err(ModelError::MissingFile(path.to_path_buf()));
     }
-    let map = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| ModelError::Format(format!("{}: {e}", path.display())))?;
-    map.into_iter()
-        .map(|(k, v)| Ok((k, v.to_dtype(DType::F32)?)))
-        .collect::<Result<_, candle_core::Error>>()
-        .map_err(ModelError::from)
+    let bad = |what: String| ModelError::Format(format!("{}: {what}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| ModelError::io(path, e))?;
+    let header_len = u64::from_le_bytes(len);
+    if header_len > 100 << 20 {
+        return Err(bad(format!("header of {header_len} bytes")));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| ModelError::io(path, e))?;
+    let header: HashMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+    let data_start = 8 + header_len;
+    let mut out = HashMap::new();
+    for (name, entry) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let Some(want) = keep(&name) else { continue };
+        let info: TensorInfo =
+            serde_json::from_value(entry).map_err(|e| bad(format!("tensor {name}: {e}")))?;
+        let width = match info.dtype.as_str() {
+            "F32" => 4,
+            "F16" | "BF16" => 2,
+            "U8" => 1,
+            other => return Err(bad(format!("tensor {name}: dtype {other} unsupported"))),
+        };
+        let count: usize = info.shape.iter().product();
+        let [begin, end] = info.data_offsets;
+        if end < begin || end - begin != (count * width) as u64 {
+            return Err(bad(format!(
+                "tensor {name}: data offsets do not match its shape"
+            )));
+        }
+        file.seek(SeekFrom::Start(data_start + begin))
+            .map_err(|e| ModelError::io(path, e))?;
+        let mut values = ValuesOf::new(want, count)?;
+        let mut chunk = vec![0u8; (1 << 20) * width];
+        let mut left = count * width;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            file.read_exact(&mut chunk[..n])
+                .map_err(|e| ModelError::io(path, e))?;
+            for x in chunk[..n].chunks_exact(width) {
+                values.push(match width {
+                    4 => f32::from_le_bytes(x.try_into().expect("4 bytes")),
+                    1 => f32::from(x[0]),
+                    _ if info.dtype == "F16" => {
+                        half::f16::from_le_bytes(x.try_into().expect("2 bytes")).to_f32()
+                    }
+                    _ => half::bf16::from_le_bytes(x.try_into().expect("2 bytes")).to_f32(),
+                });
+            }
+            left -= n;
+        }
+        out.insert(name, values.into_tensor(&info.shape)?);
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct TensorInfo {
+    dtype: String,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+enum ValuesOf {
+    F32(Vec<f32>),
+    F16(Vec<half::f16>),
+}
+
+impl ValuesOf {
+    fn new(dtype: DType, count: usize) -> Result<Self, ModelError> {
+        match dtype {
+            DType::F32 => Ok(Self::F32(Vec::with_capacity(count))),
+            DType::F16 => Ok(Self::F16(Vec::with_capacity(count))),
+            other => Err(ModelError::Format(format!(
+                "weights can be kept as f32 or f16, not {other:?}"
+            ))),
+        }
+    }
+
+    fn push(&mut self, x: f32) {
+        match self {
+            Self::F32(v) => v.push(x),
+            Self::F16(v) => v.push(half::f16::from_f32(x)),
+        }
+    }
+
+    fn into_tensor(self, shape: &[usize]) -> candle_core::Result<Tensor> {
+        match self {
+            Self::F32(v) => Tensor::from_vec(v, shape, &Device::Cpu),
+            Self::F16(v) => Tensor::from_vec(v, shape, &Device::Cpu),
+        }
+    }
 }

@@ -11,10 +11,12 @@ mod cache;
 mod claims;
 mod classifier;
 mod data;
+mod distill;
 mod e5s1;
 mod eval;
 mod fnv;
 mod jsonl;
+mod kernels;
 mod metrics;
 mod ngram;
 mod spec;
@@ -29,7 +31,7 @@ mod train_ops;
 
 use std::path::{Path, PathBuf};
 
-pub use bench::{bench, BenchRow};
+pub use bench::{bench, percentile, BenchRow};
 pub use bert::BertConfig;
 pub use claims::{Claim, ClaimIndex, MATCH_FEATURES};
 pub use classifier::{
@@ -39,6 +41,7 @@ pub use data::{
     data_files, data_fingerprint, load_examples, split_of, Example, Split, CATEGORIES,
     DISINFO_CATEGORIES,
 };
+pub use distill::{distill, DistillEpoch, DistillOptions, DistillReport, DISTILL_REPORT_FILE};
 pub use e5s1::{convert_e5s1, dequantize_q4_0, parse_e5s1, E5s1, E5s1Header};
 pub use eval::{evaluate, CategoryRow, EvalReport};
 pub use jsonl::{score_jsonl, ScoreStats};

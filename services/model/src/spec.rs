@@ -37,6 +37,11 @@ pub struct ModelSpec {
     pub bos_id: u32,
     pub eos_id: u32,
     pub pad_id: u32,
+    /// A distilled student: the encoder runs this many layers, all taken
+    /// from `trained.safetensors` (`finetuned_layers` equals it), on the
+    /// base's embeddings and tokenizer; absent: the base's own depth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder_layers: Option<usize>,
     /// `data_fingerprint` of the training data (absent in models trained
     /// before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -81,6 +86,15 @@ impl ModelSpec {
         if spec.max_len < 3 || spec.temperature.is_nan() || spec.temperature <= 0.0 {
             return Err(ModelError::Format(format!(
                 "{}: max_len must be >= 3 and temperature > 0",
+                path.display()
+            )));
+        }
+        if spec
+            .encoder_layers
+            .is_some_and(|n| n == 0 || n != spec.finetuned_layers)
+        {
+            return Err(ModelError::Format(format!(
+                "{}: a student's encoder_layers must be > 0 and equal finetuned_layers",
                 path.display()
             )));
         }

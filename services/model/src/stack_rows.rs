@@ -16,6 +16,7 @@ use crate::data::{Example, Split};
 use crate::ngram::term_frequencies;
 use crate::spec::WEIGHTS_FILE;
 use crate::stack_train::StackOptions;
+use crate::text::Tokenized;
 use crate::ModelError;
 
 /// One labelled row as the head sees it.
@@ -106,6 +107,37 @@ pub(crate) fn encode_rows(
         .iter()
         .map(|e| clf.tokenize(&e.text))
         .collect::<Result<Vec<_>, _>>()?;
+    let pooled = pooled_vectors(clf, &toks, cache)?;
+    Ok(examples
+        .iter()
+        .zip(&toks)
+        .zip(pooled)
+        .map(|((e, t), pooled)| {
+            let words = clf.read_words(t);
+            Row {
+                id: e.id.clone(),
+                narrative: e.narrative.clone(),
+                text: e.text.clone(),
+                pooled,
+                tf: term_frequencies(words.iter().map(String::as_str)),
+                matches: [0.0; MATCH_FEATURES],
+                hoax: e.hoax(),
+                protected: e.protected(),
+                source: e.source.clone(),
+                split: e.split(),
+            }
+        })
+        .collect())
+}
+
+/// The encoder's pooled output for every tokenized text, in input order:
+/// read from the append-only `cache` where known, computed (and appended)
+/// otherwise. Stacking and distillation (the teacher's targets) share it.
+pub(crate) fn pooled_vectors(
+    clf: &Classifier,
+    toks: &[Tokenized],
+    cache: Option<&Path>,
+) -> Result<Vec<Vec<f32>>, ModelError> {
     let keys: Vec<u64> = toks.iter().map(|t| crate::cache::ids_key(&t.ids)).collect();
     let mut known: HashMap<u64, Vec<f32>> = match cache {
         Some(f) if f.exists() => read_views(f)?,
@@ -113,7 +145,7 @@ pub(crate) fn encode_rows(
     };
     let missing = crate::cache::missing(&keys, &known);
     tracing::info!(
-        rows = examples.len(),
+        texts = toks.len(),
         to_encode = missing.len(),
         "encoder outputs"
     );
@@ -161,27 +193,7 @@ pub(crate) fn encode_rows(
         w.flush()
             .map_err(|e| ModelError::io(cache.expect("writer has a file"), e))?;
     }
-    Ok(examples
-        .iter()
-        .zip(&toks)
-        .zip(&keys)
-        .map(|((e, t), k)| {
-            let pooled = &known[k];
-            let words = clf.read_words(t);
-            Row {
-                id: e.id.clone(),
-                narrative: e.narrative.clone(),
-                text: e.text.clone(),
-                pooled: pooled.clone(),
-                tf: term_frequencies(words.iter().map(String::as_str)),
-                matches: [0.0; MATCH_FEATURES],
-                hoax: e.hoax(),
-                protected: e.protected(),
-                source: e.source.clone(),
-                split: e.split(),
-            }
-        })
-        .collect())
+    Ok(keys.iter().map(|k| known[k].clone()).collect())
 }
 
 /// One cache per encoder: named by a hash of its spec and weight file size.

@@ -185,6 +185,7 @@ pub(crate) fn tiny_spec(finetuned: usize) -> ModelSpec {
         data_sha: None,
         stack: None,
         claims: None,
+        encoder_layers: None,
     }
 }
 

@@ -419,6 +419,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         data_sha: Some(data_sha.clone()),
         stack: None,
         claims: None,
+        encoder_layers: None,
     };
     spec.save(&opts.out)?;
     let report = TrainReport {

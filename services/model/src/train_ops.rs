@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
-use crate::bert::{additive_mask, mean_pool, Layer, Linear, LAYER_TENSORS};
+use crate::bert::{mean_pool, AttentionMask, Layer, Linear, LAYER_TENSORS};
 use crate::classifier::token_budget_batches;
 use crate::data::CATEGORIES;
 use crate::train::Cached;
@@ -76,7 +76,7 @@ pub(crate) fn top_forward(
     heads: usize,
     differentiable: bool,
 ) -> Result<Tensor, ModelError> {
-    let amask = additive_mask(mask)?;
+    let amask = AttentionMask::new(mask)?;
     let mut x = x.clone();
     for l in layers {
         x = l.forward(&x, &amask, heads, differentiable)?;

@@ -4,6 +4,7 @@
 mod dashboard_cmds;
 mod gateway_cmds;
 mod model_cmds;
+mod pipeline_bench;
 mod replay;
 mod takedown_view;
 mod up;
@@ -40,6 +41,9 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Load-test a running gateway from this process; prints a JSON report.
     LoadGateway(gateway_cmds::LoadArgs),
+    /// Benchmark the classifier service through Apache Kafka against the model alone:
+    /// scored/s and produce-to-scored latency; prints a JSON report.
+    BenchPipeline(pipeline_bench::PipelineBenchArgs),
     /// Make a new partner key: the key to hand over, and the keys-file entry to deploy.
     GatewayKey(gateway_cmds::KeyArgs),
     /// Make a dashboard account entry (password read from stdin) for the accounts file.
@@ -126,6 +130,7 @@ fn main() -> anyhow::Result<()> {
             ),
         },
         Command::LoadGateway(args) => runtime()?.block_on(gateway_cmds::load(args)),
+        Command::BenchPipeline(args) => runtime()?.block_on(pipeline_bench::run(args)),
         Command::GatewayKey(args) => gateway_cmds::key(args),
         Command::DashboardUser(args) => dashboard_cmds::user(args),
         Command::Replay(args) => {

@@ -5,10 +5,12 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use patroli_model::{Classifier, InferenceOptions, Split, StackOptions, TrainOptions};
+use patroli_model::{
+    Classifier, DistillOptions, InferenceOptions, Split, StackOptions, TrainOptions,
+};
 
-const DEFAULT_MODEL: &str = patroli_model::DEFAULT_MODEL_DIR;
-const DEFAULT_DATA: &str = "models/data/corpus";
+pub(crate) const DEFAULT_MODEL: &str = patroli_model::DEFAULT_MODEL_DIR;
+pub(crate) const DEFAULT_DATA: &str = "models/data/corpus";
 
 #[derive(clap::Subcommand)]
 pub enum ModelCommand {
@@ -105,11 +107,20 @@ pub struct TrainArgs {
     name: String,
     #[arg(long, default_value = "1.0.0")]
     version: String,
-    #[arg(long, default_value_t = TrainOptions::default().epochs)]
-    epochs: usize,
-    /// Learning rate of the fine-tuned encoder layers.
-    #[arg(long, default_value_t = TrainOptions::default().lr)]
-    lr: f64,
+    /// Passes over the train split [default: 6; 3 for a student].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Learning rate of the fine-tuned encoder layers [default: 5e-5; 2e-4 for a student].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Distil this model directory's encoder into a student of `--student-layers`
+    /// layers instead of fine-tuning: it learns the teacher's pooled output on the
+    /// train split's texts (labels unused); `patroli stack` on the result makes the
+    /// model to ship.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    #[arg(long, default_value_t = DistillOptions::default().layers)]
+    student_layers: usize,
     #[arg(long, default_value_t = TrainOptions::default().head_lr)]
     head_lr: f64,
     #[arg(long, default_value_t = TrainOptions::default().batch_size)]
@@ -217,14 +228,44 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Train(args) => {
             let a = *args;
+            if let Some(teacher) = a.teacher {
+                let d = DistillOptions::default();
+                let opts = DistillOptions {
+                    data: a.data,
+                    teacher,
+                    out: a.out,
+                    name: a.name,
+                    version: a.version,
+                    layers: a.student_layers,
+                    epochs: a.epochs.unwrap_or(d.epochs),
+                    lr: a.lr.unwrap_or(d.lr),
+                    seed: a.seed,
+                    cache_dir: a.cache_dir,
+                    ..d
+                };
+                let report = patroli_model::distill(&opts)?;
+                let best = &report.epochs[report.best_epoch - 1];
+                eprintln!(
+                    "distilled {} into {} layers on {} texts in {:.0}s; best epoch {}: dev mse {:.5}, cosine {:.4}",
+                    report.teacher,
+                    opts.layers,
+                    report.train_texts,
+                    report.seconds,
+                    report.best_epoch,
+                    best.dev_mse,
+                    best.dev_cosine
+                );
+                return Ok(());
+            }
+            let t = TrainOptions::default();
             let opts = TrainOptions {
                 data: a.data,
                 out: a.out,
                 base_dir: a.base,
                 name: a.name,
                 version: a.version,
-                epochs: a.epochs,
-                lr: a.lr,
+                epochs: a.epochs.unwrap_or(t.epochs),
+                lr: a.lr.unwrap_or(t.lr),
                 head_lr: a.head_lr,
                 batch_size: a.batch_size,
                 seed: a.seed,
@@ -363,7 +404,7 @@ fn parse_source_weight(s: &str) -> Result<(String, f32), String> {
 /// Every k-th corpus text, so the length mix (tweets to articles) is the corpus's.
 /// `posts` texts spread evenly over the JSONL files (or directories of them) in `data`:
 /// only each line's `text` is read, so a labelled set and a bare length mix both serve.
-fn bench_texts(data: &[PathBuf], posts: usize) -> anyhow::Result<Vec<String>> {
+pub(crate) fn bench_texts(data: &[PathBuf], posts: usize) -> anyhow::Result<Vec<String>> {
     let files = patroli_model::data_files(data)?;
     let mut all = Vec::new();
     for file in &files {
