@@ -8,14 +8,15 @@ use std::sync::RwLock;
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::bert::{
-    load_safetensors, load_safetensors_as, mean_pool, AttentionMask, BertConfig, Embeddings, Layer,
-    Linear,
+    load_rows, load_safetensors, load_safetensors_as, mean_pool, AttentionMask, BertConfig,
+    Embeddings, Layer, Linear,
 };
 use crate::claims::{Claim, ClaimIndex, MATCH_FEATURES};
 use crate::ngram::term_frequencies;
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::stack::{tfidf, StackedHead};
 use crate::text::{TextEncoder, Tokenized};
+use crate::vocab::read_vocab;
 use crate::ModelError;
 use patroli_contracts::MatchedClaim;
 
@@ -206,9 +207,22 @@ impl Classifier {
             cfg.num_hidden_layers = layers;
         }
         let base_layers = cfg.num_hidden_layers.saturating_sub(spec.finetuned_layers);
-        let base = load_safetensors_as(&base_dir.join("model.safetensors"), |name| {
+        let vocab = spec
+            .vocab
+            .as_ref()
+            .map(|f| read_vocab(&model_dir.join(f)))
+            .transpose()?;
+        let weights = base_dir.join("model.safetensors");
+        let mut base = load_safetensors_as(&weights, |name| {
+            if vocab.is_some() && name == WORD_EMBEDDINGS {
+                return None;
+            }
             inference_dtype(name, base_layers)
         })?;
+        if let Some(keep) = &vocab {
+            let rows = load_rows(&weights, WORD_EMBEDDINGS, keep, DType::F16)?;
+            base.insert(WORD_EMBEDDINGS.to_string(), rows);
+        }
         let trained = load_safetensors(&model_dir.join(WEIGHTS_FILE))?;
         let net = Network::assemble(&cfg, &base, &trained, spec.finetuned_layers, spec.pad_id)?;
         let head = load_head(&trained, cfg.hidden_size, spec.categories.len())?;
@@ -250,6 +264,7 @@ impl Classifier {
         .min(cfg.max_position_embeddings);
         let text = TextEncoder::load(
             &base_dir.join("tokenizer.json"),
+            vocab.as_deref(),
             &spec.text_prefix,
             spec.bos_id,
             spec.eos_id,
@@ -293,6 +308,11 @@ impl Classifier {
 
     pub(crate) fn network(&self) -> &Network {
         &self.net
+    }
+
+    /// Every piece id of `text`, untruncated (which pieces a text uses).
+    pub(crate) fn all_piece_ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        self.text.all_ids(text)
     }
 
     /// The encoder's input for `text`, to be scored later with
@@ -655,8 +675,10 @@ pub(crate) fn load_head(
 /// quarter of a million rows, of which a batch reads a few dozen; f16
 /// halves the largest allocation at a relative error of 5e-4, which the
 /// first layer norm absorbs), nothing unused (the pooler).
+const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
+
 fn inference_dtype(name: &str, base_layers: usize) -> Option<DType> {
-    if name == "embeddings.word_embeddings.weight" {
+    if name == WORD_EMBEDDINGS {
         return Some(DType::F16);
     }
     if name.starts_with("embeddings.") {
@@ -687,6 +709,7 @@ impl BaseEncoder {
         let net = Network::assemble(&cfg, &base, &HashMap::new(), 0, cfg.pad_token_id as u32)?;
         let text = TextEncoder::load(
             &base_dir.join("tokenizer.json"),
+            None,
             prefix,
             bos,
             eos,

@@ -9,6 +9,7 @@
 //! vector of each training text. The teacher's vectors come from the same
 //! append-only cache the stacked head reads, so they are computed once. Only
 //! the train split is read for learning; the dev split picks the epoch.
+//! Last, the student's vocabulary is pruned to what Indonesian posts use.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use crate::stack_rows::{pooled_vectors, views_cache_file};
 use crate::text::Tokenized;
 use crate::train::relative_path;
 use crate::train_ops::{build_layers, top_forward};
+use crate::vocab::prune_vocab;
 use crate::{InferenceOptions, ModelError};
 
 pub const DISTILL_REPORT_FILE: &str = "distill_report.json";
@@ -52,6 +54,9 @@ pub struct DistillOptions {
     pub max_dev: usize,
     /// Keeps the teacher's vectors between runs.
     pub cache_dir: Option<PathBuf>,
+    /// The student's vocabulary is pruned (`vocab.rs`) to the pieces its
+    /// training texts use plus this many of the base's most probable others.
+    pub keep_top_pieces: usize,
 }
 
 impl Default for DistillOptions {
@@ -68,6 +73,7 @@ impl Default for DistillOptions {
             seed: 13,
             max_dev: 3000,
             cache_dir: None,
+            keep_top_pieces: 30_000,
         }
     }
 }
@@ -93,6 +99,8 @@ pub struct DistillReport {
     pub dev_texts: usize,
     pub epochs: Vec<DistillEpoch>,
     pub best_epoch: usize,
+    /// Base token ids the student keeps.
+    pub vocabulary: usize,
     pub seconds: f64,
     pub options: DistillOptions,
 }
@@ -234,6 +242,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
     let (_, best_epoch, snap) = best.expect("at least one epoch");
     let data_sha = data_fingerprint(&opts.data)?;
     save_student(opts, &spec, &base_dir, &snap, &data_sha)?;
+    let vocabulary = prune_vocab(&opts.out, &opts.data, opts.keep_top_pieces)?;
     let report = DistillReport {
         data_sha,
         teacher: format!("{} {}", spec.name, spec.version),
@@ -242,6 +251,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
         dev_texts: dev.len(),
         epochs,
         best_epoch,
+        vocabulary,
         seconds: started.elapsed().as_secs_f64(),
         options: opts.clone(),
     };

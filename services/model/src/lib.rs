@@ -28,6 +28,7 @@ mod text;
 mod tiny;
 mod train;
 mod train_ops;
+mod vocab;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,7 @@ pub use stack_train::{stack, HeldOut, StackOptions, StackReport, Views, STACK_FI
 pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};
+pub use vocab::{prune_vocab, VOCAB_FILE};
 
 /// The shipped model, relative to the repository root: what every command,
 /// the classifier service and the container use unless told otherwise.

@@ -42,6 +42,10 @@ pub struct ModelSpec {
     /// base's embeddings and tokenizer; absent: the base's own depth.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder_layers: Option<usize>,
+    /// A pruned vocabulary (`vocab.rs`): a file in the model directory
+    /// listing the base token ids the model keeps; absent: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<String>,
     /// `data_fingerprint` of the training data (absent in models trained
     /// before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]

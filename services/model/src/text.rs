@@ -1,6 +1,7 @@
 //! Text to token ids: prefix, SentencePiece via `tokenizer.json`, truncation.
 
 use std::path::Path;
+use std::str::FromStr;
 
 use tokenizers::Tokenizer;
 
@@ -60,8 +61,12 @@ impl Tokenized {
 }
 
 impl TextEncoder {
+    /// `vocab`: the base token ids a pruned model keeps, ascending (see
+    /// `ModelSpec::vocab`); the tokenizer then knows only those pieces and
+    /// numbers them 0, 1, ...
     pub fn load(
         path: &Path,
+        vocab: Option<&[u32]>,
         prefix: &str,
         bos: u32,
         eos: u32,
@@ -70,8 +75,14 @@ impl TextEncoder {
         if !path.exists() {
             return Err(ModelError::MissingFile(path.to_path_buf()));
         }
-        let tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        let tokenizer = match vocab {
+            None => Tokenizer::from_file(path),
+            Some(keep) => {
+                let json = crate::vocab::pruned_tokenizer_json(path, keep)?;
+                Tokenizer::from_str(&json)
+            }
+        }
+        .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
         Ok(Self {
             tokenizer,
             prefix: prefix.to_string(),
@@ -80,6 +91,17 @@ impl TextEncoder {
             max_len: max_len.max(3),
             prefix_words: prefix.split_whitespace().count(),
         })
+    }
+
+    /// Every piece id of `text` with the prefix, untruncated.
+    pub fn all_ids(&self, text: &str) -> Result<Vec<u32>, ModelError> {
+        let input = format!("{}{}", self.prefix, text.trim());
+        Ok(self
+            .tokenizer
+            .encode(input.as_str(), false)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?
+            .get_ids()
+            .to_vec())
     }
 
     /// Long texts keep their head and tail (3:1): fact checks often quote

@@ -186,6 +186,7 @@ pub(crate) fn tiny_spec(finetuned: usize) -> ModelSpec {
         stack: None,
         claims: None,
         encoder_layers: None,
+        vocab: None,
     }
 }
 

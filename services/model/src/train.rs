@@ -212,7 +212,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let (bos, eos) = (special("<s>")?, special("</s>")?);
     let pad = cfg.pad_token_id as u32;
     let max_len = opts.max_len.min(cfg.max_position_embeddings).max(3);
-    let text = TextEncoder::load(&tok_path, PREFIX, bos, eos, max_len)?;
+    let text = TextEncoder::load(&tok_path, None, PREFIX, bos, eos, max_len)?;
     let n_layers = cfg.num_hidden_layers;
     let k = opts.finetune_layers.min(n_layers);
     let lower = n_layers - k;
@@ -420,6 +420,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         stack: None,
         claims: None,
         encoder_layers: None,
+        vocab: None,
     };
     spec.save(&opts.out)?;
     let report = TrainReport {

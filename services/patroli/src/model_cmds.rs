@@ -121,6 +121,10 @@ pub struct TrainArgs {
     teacher: Option<PathBuf>,
     #[arg(long, default_value_t = DistillOptions::default().layers)]
     student_layers: usize,
+    /// A student keeps the pieces its training texts use plus this many of the base
+    /// vocabulary's most probable others.
+    #[arg(long, default_value_t = DistillOptions::default().keep_top_pieces)]
+    keep_top_pieces: usize,
     #[arg(long, default_value_t = TrainOptions::default().head_lr)]
     head_lr: f64,
     #[arg(long, default_value_t = TrainOptions::default().batch_size)]
@@ -241,14 +245,16 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                     lr: a.lr.unwrap_or(d.lr),
                     seed: a.seed,
                     cache_dir: a.cache_dir,
+                    keep_top_pieces: a.keep_top_pieces,
                     ..d
                 };
                 let report = patroli_model::distill(&opts)?;
                 let best = &report.epochs[report.best_epoch - 1];
                 eprintln!(
-                    "distilled {} into {} layers on {} texts in {:.0}s; best epoch {}: dev mse {:.5}, cosine {:.4}",
+                    "distilled {} into {} layers and {} pieces on {} texts in {:.0}s; best epoch {}: dev mse {:.5}, cosine {:.4}",
                     report.teacher,
                     opts.layers,
+                    report.vocabulary,
                     report.train_texts,
                     report.seconds,
                     report.best_epoch,
