@@ -129,8 +129,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
     let depth = net.layers.len();
     if opts.layers == 0 || opts.layers >= depth {
         return Err(ModelError::Format(format!(
-            "a student needs between 1 and {} layers (the teacher has {depth}), not {}",
-            depth - 1,
+            "a student needs at least one layer and fewer than its teacher's {depth}, not {}",
             opts.layers
         )));
     }

@@ -77,16 +77,21 @@ pub(crate) fn pruned_tokenizer_json(path: &Path, keep: &[u32]) -> Result<String,
         })
         .collect::<Result<Vec<_>, _>>()?;
     *vocab = kept;
-    if !model["unk_id"].is_null() {
-        remap(&mut model["unk_id"], "the unknown token")?;
+    if let Some(unk) = model.get_mut("unk_id").filter(|v| !v.is_null()) {
+        remap(unk, "the unknown token")?;
     }
-    if let Some(added) = json["added_tokens"].as_array_mut() {
+    // `get_mut`, not indexing: indexing a missing key for writing adds it.
+    if let Some(added) = json.get_mut("added_tokens").and_then(Value::as_array_mut) {
         added.retain(|t| t["id"].as_u64().is_some_and(|id| new_id.contains_key(&id)));
         for t in added {
             remap(&mut t["id"], "an added token")?;
         }
     }
-    if let Some(specials) = json["post_processor"]["special_tokens"].as_object_mut() {
+    if let Some(specials) = json
+        .get_mut("post_processor")
+        .and_then(|p| p.get_mut("special_tokens"))
+        .and_then(Value::as_object_mut)
+    {
         for special in specials.values_mut() {
             for id in special["ids"].as_array_mut().into_iter().flatten() {
                 remap(id, "a post-processor token")?;
@@ -130,6 +135,7 @@ pub fn prune_vocab(model_dir: &Path, data: &[PathBuf], top: usize) -> Result<usi
         .flatten()
         .filter_map(|t| t["id"].as_u64());
     keep.extend(specials.map(|id| id as u32));
+    keep.extend(json["model"]["unk_id"].as_u64().map(|id| id as u32));
     keep.extend([spec.bos_id, spec.eos_id, spec.pad_id]);
     keep.extend(
         vocab
