@@ -46,6 +46,10 @@ pub struct DistillOptions {
     pub version: String,
     /// Student depth.
     pub layers: usize,
+    /// Continue from this student's layers (a directory this wrote) rather
+    /// than from copies of the teacher's.
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     pub epochs: usize,
     /// Peak learning rate (AdamW; 5% warm-up, then linear decay to 0).
     pub lr: f64,
@@ -68,6 +72,7 @@ impl Default for DistillOptions {
             name: "patroli-student".into(),
             version: "0.1.0".into(),
             layers: 4,
+            init: None,
             epochs: 3,
             lr: 2e-4,
             seed: 13,
@@ -93,7 +98,8 @@ pub struct DistillEpoch {
 pub struct DistillReport {
     pub data_sha: String,
     pub teacher: String,
-    /// The teacher layer each student layer started from.
+    /// The teacher layer each student layer started from (before `init`,
+    /// when the run continued an earlier student).
     pub initialised_from: Vec<usize>,
     pub train_texts: usize,
     pub dev_texts: usize,
@@ -160,11 +166,32 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
     let dev_targets = pooled_vectors(&teacher, &dev, cache.as_deref())?;
 
     let taken = spread_layers(depth, opts.layers);
-    let vars: Vec<Vec<Var>> = taken
+    let start: Vec<Vec<Tensor>> = match &opts.init {
+        None => taken
+            .iter()
+            .map(|&l| net.layers[l].tensors().into_iter().cloned().collect())
+            .collect(),
+        Some(dir) => {
+            let weights = load_safetensors(&dir.join(WEIGHTS_FILE))?;
+            (0..opts.layers)
+                .map(|l| {
+                    LAYER_TENSORS
+                        .iter()
+                        .map(|s| {
+                            let name = format!("top.{l}.{s}");
+                            weights.get(&name).cloned().ok_or_else(|| {
+                                ModelError::Format(format!("{}: lacks {name}", dir.display()))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let vars: Vec<Vec<Var>> = start
         .iter()
-        .map(|&l| {
-            net.layers[l]
-                .tensors()
+        .map(|tensors| {
+            tensors
                 .iter()
                 .map(|t| Var::from_tensor(&t.copy()?))
                 .collect::<candle_core::Result<Vec<_>>>()

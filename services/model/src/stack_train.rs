@@ -370,9 +370,12 @@ fn write_model(
 ) -> Result<(), ModelError> {
     let mut spec = ModelSpec::load(&opts.encoder)?;
     std::fs::create_dir_all(&opts.out).map_err(|e| ModelError::io(&opts.out, e))?;
-    let (from, to) = (opts.encoder.join(WEIGHTS_FILE), opts.out.join(WEIGHTS_FILE));
-    if from != to {
-        std::fs::copy(&from, &to).map_err(|e| ModelError::io(&to, e))?;
+    // The encoder's own files: its weights and, for a pruned student, its vocabulary.
+    for file in std::iter::once(WEIGHTS_FILE).chain(spec.vocab.as_deref()) {
+        let (from, to) = (opts.encoder.join(file), opts.out.join(file));
+        if from != to {
+            std::fs::copy(&from, &to).map_err(|e| ModelError::io(&to, e))?;
+        }
     }
     head.save(&opts.out.join(STACK_FILE))?;
     // The base stays where the encoder's spec points, seen from the new directory.

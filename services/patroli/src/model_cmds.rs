@@ -121,6 +121,9 @@ pub struct TrainArgs {
     teacher: Option<PathBuf>,
     #[arg(long, default_value_t = DistillOptions::default().layers)]
     student_layers: usize,
+    /// Continue distilling from this student's layers instead of the teacher's.
+    #[arg(long)]
+    student_init: Option<PathBuf>,
     /// A student keeps the pieces its training texts use plus this many of the base
     /// vocabulary's most probable others.
     #[arg(long, default_value_t = DistillOptions::default().keep_top_pieces)]
@@ -241,6 +244,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                     name: a.name,
                     version: a.version,
                     layers: a.student_layers,
+                    init: a.student_init,
                     epochs: a.epochs.unwrap_or(d.epochs),
                     lr: a.lr.unwrap_or(d.lr),
                     seed: a.seed,
