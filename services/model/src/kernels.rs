@@ -118,9 +118,7 @@ impl InplaceOp1 for GeluErf {
         let Some((start, end)) = layout.contiguous_offsets() else {
             candle_core::bail!("{}: contiguous input only", self.name());
         };
-        values[start..end]
-            .par_chunks_mut(8192)
-            .for_each(|chunk| gelu_slice(chunk));
+        values[start..end].par_chunks_mut(8192).for_each(gelu_slice);
         Ok(())
     }
 }

@@ -209,8 +209,15 @@ mod tests {
     fn long_texts_keep_head_and_tail() {
         let dir = tempfile::tempdir().unwrap();
         crate::build_tiny_model(dir.path(), 1).unwrap();
-        let enc = TextEncoder::load(&dir.path().join("base/tokenizer.json"), "query: ", 0, 2, 10)
-            .unwrap();
+        let enc = TextEncoder::load(
+            &dir.path().join("base/tokenizer.json"),
+            None,
+            "query: ",
+            0,
+            2,
+            10,
+        )
+        .unwrap();
         let text = format!("  kpu {} hoaks  ", "yang ".repeat(500));
         let t = enc.encode(&text).unwrap();
         assert_eq!(t.ids.len(), 10);
