@@ -160,3 +160,49 @@ pub fn prune_vocab(model_dir: &Path, data: &[PathBuf], top: usize) -> Result<usi
     spec.save(model_dir)?;
     Ok(keep.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_tokenizer() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::build_tiny_model(dir.path(), 1).unwrap();
+        let path = dir.path().join("base/tokenizer.json");
+        (dir, path)
+    }
+
+    #[test]
+    fn kept_pieces_are_renumbered_in_order_and_the_rest_are_gone() {
+        let (_dir, path) = tiny_tokenizer();
+        let full: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let keep = [0, 1, 2, 3, 7, 9];
+        let pruned: Value =
+            serde_json::from_str(&pruned_tokenizer_json(&path, &keep).unwrap()).unwrap();
+        let vocab = pruned["model"]["vocab"].as_array().unwrap();
+        assert_eq!(vocab.len(), keep.len());
+        assert_eq!(vocab[4], full["model"]["vocab"][7]);
+        assert_eq!(vocab[5], full["model"]["vocab"][9]);
+        assert_eq!(pruned["model"]["unk_id"], 3);
+        assert!(pruned.get("post_processor").is_none_or(Value::is_null));
+    }
+
+    #[test]
+    fn dropping_the_unknown_token_or_unsorted_ids_is_a_clear_error() {
+        let (dir, path) = tiny_tokenizer();
+        let err = pruned_tokenizer_json(&path, &[0, 1, 2, 7])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.ends_with("the unknown token (id 3) is not among the kept ids"),
+            "{err}"
+        );
+        let ids = dir.path().join(VOCAB_FILE);
+        std::fs::write(&ids, "[0, 2, 1]").unwrap();
+        let err = read_vocab(&ids).unwrap_err().to_string();
+        assert!(
+            err.ends_with("token ids must be non-empty and strictly ascending"),
+            "{err}"
+        );
+    }
+}
