@@ -21,25 +21,29 @@ pub(crate) fn cache_file(dir: &Path, base_dir: &Path, lower: usize) -> Result<Pa
     let h = model_key(
         base_dir,
         &["config.json", "tokenizer.json", "model.safetensors"],
-        "config.json",
+        &["config.json"],
     )?;
     Ok(dir.join(format!("lower-{lower}-{h:016x}.safetensors")))
 }
 
 /// Names a model directory's version for a cache: the sizes of its `sized`
 /// files (weights too big to hash on every run) and the bytes of `read`.
-pub(crate) fn model_key(model_dir: &Path, sized: &[&str], read: &str) -> Result<u64, ModelError> {
+pub(crate) fn model_key(
+    model_dir: &Path,
+    sized: &[&str],
+    read: &[&str],
+) -> Result<u64, ModelError> {
     let mut h = FNV_OFFSET;
     for name in sized {
         let p = model_dir.join(name);
         let meta = std::fs::metadata(&p).map_err(|e| ModelError::io(&p, e))?;
         h = fnv1a(h, meta.len().to_le_bytes());
     }
-    let p = model_dir.join(read);
-    Ok(fnv1a(
-        h,
-        std::fs::read(&p).map_err(|e| ModelError::io(&p, e))?,
-    ))
+    for name in read {
+        let p = model_dir.join(name);
+        h = fnv1a(h, std::fs::read(&p).map_err(|e| ModelError::io(&p, e))?);
+    }
+    Ok(h)
 }
 
 /// Indices of the texts whose key `known` lacks, each key once.

@@ -196,10 +196,11 @@ pub(crate) fn pooled_vectors(
     Ok(keys.iter().map(|k| known[k].clone()).collect())
 }
 
-/// One cache per encoder: named by a hash of its spec and weight file size.
+/// One cache per encoder: named by a hash of its spec and its weights' bytes
+/// (a model directory's weights are small: heads, fine-tuned layers or a
+/// student; two runs of a student differ in values, not in size).
 pub(crate) fn views_cache_file(dir: &Path, model_dir: &Path) -> Result<PathBuf, ModelError> {
-    let spec = crate::spec::SPEC_FILE;
-    let h = crate::cache::model_key(model_dir, &[spec, WEIGHTS_FILE], spec)?;
+    let h = crate::cache::model_key(model_dir, &[], &[crate::spec::SPEC_FILE, WEIGHTS_FILE])?;
     Ok(dir.join(format!("views-{h:016x}.bin")))
 }
 
