@@ -20,7 +20,7 @@ use anyhow::Context;
 use futures::StreamExt;
 use patroli_classifier::ClassifierConfig;
 use patroli_contracts::ScoredEvent;
-use patroli_runtime::{ensure_topics, find_repo_root, LocalBroker};
+use patroli_runtime::ensure_topics;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
@@ -86,18 +86,7 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
             .posts_per_sec
     };
 
-    let (_broker, brokers) = match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => (None, brokers),
-        _ => {
-            let root = find_repo_root(&std::env::current_dir()?).context(
-                "run inside the patroli checkout (it starts deploy/local/kafka.sh), or set KAFKA_BROKERS",
-            )?;
-            eprintln!("starting a local Apache Kafka broker ...");
-            let broker = tokio::task::spawn_blocking(move || LocalBroker::start(&root)).await??;
-            let brokers = broker.bootstrap_servers();
-            (Some(broker), brokers)
-        }
-    };
+    let (_broker, brokers) = crate::up::local_or_given_broker("patroli bench-pipeline").await?;
     let config = bench_config(&args, &brokers)?;
     ensure_topics(
         &config.kafka,

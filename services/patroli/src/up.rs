@@ -47,19 +47,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     patroli_runtime::init_tracing(false);
     let shutdown = patroli_runtime::shutdown_on_signals();
 
-    let (_broker, brokers) = match std::env::var("KAFKA_BROKERS") {
-        Ok(brokers) if !brokers.is_empty() => (None, brokers),
-        _ => {
-            let cwd = std::env::current_dir()?;
-            let root = find_repo_root(&cwd).context(
-                "run `patroli up` inside the patroli checkout (it needs deploy/local/kafka.sh), or set KAFKA_BROKERS",
-            )?;
-            eprintln!("starting a local Apache Kafka broker ...");
-            let broker = tokio::task::spawn_blocking(move || LocalBroker::start(&root)).await??;
-            let brokers = broker.bootstrap_servers();
-            (Some(broker), brokers)
-        }
-    };
+    let (_broker, brokers) = local_or_given_broker("patroli up").await?;
     eprintln!("broker:     {brokers}");
 
     let mut config: ClassifierConfig = patroli_runtime::load_config(None, std::env::vars())?;
@@ -158,6 +146,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("dashboard task failed: {e}"),
     }
     outcome
+}
+
+/// `KAFKA_BROKERS` when set; otherwise a local Apache Kafka broker started
+/// from the checkout (kept running while the returned handle lives).
+pub(crate) async fn local_or_given_broker(
+    command: &str,
+) -> anyhow::Result<(Option<LocalBroker>, String)> {
+    if let Ok(brokers) = std::env::var("KAFKA_BROKERS") {
+        if !brokers.is_empty() {
+            return Ok((None, brokers));
+        }
+    }
+    let cwd = std::env::current_dir()?;
+    let root = find_repo_root(&cwd).with_context(|| {
+        format!("run `{command}` inside the patroli checkout (it needs deploy/local/kafka.sh), or set KAFKA_BROKERS")
+    })?;
+    eprintln!("starting a local Apache Kafka broker ...");
+    let broker = tokio::task::spawn_blocking(move || LocalBroker::start(&root)).await??;
+    let brokers = broker.bootstrap_servers();
+    Ok((Some(broker), brokers))
 }
 
 /// Follows the output topics and draws the live view. Counts distinct
