@@ -1,9 +1,8 @@
-//! Micro-batching by padded token budget and maximum wait. A batch is padded
-//! to its longest post, so the model's cost is `posts * longest`; the rule
+//! Micro-batching by token budget and maximum wait. The model packs a
+//! batch end to end, so its cost is the sum of its posts' tokens; the rule
 //! for what fits one forward pass is the model's own [`TokenBudget`], so the
-//! batch formed here is exactly one forward pass. A batch closes when no
-//! further post could join it, or when its oldest post has waited
-//! `max_wait`.
+//! batch formed here is exactly one forward pass. A batch closes when the
+//! budget is spent, or when its oldest post has waited `max_wait`.
 
 use crate::config::BatchConfig;
 use patroli_model::TokenBudget;
@@ -12,8 +11,8 @@ use std::time::{Duration, Instant};
 
 pub struct Batcher<T> {
     queue: VecDeque<Queued<T>>,
-    /// Longest post queued, in tokens.
-    longest: usize,
+    /// Tokens queued, summed.
+    tokens: usize,
     budget: TokenBudget,
     max_wait: Duration,
 }
@@ -28,14 +27,14 @@ impl<T> Batcher<T> {
     pub fn new(limits: &BatchConfig) -> Self {
         Batcher {
             queue: VecDeque::new(),
-            longest: 0,
+            tokens: 0,
             budget: limits.budget(),
             max_wait: Duration::from_millis(limits.max_wait_ms),
         }
     }
 
     pub fn push(&mut self, item: T, tokens: usize, arrived: Instant) {
-        self.longest = self.longest.max(tokens);
+        self.tokens += tokens;
         self.queue.push_back(Queued {
             item,
             tokens,
@@ -51,10 +50,10 @@ impl<T> Batcher<T> {
         self.queue.is_empty()
     }
 
-    /// A full batch is ready to go without waiting: not even another post
-    /// as long as the longest queued one could join.
+    /// A full batch is ready to go without waiting: the queue holds at
+    /// least a forward pass's worth, so waiting could not grow the batch.
     pub fn is_full(&self) -> bool {
-        !self.queue.is_empty() && !self.budget.fits(self.queue.len() + 1, self.longest)
+        !self.queue.is_empty() && !self.budget.fits(self.queue.len() + 1, self.tokens + 1)
     }
 
     /// When the oldest queued post has waited long enough.
@@ -65,16 +64,15 @@ impl<T> Batcher<T> {
     /// Takes the oldest posts that fit one forward pass, in arrival order.
     pub fn take(&mut self) -> Vec<T> {
         let mut taken = Vec::new();
-        let mut longest = 0;
+        let mut tokens = 0;
         while let Some(next) = self.queue.front() {
-            let grown = longest.max(next.tokens);
-            if !self.budget.fits(taken.len() + 1, grown) {
+            if !self.budget.fits(taken.len() + 1, tokens + next.tokens) {
                 break;
             }
-            longest = grown;
+            tokens += next.tokens;
             taken.push(self.queue.pop_front().expect("front exists").item);
         }
-        self.longest = self.queue.iter().map(|q| q.tokens).max().unwrap_or(0);
+        self.tokens -= tokens;
         taken
     }
 
@@ -82,7 +80,7 @@ impl<T> Batcher<T> {
     /// fetched again from the last commit, by this or another instance.
     pub fn clear(&mut self) {
         self.queue.clear();
-        self.longest = 0;
+        self.tokens = 0;
     }
 }
 
@@ -112,18 +110,19 @@ mod tests {
     }
 
     #[test]
-    fn counts_padding_not_the_sum_of_lengths() {
+    fn counts_the_sum_of_lengths_not_padding() {
         let now = Instant::now();
         let mut b = Batcher::new(&limits(100, 100));
-        // Padded to 40, three posts cost 120 although their sum is 60.
-        for (i, tokens) in [10, 40, 10, 10].into_iter().enumerate() {
+        // Packed, [10, 40, 10, 10] costs 70, not 4 x 40 = 160.
+        for (i, tokens) in [10, 40, 10, 10, 40, 60].into_iter().enumerate() {
             b.push(i, tokens, now);
         }
         assert!(b.is_full());
-        assert_eq!(b.take(), vec![0, 1]);
-        assert!(!b.is_full());
-        assert_eq!(b.take(), vec![2, 3]);
+        assert_eq!(b.take(), vec![0, 1, 2, 3]);
+        assert!(b.is_full(), "40 + 60 fill the budget exactly");
+        assert_eq!(b.take(), vec![4, 5]);
         assert!(b.is_empty());
+        assert!(!b.is_full());
     }
 
     #[test]

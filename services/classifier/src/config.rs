@@ -23,9 +23,9 @@ pub enum DeliveryMode {
 pub struct BatchConfig {
     /// Most posts scored in one model call.
     pub max_posts: usize,
-    /// Most padded tokens (posts times the longest post, after truncation)
-    /// in one model call, so a run of long posts does not blow up latency
-    /// or memory.
+    /// Most tokens (summed over the batch's posts, after truncation) in one
+    /// model call, so a run of long posts does not blow up latency or
+    /// memory.
     pub max_tokens: usize,
     /// How long the first post of a batch may wait for company.
     pub max_wait_ms: u64,

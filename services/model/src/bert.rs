@@ -194,9 +194,11 @@ impl Layer {
         ]
     }
 
-    /// Joins the query, key and value projections into one matrix for the
-    /// inference path: one GEMM three times as wide instead of three.
-    pub fn fuse_qkv(&mut self) -> candle_core::Result<()> {
+    /// Readies the layer for the inference path: joins the query, key and
+    /// value projections into one matrix (one GEMM three times as wide
+    /// instead of three) and stores every matrix transposed, so the GEMM's
+    /// packing reads rows (docs/performance.md).
+    pub fn prepare_for_inference(&mut self) -> candle_core::Result<()> {
         let flip = |w: &Tensor| -> candle_core::Result<Tensor> { w.t()?.contiguous()?.t() };
         self.qkv = Some(Linear {
             w: flip(&Tensor::cat(&[&self.q.w, &self.k.w, &self.v.w], 0)?)?,
@@ -208,23 +210,9 @@ impl Layer {
         Ok(())
     }
 
-    /// x: [B, S, H]. Inference (`differentiable` false) runs the fused
-    /// kernels (`kernels.rs`); training, candle's differentiable ops.
-    pub fn forward(
-        &self,
-        x: &Tensor,
-        mask: &AttentionMask,
-        heads: usize,
-        differentiable: bool,
-    ) -> candle_core::Result<Tensor> {
-        if differentiable {
-            self.forward_differentiable(x, &mask.additive, heads)
-        } else {
-            self.forward_inference(x, &mask.lens, heads)
-        }
-    }
-
-    fn forward_inference(
+    /// Inference: x is `[T, H]`, posts laid end to end (`Packed`), post `i`
+    /// having `lens[i]` tokens. No padding is computed anywhere.
+    pub fn forward_packed(
         &self,
         x: &Tensor,
         lens: &[usize],
@@ -234,7 +222,7 @@ impl Layer {
             Some(qkv) => qkv.forward(x)?,
             None => Tensor::cat(
                 &[self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?],
-                2,
+                1,
             )?,
         };
         let ctx = qkv.apply_op1_no_bwd(&Attention {
@@ -247,14 +235,14 @@ impl Layer {
         self.oln.forward(&(self.fo.forward(&mid)? + x)?, false)
     }
 
-    /// mask: additive [B, 1, 1, S].
-    fn forward_differentiable(
+    /// Training, with candle's differentiable ops: x is `[B, S, H]` padded,
+    /// `additive` the mask `[B, 1, 1, S]` (`additive_mask`).
+    pub fn forward_padded(
         &self,
         x: &Tensor,
-        mask: &Tensor,
+        additive: &Tensor,
         heads: usize,
     ) -> candle_core::Result<Tensor> {
-        let differentiable = true;
         let (b, s, h) = x.dims3()?;
         let hd = h / heads;
         let split = |t: Tensor| -> candle_core::Result<Tensor> {
@@ -263,15 +251,12 @@ impl Layer {
         let q = split(self.q.forward(x)?)?;
         let k = split(self.k.forward(x)?)?;
         let v = split(self.v.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+        let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(additive)?;
         let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, s, h))?;
-        let x = self
-            .aln
-            .forward(&(self.ao.forward(&ctx)? + x)?, differentiable)?;
+        let x = self.aln.forward(&(self.ao.forward(&ctx)? + x)?, true)?;
         let mid = self.fi.forward(&x)?.gelu_erf()?;
-        self.oln
-            .forward(&(self.fo.forward(&mid)? + x)?, differentiable)
+        self.oln.forward(&(self.fo.forward(&mid)? + x)?, true)
     }
 }
 
@@ -302,50 +287,81 @@ impl Embeddings {
         })
     }
 
-    /// ids: [B, S] u32 -> [B, S, H]; positions count from 0 like e5's BertModel.
-    pub fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, s) = ids.dims2()?;
-        let h = self.word.dim(1)?;
+    /// Token ids and their positions, both u32 of one shape `[..]`, to
+    /// `[.., H]`. Positions count from 0 within each post, like e5's
+    /// BertModel.
+    pub fn forward(&self, ids: &Tensor, positions: &Tensor) -> candle_core::Result<Tensor> {
+        let mut shape = ids.dims().to_vec();
+        shape.push(self.word.dim(1)?);
         // The table may be kept in f16 (inference): only the looked-up rows widen.
         let words = self
             .word
             .index_select(&ids.flatten_all()?, 0)?
-            .to_dtype(DType::F32)?
-            .reshape((b, s, h))?;
-        let pos = self.pos.narrow(0, 0, s)?;
-        let x = words.broadcast_add(&pos)?.broadcast_add(&self.type0)?;
+            .to_dtype(DType::F32)?;
+        let pos = self.pos.index_select(&positions.flatten_all()?, 0)?;
+        let x = (words + pos)?.broadcast_add(&self.type0)?.reshape(shape)?;
         self.ln.forward(&x, false)
     }
 }
 
-/// Which tokens are real, in the forms the two paths read. Padding is
-/// always at the end of a row.
-pub(crate) struct AttentionMask {
-    /// [B, 1, 1, S]: 0 for real tokens, a large negative for padding.
-    pub additive: Tensor,
-    /// Real tokens per row.
+/// A batch laid end to end for the inference path: token `t` of every post
+/// in one `[T]` run, so no pass ever computes a padding row and a batch
+/// costs the sum of its lengths, not posts x longest.
+pub(crate) struct Packed {
+    pub ids: Tensor,
+    pub positions: Tensor,
+    /// Tokens per post, in batch order.
     pub lens: Vec<usize>,
 }
 
-impl AttentionMask {
-    /// From a 0/1 mask [B, S].
-    pub fn new(mask01: &Tensor) -> candle_core::Result<Self> {
-        let lens = mask01
-            .to_dtype(DType::F32)?
-            .sum(1)?
-            .to_vec1::<f32>()?
-            .into_iter()
-            .map(|n| n as usize)
-            .collect();
+impl Packed {
+    pub fn new(batch: &[&[u32]]) -> candle_core::Result<Self> {
+        let total = batch.iter().map(|t| t.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        for t in batch {
+            ids.extend_from_slice(t);
+            positions.extend(0..t.len() as u32);
+        }
         Ok(Self {
-            additive: additive_mask(mask01)?,
-            lens,
+            ids: Tensor::from_vec(ids, total, &Device::Cpu)?,
+            positions: Tensor::from_vec(positions, total, &Device::Cpu)?,
+            lens: batch.iter().map(|t| t.len()).collect(),
         })
     }
 }
 
+/// Each post's first row in a packed `[T, ..]` tensor, from its lengths.
+pub(crate) fn starts(lens: &[usize]) -> Vec<usize> {
+    lens.iter()
+        .scan(0, |at, &len| {
+            let start = *at;
+            *at += len;
+            Some(start)
+        })
+        .collect()
+}
+
+/// Mean of each post's rows of a packed `[T, H]`: `[B, H]`.
+pub(crate) fn packed_mean(hidden: &Tensor, lens: &[usize]) -> candle_core::Result<Tensor> {
+    let rows = starts(lens)
+        .into_iter()
+        .zip(lens)
+        .map(|(start, &len)| hidden.narrow(0, start, len)?.mean_keepdim(0))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    Tensor::cat(&rows, 0)
+}
+
+/// Position ids `[B, S]` of a padded batch: 0..S on every row.
+pub(crate) fn padded_positions(b: usize, s: usize) -> candle_core::Result<Tensor> {
+    Tensor::arange(0u32, s as u32, &Device::Cpu)?
+        .unsqueeze(0)?
+        .broadcast_as((b, s))?
+        .contiguous()
+}
+
 /// Additive attention mask [B, 1, 1, S] from a 0/1 mask [B, S].
-fn additive_mask(mask01: &Tensor) -> candle_core::Result<Tensor> {
+pub(crate) fn additive_mask(mask01: &Tensor) -> candle_core::Result<Tensor> {
     let (b, s) = mask01.dims2()?;
     // A large finite negative keeps softmax free of inf - inf.
     ((mask01.to_dtype(DType::F32)? - 1.0)? * 1e9)?.reshape((b, 1, 1, s))
@@ -486,6 +502,14 @@ impl<'a> SafetensorsFile<'a> {
         self.file
             .seek(SeekFrom::Start(at))
             .map_err(|e| ModelError::io(path, e))?;
+        // Picked once per tensor, not matched per value (118 M of them in the
+        // base encoder).
+        let decode: fn(&[u8]) -> f32 = match info.dtype.as_str() {
+            "F32" => |x| f32::from_le_bytes(x.try_into().expect("4 bytes")),
+            "F16" => |x| half::f16::from_le_bytes(x.try_into().expect("2 bytes")).to_f32(),
+            "BF16" => |x| half::bf16::from_le_bytes(x.try_into().expect("2 bytes")).to_f32(),
+            _ => |x| f32::from(x[0]),
+        };
         let mut chunk = vec![0u8; ((1 << 20) * width).min(count * width)];
         let mut left = count * width;
         while left > 0 {
@@ -494,12 +518,7 @@ impl<'a> SafetensorsFile<'a> {
                 .read_exact(&mut chunk[..n])
                 .map_err(|e| ModelError::io(path, e))?;
             for x in chunk[..n].chunks_exact(width) {
-                values.push(match info.dtype.as_str() {
-                    "F32" => f32::from_le_bytes(x.try_into().expect("4 bytes")),
-                    "F16" => half::f16::from_le_bytes(x.try_into().expect("2 bytes")).to_f32(),
-                    "BF16" => half::bf16::from_le_bytes(x.try_into().expect("2 bytes")).to_f32(),
-                    _ => f32::from(x[0]),
-                });
+                values.push(decode(x));
             }
             left -= n;
         }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
+use crate::bert::{starts, Packed};
 use crate::classifier::{token_budget_batches, Network};
 use crate::fnv::{fnv1a, FNV_OFFSET};
 use crate::text::TextEncoder;
@@ -87,11 +88,10 @@ pub(crate) fn lower_states(
     let batches = token_budget_batches(&lens);
     for (n, batch) in batches.iter().enumerate() {
         let rows: Vec<&[u32]> = batch.iter().map(|&j| ids[missing[j]].as_slice()).collect();
-        let (ids_t, mask) = net.pad(&rows)?;
-        let hidden = net.lower(&ids_t, &mask, lower)?;
-        for (row, &j) in batch.iter().enumerate() {
-            let i = missing[j];
-            known.insert(keys[i], hidden.get(row)?.narrow(0, 0, lens[j])?.copy()?);
+        let packed = Packed::new(&rows)?;
+        let hidden = net.lower(&packed, lower)?;
+        for ((&j, start), len) in batch.iter().zip(starts(&packed.lens)).zip(&packed.lens) {
+            known.insert(keys[missing[j]], hidden.narrow(0, start, *len)?.copy()?);
         }
         if n % 50 == 49 {
             tracing::info!(batch = n + 1, of = batches.len(), "caching lower layers");

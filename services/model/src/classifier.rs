@@ -1,5 +1,5 @@
-//! Inference: load a model directory and score posts in length-sorted,
-//! dynamically padded, token-budget batches.
+//! Inference: load a model directory and score posts in token-budget
+//! batches laid end to end (`Packed`: no padding is computed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -8,8 +8,8 @@ use std::sync::RwLock;
 use candle_core::{DType, Device, Tensor, D};
 
 use crate::bert::{
-    load_rows, load_safetensors, load_safetensors_as, mean_pool, AttentionMask, BertConfig,
-    Embeddings, Layer, Linear,
+    load_rows, load_safetensors, load_safetensors_as, packed_mean, starts, BertConfig, Embeddings,
+    Layer, Linear, Packed,
 };
 use crate::claims::{Claim, ClaimIndex, MATCH_FEATURES};
 use crate::ngram::term_frequencies;
@@ -22,29 +22,29 @@ use patroli_contracts::MatchedClaim;
 
 const TOP_TOKENS: usize = 5;
 
-/// How big one forward pass may be. A batch is padded to its longest post,
-/// so its cost is `posts * longest`, not the sum of its lengths; this is the
-/// one rule every batcher (offline scoring, training, the classifier
-/// service) follows.
+/// How big one forward pass may be. Inference packs a batch end to end, so
+/// its cost is the sum of its posts' tokens; this is the one rule every
+/// batcher (offline scoring, training, the classifier service) follows.
+/// (Training pads, but over length-sorted batches, where padding is small.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenBudget {
     pub max_posts: usize,
-    /// Padded tokens per forward pass.
+    /// Tokens per forward pass, summed over its posts.
     pub max_tokens: usize,
 }
 
 impl TokenBudget {
-    /// Larger batches stop paying off on CPU beyond a few thousand padded
-    /// tokens and only add latency and memory.
+    /// Larger batches stop paying off on CPU beyond a few thousand tokens
+    /// and only add latency and memory.
     pub const DEFAULT: TokenBudget = TokenBudget {
         max_posts: 32,
         max_tokens: 2048,
     };
 
-    /// Whether `posts` posts, the longest `longest` tokens, fit one pass.
-    /// A single post always fits, so an oversized one cannot block a queue.
-    pub fn fits(&self, posts: usize, longest: usize) -> bool {
-        posts <= 1 || (posts <= self.max_posts && posts * longest <= self.max_tokens)
+    /// Whether `posts` posts of `tokens` tokens in all fit one pass. A
+    /// single post always fits, so an oversized one cannot block a queue.
+    pub fn fits(&self, posts: usize, tokens: usize) -> bool {
+        posts <= 1 || (posts <= self.max_posts && tokens <= self.max_tokens)
     }
 }
 
@@ -132,7 +132,7 @@ impl Network {
                 } else {
                     Layer::from_map(base, &format!("encoder.layer.{l}."), eps)?
                 };
-                layer.fuse_qkv()?;
+                layer.prepare_for_inference()?;
                 Ok(layer)
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
@@ -144,7 +144,7 @@ impl Network {
         })
     }
 
-    /// Pads a batch: ids [B, S] and a 0/1 mask [B, S].
+    /// Pads a batch for the training path: ids [B, S] and a 0/1 mask [B, S].
     pub fn pad(&self, batch: &[&[u32]]) -> Result<(Tensor, Tensor), ModelError> {
         let s = batch.iter().map(|t| t.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * s);
@@ -162,12 +162,11 @@ impl Network {
         ))
     }
 
-    /// Hidden states after layers `[0, upto)`.
-    pub fn lower(&self, ids: &Tensor, mask: &Tensor, upto: usize) -> Result<Tensor, ModelError> {
-        let amask = AttentionMask::new(mask)?;
-        let mut x = self.emb.forward(ids)?;
+    /// Hidden states `[T, H]` of a packed batch after layers `[0, upto)`.
+    pub fn lower(&self, batch: &Packed, upto: usize) -> Result<Tensor, ModelError> {
+        let mut x = self.emb.forward(&batch.ids, &batch.positions)?;
         for layer in &self.layers[..upto] {
-            x = layer.forward(&x, &amask, self.heads, false)?;
+            x = layer.forward_packed(&x, &batch.lens, self.heads)?;
         }
         Ok(x)
     }
@@ -175,12 +174,15 @@ impl Network {
 
 /// One batch through the encoder and the category head.
 struct Forward {
+    /// Final hidden states, packed `[T, H]`.
     hidden: Tensor,
     pooled: Tensor,
     /// Temperature-scaled category probabilities per post.
     probs: Vec<Vec<f32>>,
     /// Token count per post (the mean pool's divisor).
     lens: Vec<usize>,
+    /// Each post's first row of `hidden`.
+    starts: Vec<usize>,
 }
 
 pub struct Classifier {
@@ -340,9 +342,9 @@ impl Classifier {
 
     fn forward(&self, items: &[&Tokenized]) -> Result<Forward, ModelError> {
         let id_refs: Vec<&[u32]> = items.iter().map(|t| t.ids.as_slice()).collect();
-        let (ids, mask) = self.net.pad(&id_refs)?;
-        let hidden = self.net.lower(&ids, &mask, self.net.layers.len())?;
-        let pooled = mean_pool(&hidden, &mask)?;
+        let batch = Packed::new(&id_refs)?;
+        let hidden = self.net.lower(&batch, self.net.layers.len())?;
+        let pooled = packed_mean(&hidden, &batch.lens)?;
         let logits = self.head.forward(&pooled)?;
         let probs = candle_nn::ops::softmax(&(logits / self.spec.temperature as f64)?, D::Minus1)?
             .to_vec2::<f32>()?;
@@ -350,7 +352,8 @@ impl Classifier {
             hidden,
             pooled,
             probs,
-            lens: items.iter().map(|t| t.ids.len()).collect(),
+            starts: starts(&batch.lens),
+            lens: batch.lens,
         })
     }
 
@@ -446,9 +449,9 @@ impl Classifier {
             .head
             .forward(&f.hidden)?
             .broadcast_sub(&self.head.b)?
-            .to_vec3::<f32>()?;
+            .to_vec2::<f32>()?;
         let mut preds = Vec::with_capacity(items.len());
-        for ((item, p), tl) in items.iter().zip(&f.probs).zip(token_logits) {
+        for (i, (item, p)) in items.iter().zip(&f.probs).enumerate() {
             let score = self.hoax_mass(p);
             // d score / d logit_c = p_c (1[c is hoax] - score) / T.
             let grad: Vec<f32> = p
@@ -456,7 +459,7 @@ impl Classifier {
                 .zip(&self.disinfo)
                 .map(|(p, &d)| p * (f32::from(u8::from(d)) - score) / self.spec.temperature)
                 .collect();
-            let pushes: Vec<f32> = tl[..item.ids.len()]
+            let pushes: Vec<f32> = token_logits[f.starts[i]..][..f.lens[i]]
                 .iter()
                 .map(|tl| tl.iter().zip(&grad).map(|(a, g)| a * g).sum())
                 .collect();
@@ -481,9 +484,9 @@ impl Classifier {
         let token_push = f
             .hidden
             .to_dtype(DType::F32)?
-            .broadcast_matmul(&w)?
-            .squeeze(2)?
-            .to_vec2::<f32>()?;
+            .matmul(&w)?
+            .squeeze(1)?
+            .to_vec1::<f32>()?;
         let pooled = f.pooled.to_dtype(DType::F32)?.to_vec2::<f32>()?;
         let (near, mut shown) = match &self.claims {
             Some(c) => {
@@ -500,7 +503,7 @@ impl Classifier {
         let mut preds = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
             let n = f.lens[i] as f32;
-            let pushes: Vec<f32> = token_push[i][..item.ids.len()]
+            let pushes: Vec<f32> = token_push[f.starts[i]..][..f.lens[i]]
                 .iter()
                 .map(|p| p / n)
                 .collect();
@@ -599,8 +602,6 @@ mod rescale_tests {
     }
 }
 
-/// Groups item indices into batches of similar length: sorted by length,
-/// cut when the padded size would exceed the default [`TokenBudget`].
 /// `f`'s outputs for `toks`, run in token-budget batches, in input order.
 fn in_batches<T>(
     toks: &[Tokenized],
@@ -619,17 +620,22 @@ fn in_batches<T>(
         .collect())
 }
 
+/// Groups item indices into batches of similar length (so that training,
+/// which pads, pads little): sorted by length, cut when the next item would
+/// exceed the default [`TokenBudget`].
 pub(crate) fn token_budget_batches(lens: &[usize]) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..lens.len()).collect();
     order.sort_by_key(|&i| (lens[i], i));
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut cur: Vec<usize> = Vec::new();
+    let mut tokens = 0;
     for i in order {
-        // Sorted ascending, so the newest item is the longest in the batch.
-        if !cur.is_empty() && !TokenBudget::DEFAULT.fits(cur.len() + 1, lens[i]) {
+        if !cur.is_empty() && !TokenBudget::DEFAULT.fits(cur.len() + 1, tokens + lens[i]) {
             batches.push(std::mem::take(&mut cur));
+            tokens = 0;
         }
         cur.push(i);
+        tokens += lens[i];
     }
     if !cur.is_empty() {
         batches.push(cur);
@@ -726,9 +732,9 @@ impl BaseEncoder {
     /// Mean-pooled final hidden states (e5's embedding before L2 normalisation).
     pub fn pooled(&self, text: &str) -> Result<Vec<f32>, ModelError> {
         let tok = self.text.encode(text)?;
-        let (ids, mask) = self.net.pad(&[tok.ids.as_slice()])?;
-        let h = self.net.lower(&ids, &mask, self.net.layers.len())?;
-        Ok(mean_pool(&h, &mask)?
+        let batch = Packed::new(&[tok.ids.as_slice()])?;
+        let h = self.net.lower(&batch, self.net.layers.len())?;
+        Ok(packed_mean(&h, &batch.lens)?
             .squeeze(0)?
             .to_dtype(DType::F32)?
             .to_vec1::<f32>()?)
@@ -741,15 +747,20 @@ mod tests {
 
     #[test]
     fn batches_respect_budget_and_cover_all() {
-        let lens = vec![10, 500, 3, 64, 64, 128, 7, 512, 512];
+        let lens = vec![10, 1500, 3, 64, 64, 128, 7, 900, 900];
         let batches = token_budget_batches(&lens);
         let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
         seen.sort();
         assert_eq!(seen, (0..lens.len()).collect::<Vec<_>>());
-        for b in &batches {
-            let max = b.iter().map(|&i| lens[i]).max().unwrap();
-            assert!(b.len() == 1 || b.len() * max <= TokenBudget::DEFAULT.max_tokens);
-        }
+        let sizes: Vec<Vec<usize>> = batches
+            .iter()
+            .map(|b| b.iter().map(|&i| lens[i]).collect())
+            .collect();
+        // Shortest first, each batch as full as the 2048-token budget allows.
+        assert_eq!(
+            sizes,
+            vec![vec![3, 7, 10, 64, 64, 128, 900], vec![900], vec![1500]]
+        );
         assert!(token_budget_batches(&[]).is_empty());
     }
 }

@@ -23,13 +23,14 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::bert::{load_safetensors, BertConfig, LAYER_TENSORS};
+use crate::bert::{padded_positions, Packed};
 use crate::classifier::{token_budget_batches, Classifier};
 use crate::data::{data_fingerprint, load_examples, Split};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::stack_rows::{pooled_vectors, views_cache_file};
 use crate::text::Tokenized;
 use crate::train::relative_path;
-use crate::train_ops::{build_layers, top_forward};
+use crate::train_ops::{build_layers, top_forward, top_pooled};
 use crate::vocab::prune_vocab;
 use crate::{InferenceOptions, ModelError};
 
@@ -230,7 +231,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
                 };
             opt.set_learning_rate(lr);
             let layers = build_layers(&vars, 0, eps, false)?;
-            let loss = batch_mse(&teacher, &layers, &train, &train_targets, &rows, true)?;
+            let loss = batch_mse(&teacher, &layers, &train, &train_targets, &rows)?;
             opt.backward_step(&loss)?;
             loss_sum += f64::from(loss.to_scalar::<f32>()?) * rows.len() as f64;
             loss_n += rows.len();
@@ -299,13 +300,13 @@ fn batch_mse(
     toks: &[Tokenized],
     targets: &[Vec<f32>],
     rows: &[usize],
-    differentiable: bool,
 ) -> Result<Tensor, ModelError> {
     let net = teacher.network();
     let ids: Vec<&[u32]> = rows.iter().map(|&i| toks[i].ids.as_slice()).collect();
     let (ids, mask) = net.pad(&ids)?;
-    let x = net.emb.forward(&ids)?;
-    let pooled = top_forward(layers, &x, &mask, net.heads, differentiable)?;
+    let (b, s) = ids.dims2()?;
+    let x = net.emb.forward(&ids, &padded_positions(b, s)?)?;
+    let pooled = top_forward(layers, &x, &mask, net.heads)?;
     let h = pooled.dim(1)?;
     let want: Vec<f32> = rows
         .iter()
@@ -326,9 +327,9 @@ fn dev_fit(
     let (mut se, mut cos, mut values) = (0.0f64, 0.0f64, 0usize);
     for batch in token_budget_batches(&lens(dev)) {
         let ids: Vec<&[u32]> = batch.iter().map(|&i| dev[i].ids.as_slice()).collect();
-        let (ids, mask) = net.pad(&ids)?;
-        let x = net.emb.forward(&ids)?;
-        let pooled = top_forward(layers, &x, &mask, net.heads, false)?.to_vec2::<f32>()?;
+        let packed = Packed::new(&ids)?;
+        let x = net.emb.forward(&packed.ids, &packed.positions)?;
+        let pooled = top_pooled(layers, x, &packed.lens, net.heads)?.to_vec2::<f32>()?;
         for (got, &i) in pooled.iter().zip(&batch) {
             let want = &targets[i];
             let dot: f32 = got.iter().zip(want).map(|(a, b)| a * b).sum();

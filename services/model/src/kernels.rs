@@ -14,11 +14,10 @@
 use candle_core::{CpuStorage, CustomOp1, InplaceOp1, Layout, Shape};
 use rayon::prelude::*;
 
-/// Scaled dot-product attention over a fused `[B, S, 3H]` projection
-/// (queries, keys, values side by side), `heads` heads, post `b` having
-/// `lens[b]` real tokens at the front. Gives `[B, S, H]`; rows past a
-/// post's length are zero (no real token attends to them, and pooling
-/// skips them).
+/// Scaled dot-product attention over a fused, packed `[T, 3H]` projection
+/// (queries, keys, values side by side; posts end to end, post `i` having
+/// `lens[i]` rows), `heads` heads. Gives `[T, H]`: each post attends to its
+/// own tokens only.
 pub(crate) struct Attention {
     pub heads: usize,
     pub lens: Vec<usize>,
@@ -35,27 +34,34 @@ impl CustomOp1 for Attention {
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let qkv = contiguous_f32(storage, layout, self.name())?;
-        let (b, s, three_h) = layout.shape().dims3()?;
+        let (t, three_h) = layout.shape().dims2()?;
         let h = three_h / 3;
-        if three_h % 3 != 0 || h % self.heads != 0 || self.lens.len() != b {
+        if three_h % 3 != 0 || h % self.heads != 0 || self.lens.iter().sum::<usize>() != t {
             candle_core::bail!(
-                "{}: shape {:?} does not fit {} heads and {} lengths",
+                "{}: shape {:?} does not fit {} heads and lengths {:?}",
                 self.name(),
                 layout.shape(),
                 self.heads,
-                self.lens.len()
+                self.lens
             );
         }
-        let mut out = vec![0f32; b * s * h];
-        out.par_chunks_mut(s * h)
-            .zip(qkv.par_chunks(s * three_h))
-            .zip(&self.lens)
-            .for_each(|((out, qkv), &len)| attend(qkv, out, len.min(s), h, self.heads));
-        Ok((CpuStorage::F32(out), Shape::from((b, s, h))))
+        let mut out = vec![0f32; t * h];
+        let mut posts = Vec::with_capacity(self.lens.len());
+        let (mut out_rest, mut qkv_rest) = (out.as_mut_slice(), qkv);
+        for &len in &self.lens {
+            let (o, rest) = out_rest.split_at_mut(len * h);
+            let (q, qrest) = qkv_rest.split_at(len * three_h);
+            posts.push((o, q, len));
+            (out_rest, qkv_rest) = (rest, qrest);
+        }
+        posts
+            .into_par_iter()
+            .for_each(|(out, qkv, len)| attend(qkv, out, len, h, self.heads));
+        Ok((CpuStorage::F32(out), Shape::from((t, h))))
     }
 }
 
-/// One post: `qkv` is `[S, 3H]`, `out` is `[S, H]`.
+/// One post: `qkv` is `[len, 3H]`, `out` is `[len, H]`.
 #[inline(always)]
 fn post_attention(qkv: &[f32], out: &mut [f32], len: usize, h: usize, heads: usize) {
     let hd = h / heads;
@@ -234,16 +240,26 @@ mod tests {
     }
 
     #[test]
-    fn attention_equals_candles_masked_softmax_on_real_tokens() {
+    fn packed_attention_equals_candles_masked_softmax_over_padded_posts() {
         let (b, s, h, heads) = (3, 5, 8, 2);
         let lens = vec![5, 2, 3];
         let qkv = Tensor::randn(0f32, 1.0, (b, s, 3 * h), &Device::Cpu).unwrap();
-        let got = qkv
+        let packed = Tensor::cat(
+            &lens
+                .iter()
+                .enumerate()
+                .map(|(p, &len)| qkv.get(p).unwrap().narrow(0, 0, len).unwrap())
+                .collect::<Vec<_>>(),
+            0,
+        )
+        .unwrap();
+        let got = packed
             .apply_op1_no_bwd(&Attention {
                 heads,
                 lens: lens.clone(),
             })
             .unwrap();
+        assert_eq!(got.dims(), [10, h]);
         let hd = h / heads;
         let split = |i: usize| {
             qkv.narrow(2, i * h, h)
@@ -274,19 +290,35 @@ mod tests {
             .unwrap()
             .to_vec3::<f32>()
             .unwrap();
-        let got = got.to_vec3::<f32>().unwrap();
+        let got = got.to_vec2::<f32>().unwrap();
+        let mut rows = got.iter();
         for (p, &len) in lens.iter().enumerate() {
-            for t in 0..s {
-                for d in 0..h {
-                    let g = got[p][t][d];
-                    if t < len {
-                        assert!((g - want[p][t][d]).abs() < 1e-5, "post {p} token {t}");
-                    } else {
-                        assert_eq!(g, 0.0, "padding row of post {p}");
-                    }
+            for (t, want) in want[p][..len].iter().enumerate() {
+                let got = rows.next().unwrap();
+                for (g, w) in got.iter().zip(want) {
+                    assert!((g - w).abs() < 1e-5, "post {p} token {t}");
                 }
             }
         }
+        assert!(rows.next().is_none());
+    }
+
+    #[test]
+    fn attention_rejects_lengths_that_do_not_cover_the_rows() {
+        let qkv = Tensor::zeros((4, 24), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let err = qkv
+            .apply_op1_no_bwd(&Attention {
+                heads: 2,
+                lens: vec![2, 1],
+            })
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "patroli-attention: shape [4, 24] does not fit 2 heads and lengths [2, 1]"
+            ),
+            "{err}"
+        );
     }
 
     #[test]

@@ -300,7 +300,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         for chunk in order.chunks(opts.batch_size.max(1)) {
             let items: Vec<&Cached> = chunk.iter().map(|&i| &train_c[i]).collect();
             let (x, mask) = pad_hidden(&items, h)?;
-            let pooled = top_forward(&layers, &x, &mask, heads, true)?;
+            let pooled = top_forward(&layers, &x, &mask, heads)?;
             let keep: Vec<f32> = (0..pooled.elem_count())
                 .map(|_| {
                     if rng.random::<f32>() < DROPOUT {
@@ -331,7 +331,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         let (dev_loss, dev_auc) = if dev_c.is_empty() {
             (None, None)
         } else {
-            let logits = dev_logits(&frozen, &head, &dev_c, heads, h)?;
+            let logits = dev_logits(&frozen, &head, &dev_c, heads)?;
             let items: Vec<&Cached> = dev_c.iter().collect();
             let loss = f64::from(loss_fn(&logits, &items, &hoax_mask, None)?.to_scalar::<f32>()?);
             let scores = hoax_scores(&logits, &hoax_mask, 1.0)?;
@@ -377,7 +377,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         let layers = (lower..n_layers)
             .map(|l| Layer::from_map(&tensors, &format!("top.{l}."), eps))
             .collect::<Result<Vec<_>, _>>()?;
-        let logits = dev_logits(&layers, &head, &dev_c, heads, h)?;
+        let logits = dev_logits(&layers, &head, &dev_c, heads)?;
         let t = fit_temperature(&logits, &dev_c, &hoax_mask)?;
         let scores = hoax_scores(&logits, &hoax_mask, f64::from(t))?;
         let hoax: Vec<bool> = dev_c.iter().map(|d| d.hoax).collect();

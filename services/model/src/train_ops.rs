@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 
-use crate::bert::{mean_pool, AttentionMask, Layer, Linear, LAYER_TENSORS};
+use crate::bert::{additive_mask, mean_pool, packed_mean, Layer, Linear, LAYER_TENSORS};
 use crate::classifier::token_budget_batches;
 use crate::data::CATEGORIES;
 use crate::train::Cached;
@@ -69,19 +69,35 @@ pub(crate) fn pad_hidden(items: &[&Cached], h: usize) -> Result<(Tensor, Tensor)
     ))
 }
 
+/// The training pass: padded `[B, S, H]` states through `layers` with
+/// candle's differentiable ops, mean-pooled over real tokens.
 pub(crate) fn top_forward(
     layers: &[Layer],
     x: &Tensor,
     mask: &Tensor,
     heads: usize,
-    differentiable: bool,
 ) -> Result<Tensor, ModelError> {
-    let amask = AttentionMask::new(mask)?;
+    let additive = additive_mask(mask)?;
     let mut x = x.clone();
     for l in layers {
-        x = l.forward(&x, &amask, heads, differentiable)?;
+        x = l.forward_padded(&x, &additive, heads)?;
     }
     Ok(mean_pool(&x, mask)?)
+}
+
+/// The inference pass of packed `[T, H]` states (post `i` having `lens[i]`
+/// rows) through `layers`, mean-pooled per post: `[B, H]`.
+pub(crate) fn top_pooled(
+    layers: &[Layer],
+    x: Tensor,
+    lens: &[usize],
+    heads: usize,
+) -> Result<Tensor, ModelError> {
+    let mut x = x;
+    for l in layers {
+        x = l.forward_packed(&x, lens, heads)?;
+    }
+    Ok(packed_mean(&x, lens)?)
 }
 
 pub(crate) fn dev_logits(
@@ -89,7 +105,6 @@ pub(crate) fn dev_logits(
     head: &Linear,
     dev: &[Cached],
     heads: usize,
-    h: usize,
 ) -> Result<Tensor, ModelError> {
     let lens: Vec<usize> = dev
         .iter()
@@ -97,9 +112,9 @@ pub(crate) fn dev_logits(
         .collect::<Result<_, _>>()?;
     let mut rows: Vec<Option<Tensor>> = vec![None; dev.len()];
     for batch in token_budget_batches(&lens) {
-        let items: Vec<&Cached> = batch.iter().map(|&i| &dev[i]).collect();
-        let (x, mask) = pad_hidden(&items, h)?;
-        let pooled = top_forward(layers, &x, &mask, heads, false)?;
+        let states: Vec<&Tensor> = batch.iter().map(|&i| &dev[i].hidden).collect();
+        let batch_lens: Vec<usize> = batch.iter().map(|&i| lens[i]).collect();
+        let pooled = top_pooled(layers, Tensor::cat(&states, 0)?, &batch_lens, heads)?;
         let logits = head.forward(&pooled)?;
         for (r, &i) in batch.iter().enumerate() {
             rows[i] = Some(logits.get(r)?);

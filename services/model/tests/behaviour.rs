@@ -61,3 +61,34 @@ fn shipped_model_orderings_hold() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The shipped (stacked) model packs a batch end to end: each post's score,
+/// reasons and matches are those it gets alone.
+#[test]
+fn shipped_model_scores_a_mixed_length_batch_as_each_post_alone() {
+    let clf = Classifier::load(&common::shipped_model_dir(), &InferenceOptions::default())
+        .expect("load the shipped model");
+    let texts: Vec<&str> = PAIRS
+        .iter()
+        .flat_map(|(hi, lo, _)| [*hi, *lo])
+        .chain(["", "ok", "Hoaks!"])
+        .collect();
+    let batch = clf.score(&texts).unwrap();
+    for (text, p) in texts.iter().zip(&batch) {
+        let alone = clf.score(&[text]).unwrap().remove(0);
+        assert!(
+            (alone.score - p.score).abs() < 1e-4,
+            "{text:?}: {} alone, {} in the batch",
+            alone.score,
+            p.score
+        );
+        assert_eq!(alone.top_tokens, p.top_tokens, "{text:?}");
+        let ids = |p: &patroli_model::Prediction| {
+            p.matches
+                .iter()
+                .map(|m| m.claim_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&alone), ids(p), "{text:?}");
+    }
+}

@@ -39,6 +39,8 @@ fn scores_odd_inputs_in_input_order() {
             alone.score,
             p.score
         );
+        // Packed in a batch, a post's tokens are still its own.
+        assert_eq!(alone.top_tokens, p.top_tokens, "{t:?}");
         assert!((0.0..=1.0).contains(&p.score));
         assert_eq!(p.label, p.score >= clf.info().threshold);
         let sum: f32 = p.categories.values().sum();
