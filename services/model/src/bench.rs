@@ -16,7 +16,7 @@ pub struct BenchRow {
     pub posts: usize,
     /// After truncation, incl. special tokens.
     pub mean_tokens: f64,
-    /// Token-budget batches (length-sorted, dynamic padding) the posts made.
+    /// Token-budget batches (length-sorted, packed) the posts made.
     pub batches: usize,
     /// All posts through those batches, one forward pass each.
     pub posts_per_sec: f64,
@@ -36,62 +36,78 @@ pub fn bench(
     texts: &[String],
     threads: &[usize],
     max_len: usize,
+    int8: bool,
 ) -> Result<Vec<BenchRow>, ModelError> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let mut rows = Vec::new();
-    // rayon sizes its global pool once, from the first thread count it sees:
-    // run the largest first so smaller counts are a cap on that pool.
-    let mut order = threads.to_vec();
-    order.sort_unstable_by(|a, b| b.cmp(a));
-    for t in order {
-        let opts = InferenceOptions {
-            max_len,
-            threads: Some(t),
-        };
-        let clf = Classifier::load(model_dir, &opts)?;
-        let toks = refs
-            .iter()
-            .map(|x| clf.tokenize(x))
-            .collect::<Result<Vec<_>, _>>()?;
-        let lens: Vec<usize> = toks.iter().map(|t| t.len()).collect();
-        let plan = token_budget_batches(&lens);
-        // Warm-up: first calls pay for allocation and thread start.
-        clf.score(&refs[..refs.len().min(8)])?;
-        let mut per_batch = Vec::with_capacity(plan.len());
-        let start = Instant::now();
-        for batch in &plan {
-            let items: Vec<_> = batch.iter().map(|&i| &toks[i]).collect();
-            let s = Instant::now();
-            clf.score_tokenized(&items)?;
-            per_batch.push(s.elapsed().as_secs_f64() * 1000.0);
-        }
-        let batch_secs = start.elapsed().as_secs_f64();
-        per_batch.sort_by(f64::total_cmp);
-        let mut lat = Vec::with_capacity(refs.len());
-        let start = Instant::now();
-        for x in &refs {
-            let s = Instant::now();
-            clf.score(&[x])?;
-            lat.push(s.elapsed().as_secs_f64() * 1000.0);
-        }
-        let single_secs = start.elapsed().as_secs_f64();
-        lat.sort_by(f64::total_cmp);
-        rows.push(BenchRow {
-            threads: t,
-            posts: refs.len(),
-            mean_tokens: lens.iter().sum::<usize>() as f64 / refs.len().max(1) as f64,
-            batches: plan.len(),
-            posts_per_sec: refs.len() as f64 / batch_secs,
-            batch_p50_ms: percentile(&per_batch, 0.50),
-            batch_p99_ms: percentile(&per_batch, 0.99),
-            single_posts_per_sec: refs.len() as f64 / single_secs,
-            single_p50_ms: percentile(&lat, 0.50),
-            single_p99_ms: percentile(&lat, 0.99),
-            peak_rss_mb: peak_rss_mb(),
-        });
+    threads
+        .iter()
+        .map(|&t| {
+            // A pool of exactly `t` threads for this row: candle's GEMM and
+            // this crate's kernels all run on the current rayon pool, so the
+            // global one (sized once per process) would let a later, smaller
+            // count use the first count's threads.
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(t)
+                .build()
+                .map_err(|e| ModelError::Format(format!("a pool of {t} threads: {e}")))?;
+            pool.install(|| bench_at(model_dir, &refs, t, max_len, int8))
+        })
+        .collect()
+}
+
+fn bench_at(
+    model_dir: &Path,
+    refs: &[&str],
+    t: usize,
+    max_len: usize,
+    int8: bool,
+) -> Result<BenchRow, ModelError> {
+    let opts = InferenceOptions {
+        max_len,
+        threads: Some(t),
+        int8,
+    };
+    let clf = Classifier::load(model_dir, &opts)?;
+    let toks = refs
+        .iter()
+        .map(|x| clf.tokenize(x))
+        .collect::<Result<Vec<_>, _>>()?;
+    let lens: Vec<usize> = toks.iter().map(|t| t.len()).collect();
+    let plan = token_budget_batches(&lens);
+    // Warm-up: first calls pay for allocation and thread start.
+    clf.score(&refs[..refs.len().min(8)])?;
+    let mut per_batch = Vec::with_capacity(plan.len());
+    let start = Instant::now();
+    for batch in &plan {
+        let items: Vec<_> = batch.iter().map(|&i| &toks[i]).collect();
+        let s = Instant::now();
+        clf.score_tokenized(&items)?;
+        per_batch.push(s.elapsed().as_secs_f64() * 1000.0);
     }
-    rows.sort_by_key(|r| r.threads);
-    Ok(rows)
+    let batch_secs = start.elapsed().as_secs_f64();
+    per_batch.sort_by(f64::total_cmp);
+    let mut lat = Vec::with_capacity(refs.len());
+    let start = Instant::now();
+    for x in refs {
+        let s = Instant::now();
+        clf.score(&[x])?;
+        lat.push(s.elapsed().as_secs_f64() * 1000.0);
+    }
+    let single_secs = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(BenchRow {
+        threads: t,
+        posts: refs.len(),
+        mean_tokens: lens.iter().sum::<usize>() as f64 / refs.len().max(1) as f64,
+        batches: plan.len(),
+        posts_per_sec: refs.len() as f64 / batch_secs,
+        batch_p50_ms: percentile(&per_batch, 0.50),
+        batch_p99_ms: percentile(&per_batch, 0.99),
+        single_posts_per_sec: refs.len() as f64 / single_secs,
+        single_p50_ms: percentile(&lat, 0.50),
+        single_p99_ms: percentile(&lat, 0.99),
+        peak_rss_mb: peak_rss_mb(),
+    })
 }
 
 /// VmHWM from /proc/self/status: the most resident memory this process has held.

@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, D};
 use serde::{Deserialize, Serialize};
 
+use crate::int8::Int8Linear;
 use crate::kernels::{Attention, GeluErf};
 use crate::ModelError;
 
@@ -100,8 +101,11 @@ impl LayerNorm {
 }
 
 pub(crate) struct Layer {
-    /// The query, key and value projections as one (inference; `fuse_qkv`).
+    /// The query, key and value projections as one (inference;
+    /// `prepare_for_inference`).
     pub qkv: Option<Linear>,
+    /// The four projections in int8, when inference asked for them.
+    pub int8: Option<Int8Projections>,
     pub q: Linear,
     pub k: Linear,
     pub v: Linear,
@@ -110,6 +114,14 @@ pub(crate) struct Layer {
     pub fi: Linear,
     pub fo: Linear,
     pub oln: LayerNorm,
+}
+
+/// A layer's projections quantised to int8 (`crate::int8`).
+pub(crate) struct Int8Projections {
+    qkv: Int8Linear,
+    ao: Int8Linear,
+    fi: Int8Linear,
+    fo: Int8Linear,
 }
 
 /// Hugging Face suffixes of one layer's tensors, in a fixed order.
@@ -161,6 +173,7 @@ impl Layer {
         let t = LAYER_TENSORS;
         Ok(Self {
             qkv: None,
+            int8: None,
             q: lin(t[0], t[1])?,
             k: lin(t[2], t[3])?,
             v: lin(t[4], t[5])?,
@@ -197,12 +210,24 @@ impl Layer {
     /// Readies the layer for the inference path: joins the query, key and
     /// value projections into one matrix (one GEMM three times as wide
     /// instead of three) and stores every matrix transposed, so the GEMM's
-    /// packing reads rows (docs/performance.md).
-    pub fn prepare_for_inference(&mut self) -> candle_core::Result<()> {
+    /// packing reads rows (docs/performance.md); or, with `int8` on a CPU
+    /// that runs it, quantises the four projections instead.
+    pub fn prepare_for_inference(&mut self, int8: bool) -> candle_core::Result<()> {
+        let qkv_w = Tensor::cat(&[&self.q.w, &self.k.w, &self.v.w], 0)?;
+        let qkv_b = Tensor::cat(&[&self.q.b, &self.k.b, &self.v.b], 0)?;
+        if int8 && Int8Linear::supported() {
+            self.int8 = Some(Int8Projections {
+                qkv: Int8Linear::new(&qkv_w, &qkv_b)?,
+                ao: Int8Linear::new(&self.ao.w, &self.ao.b)?,
+                fi: Int8Linear::new(&self.fi.w, &self.fi.b)?,
+                fo: Int8Linear::new(&self.fo.w, &self.fo.b)?,
+            });
+            return Ok(());
+        }
         let flip = |w: &Tensor| -> candle_core::Result<Tensor> { w.t()?.contiguous()?.t() };
         self.qkv = Some(Linear {
-            w: flip(&Tensor::cat(&[&self.q.w, &self.k.w, &self.v.w], 0)?)?,
-            b: Tensor::cat(&[&self.q.b, &self.k.b, &self.v.b], 0)?,
+            w: flip(&qkv_w)?,
+            b: qkv_b,
         });
         self.ao.w = flip(&self.ao.w)?;
         self.fi.w = flip(&self.fi.w)?;
@@ -218,9 +243,11 @@ impl Layer {
         lens: &[usize],
         heads: usize,
     ) -> candle_core::Result<Tensor> {
-        let qkv = match &self.qkv {
-            Some(qkv) => qkv.forward(x)?,
-            None => Tensor::cat(
+        let int8 = self.int8.as_ref();
+        let qkv = match (int8, &self.qkv) {
+            (Some(q8), _) => q8.qkv.forward(x)?,
+            (None, Some(qkv)) => qkv.forward(x)?,
+            (None, None) => Tensor::cat(
                 &[self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?],
                 1,
             )?,
@@ -229,10 +256,21 @@ impl Layer {
             heads,
             lens: lens.to_vec(),
         })?;
-        let x = self.aln.forward(&(self.ao.forward(&ctx)? + x)?, false)?;
-        let mid = self.fi.forward(&x)?;
+        let ao = match int8 {
+            Some(q8) => q8.ao.forward(&ctx)?,
+            None => self.ao.forward(&ctx)?,
+        };
+        let x = self.aln.forward(&(ao + x)?, false)?;
+        let mid = match int8 {
+            Some(q8) => q8.fi.forward(&x)?,
+            None => self.fi.forward(&x)?,
+        };
         mid.inplace_op1(&GeluErf)?;
-        self.oln.forward(&(self.fo.forward(&mid)? + x)?, false)
+        let fo = match int8 {
+            Some(q8) => q8.fo.forward(&mid)?,
+            None => self.fo.forward(&mid)?,
+        };
+        self.oln.forward(&(fo + x)?, false)
     }
 
     /// Training, with candle's differentiable ops: x is `[B, S, H]` padded,

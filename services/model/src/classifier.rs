@@ -62,6 +62,9 @@ pub struct InferenceOptions {
     /// Compute threads (process-wide, see `Classifier::load`); `None` sizes
     /// them from the CPU quota.
     pub threads: Option<usize>,
+    /// Run the encoder's projections in int8 (`int8.rs`) on CPUs with
+    /// AVX-512 VNNI even if the model's spec does not ask for it.
+    pub int8: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +120,7 @@ impl Network {
         trained: &HashMap<String, Tensor>,
         finetuned: usize,
         pad_id: u32,
+        int8: bool,
     ) -> Result<Self, ModelError> {
         let n = cfg.num_hidden_layers;
         if finetuned > n {
@@ -132,7 +136,7 @@ impl Network {
                 } else {
                     Layer::from_map(base, &format!("encoder.layer.{l}."), eps)?
                 };
-                layer.prepare_for_inference()?;
+                layer.prepare_for_inference(int8)?;
                 Ok(layer)
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
@@ -226,7 +230,14 @@ impl Classifier {
             base.insert(WORD_EMBEDDINGS.to_string(), rows);
         }
         let trained = load_safetensors(&model_dir.join(WEIGHTS_FILE))?;
-        let net = Network::assemble(&cfg, &base, &trained, spec.finetuned_layers, spec.pad_id)?;
+        let net = Network::assemble(
+            &cfg,
+            &base,
+            &trained,
+            spec.finetuned_layers,
+            spec.pad_id,
+            spec.int8 || opts.int8,
+        )?;
         let head = load_head(&trained, cfg.hidden_size, spec.categories.len())?;
         let claims = match (&spec.claims, &spec.stack) {
             (None, _) => None,
@@ -712,7 +723,14 @@ impl BaseEncoder {
     pub fn load(base_dir: &Path, prefix: &str, bos: u32, eos: u32) -> Result<Self, ModelError> {
         let cfg = BertConfig::load(&base_dir.join("config.json"))?;
         let base = load_safetensors(&base_dir.join("model.safetensors"))?;
-        let net = Network::assemble(&cfg, &base, &HashMap::new(), 0, cfg.pad_token_id as u32)?;
+        let net = Network::assemble(
+            &cfg,
+            &base,
+            &HashMap::new(),
+            0,
+            cfg.pad_token_id as u32,
+            false,
+        )?;
         let text = TextEncoder::load(
             &base_dir.join("tokenizer.json"),
             None,

@@ -15,6 +15,7 @@ mod distill;
 mod e5s1;
 mod eval;
 mod fnv;
+mod int8;
 mod jsonl;
 mod kernels;
 mod metrics;

@@ -46,6 +46,10 @@ pub struct ModelSpec {
     /// listing the base token ids the model keeps; absent: all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vocab: Option<String>,
+    /// The encoder's projections run in int8 (`int8.rs`) on CPUs with
+    /// AVX-512 VNNI, f32 elsewhere; the model card gives both's figures.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub int8: bool,
     /// `data_fingerprint` of the training data (absent in models trained
     /// before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]

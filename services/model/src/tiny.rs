@@ -187,6 +187,7 @@ pub(crate) fn tiny_spec(finetuned: usize) -> ModelSpec {
         claims: None,
         encoder_layers: None,
         vocab: None,
+        int8: false,
     }
 }
 

@@ -216,7 +216,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let n_layers = cfg.num_hidden_layers;
     let k = opts.finetune_layers.min(n_layers);
     let lower = n_layers - k;
-    let net = Network::assemble(&cfg, &base, &HashMap::new(), 0, pad)?;
+    let net = Network::assemble(&cfg, &base, &HashMap::new(), 0, pad, false)?;
 
     tracing::info!(
         train = train_ex.len(),
@@ -421,6 +421,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         claims: None,
         encoder_layers: None,
         vocab: None,
+        int8: false,
     };
     spec.save(&opts.out)?;
     let report = TrainReport {

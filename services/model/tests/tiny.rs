@@ -59,6 +59,7 @@ fn scores_odd_inputs_in_input_order() {
     let short = InferenceOptions {
         max_len: 8,
         threads: Some(1),
+        int8: false,
     };
     let dir = tempfile::tempdir().unwrap();
     build_tiny_model(dir.path(), 7).unwrap();
@@ -355,7 +356,7 @@ fn bench_reports_every_thread_count_in_the_reference_shape() {
     build_tiny_model(dir.path(), 7).unwrap();
     // 40 texts of 1 to 40 words: at most 32 posts per batch, so at least two batches.
     let texts: Vec<String> = (1..=40).map(|n| "kata ".repeat(n)).collect();
-    let rows = patroli_model::bench(dir.path(), &texts, &[1, 2], 0).unwrap();
+    let rows = patroli_model::bench(dir.path(), &texts, &[1, 2], 0, false).unwrap();
     assert_eq!(rows.iter().map(|r| r.threads).collect::<Vec<_>>(), [1, 2]);
     for r in &rows {
         assert_eq!(r.posts, 40);
@@ -380,5 +381,48 @@ fn bench_reports_every_thread_count_in_the_reference_shape() {
         "peak_rss_mb",
     ] {
         assert!(json.get(field).is_some(), "{field} missing from {json}");
+    }
+}
+
+/// Int8 projections (where the CPU has AVX-512 VNNI; f32 elsewhere, and
+/// then this compares f32 with itself) score as the f32 model does, to
+/// within quantisation error, in a batch as alone.
+#[test]
+fn int8_scores_within_quantisation_error_of_f32() {
+    let dir = tempfile::tempdir().unwrap();
+    build_tiny_model(dir.path(), 7).unwrap();
+    let f32_model = Classifier::load(dir.path(), &InferenceOptions::default()).unwrap();
+    let int8_model = Classifier::load(
+        dir.path(),
+        &InferenceOptions {
+            int8: true,
+            ..InferenceOptions::default()
+        },
+    )
+    .unwrap();
+    let texts = [
+        "KPU umumkan jadwal pemungutan 14 Februari pukul 07.00",
+        "SEBARKAN surat suara tercoblos!",
+        "yg gk coblos besok rugi",
+        "",
+    ];
+    let want = f32_model.score(&texts).unwrap();
+    let got = int8_model.score(&texts).unwrap();
+    for ((t, w), g) in texts.iter().zip(&want).zip(&got) {
+        assert!(
+            (w.score - g.score).abs() < 0.02,
+            "{t:?}: f32 {} int8 {}",
+            w.score,
+            g.score
+        );
+        let alone = int8_model.score(&[t]).unwrap().remove(0);
+        assert!((alone.score - g.score).abs() < 1e-5, "{t:?}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512bw") && std::is_x86_feature_detected!("avx512vnni") {
+        assert!(
+            want.iter().zip(&got).any(|(w, g)| w.score != g.score),
+            "this CPU runs int8, so the scores should carry its rounding"
+        );
     }
 }

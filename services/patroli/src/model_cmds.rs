@@ -69,6 +69,9 @@ pub enum ModelCommand {
         /// Token limit (0 = the model's own).
         #[arg(long, default_value_t = 0)]
         max_len: usize,
+        /// Int8 projections (CPUs with AVX-512 VNNI; f32 elsewhere).
+        #[arg(long)]
+        int8: bool,
         /// One JSON object per thread count instead of a sentence.
         #[arg(long)]
         json: bool,
@@ -207,8 +210,15 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             max_len,
             threads,
         } => {
-            let clf = Classifier::load(&model, &InferenceOptions { max_len, threads })
-                .with_context(|| format!("loading model {}", model.display()))?;
+            let clf = Classifier::load(
+                &model,
+                &InferenceOptions {
+                    max_len,
+                    threads,
+                    int8: false,
+                },
+            )
+            .with_context(|| format!("loading model {}", model.display()))?;
             let reader: Box<dyn Read> = if input == "-" {
                 Box::new(std::io::stdin().lock())
             } else {
@@ -359,6 +369,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             posts,
             threads,
             max_len,
+            int8,
             json,
             texts_out,
         } => {
@@ -371,7 +382,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 std::fs::write(&path, lines)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            for r in patroli_model::bench(&model, &texts, &threads, max_len)? {
+            for r in patroli_model::bench(&model, &texts, &threads, max_len, int8)? {
                 if json {
                     println!("{}", serde_json::to_string(&r)?);
                     continue;

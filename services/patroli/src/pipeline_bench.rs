@@ -80,10 +80,12 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
     eprintln!("model alone on {} texts ...", texts.len());
     let model_alone = {
         let (model, texts, threads) = (args.model.clone(), texts.clone(), args.threads);
-        tokio::task::spawn_blocking(move || patroli_model::bench(&model, &texts, &[threads], 0))
-            .await??
-            .remove(0)
-            .posts_per_sec
+        tokio::task::spawn_blocking(move || {
+            patroli_model::bench(&model, &texts, &[threads], 0, false)
+        })
+        .await??
+        .remove(0)
+        .posts_per_sec
     };
 
     let (_broker, brokers) = crate::up::local_or_given_broker("patroli bench-pipeline").await?;
