@@ -12,6 +12,7 @@ use crate::bert::{
     Layer, Linear, Packed,
 };
 use crate::claims::{Claim, ClaimIndex, MATCH_FEATURES};
+use crate::int8::Int8Linear;
 use crate::ngram::term_frequencies;
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::stack::{tfidf, StackedHead};
@@ -129,6 +130,14 @@ impl Network {
             )));
         }
         let eps = cfg.layer_norm_eps;
+        if int8 && !Int8Linear::supported() {
+            // An operator sizing pods from the model card's int8 figures
+            // needs to know this node runs about three times slower.
+            tracing::warn!(
+                "this CPU lacks AVX-512 VNNI: the model's int8 projections run in f32 \
+                 (same weights, about 3x slower; see the model card)"
+            );
+        }
         let layers = (0..n)
             .map(|l| {
                 let mut layer = if l >= n - finetuned {

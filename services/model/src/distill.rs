@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::bert::{load_safetensors, BertConfig, LAYER_TENSORS};
 use crate::bert::{padded_positions, Packed};
 use crate::classifier::{token_budget_batches, Classifier};
-use crate::data::{data_fingerprint, load_examples, Split};
+use crate::data::{data_files, data_fingerprint, load_examples, Split};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::stack_rows::{pooled_vectors, views_cache_file};
 use crate::text::Tokenized;
@@ -40,6 +40,11 @@ pub const DISTILL_REPORT_FILE: &str = "distill_report.json";
 pub struct DistillOptions {
     /// Labelled JSONL files or folders; only their train-split texts teach.
     pub data: Vec<PathBuf>,
+    /// Unlabelled JSONL files or folders (records with a `text`, e.g. posts
+    /// exported from `posts.raw.v1`): every text teaches too, beside the
+    /// train split's. Labels are never read, so no evaluation split leaks.
+    #[serde(default)]
+    pub unlabelled: Vec<PathBuf>,
     /// The model directory whose encoder is distilled.
     pub teacher: PathBuf,
     pub out: PathBuf,
@@ -68,6 +73,7 @@ impl Default for DistillOptions {
     fn default() -> Self {
         Self {
             data: vec![PathBuf::from("models/data/build/all.jsonl")],
+            unlabelled: Vec::new(),
             teacher: PathBuf::from(crate::DEFAULT_MODEL_DIR),
             out: PathBuf::from("models/patroli-student"),
             name: "patroli-student".into(),
@@ -102,7 +108,11 @@ pub struct DistillReport {
     /// The teacher layer each student layer started from (before `init`,
     /// when the run continued an earlier student).
     pub initialised_from: Vec<usize>,
+    /// Texts the student learnt from: the train split's and the unlabelled.
     pub train_texts: usize,
+    /// Of those, the ones from `options.unlabelled`.
+    #[serde(default)]
+    pub unlabelled_texts: usize,
     pub dev_texts: usize,
     pub epochs: Vec<DistillEpoch>,
     pub best_epoch: usize,
@@ -110,6 +120,27 @@ pub struct DistillReport {
     pub vocabulary: usize,
     pub seconds: f64,
     pub options: DistillOptions,
+}
+
+/// The `text` of every record in the unlabelled files, in file order.
+fn unlabelled_texts(paths: &[PathBuf]) -> Result<Vec<String>, ModelError> {
+    #[derive(Deserialize)]
+    struct Unlabelled {
+        text: String,
+    }
+    let mut texts = Vec::new();
+    for file in data_files(paths)? {
+        let content = std::fs::read_to_string(&file).map_err(|e| ModelError::io(&file, e))?;
+        for (n, line) in content.lines().enumerate() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let record: Unlabelled = serde_json::from_str(line)
+                .map_err(|e| ModelError::Data(format!("{}:{}: {e}", file.display(), n + 1)))?;
+            texts.push(record.text);
+        }
+    }
+    Ok(texts)
 }
 
 /// `layers` indices spread evenly over `0..depth`, first and last included.
@@ -149,7 +180,11 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
             .map(|e| teacher.tokenize(&e.text))
             .collect()
     };
-    let train = tokenized(Split::Train)?;
+    let mut train = tokenized(Split::Train)?;
+    let unlabelled = unlabelled_texts(&opts.unlabelled)?;
+    for text in &unlabelled {
+        train.push(teacher.tokenize(text)?);
+    }
     let mut dev = tokenized(Split::Dev)?;
     dev.shuffle(&mut rng);
     dev.truncate(opts.max_dev);
@@ -267,7 +302,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
         }
     }
     let (_, best_epoch, snap) = best.expect("at least one epoch");
-    let data_sha = data_fingerprint(&opts.data)?;
+    let data_sha = data_fingerprint(&[opts.data.as_slice(), &opts.unlabelled].concat())?;
     save_student(opts, &spec, &base_dir, &snap, &data_sha)?;
     let vocabulary = prune_vocab(&opts.out, &opts.data, opts.keep_top_pieces)?;
     let report = DistillReport {
@@ -275,6 +310,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
         teacher: format!("{} {}", spec.name, spec.version),
         initialised_from: taken,
         train_texts: train.len(),
+        unlabelled_texts: unlabelled.len(),
         dev_texts: dev.len(),
         epochs,
         best_epoch,

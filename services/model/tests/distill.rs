@@ -26,9 +26,17 @@ fn a_student_learns_the_teachers_vectors_and_keeps_only_the_pieces_it_needs() {
         lines += &(line.to_string() + "\n");
     }
     std::fs::write(&data, lines).unwrap();
+    // Unlabelled posts teach too; a record needs only its text.
+    let posts = dir.path().join("posts.jsonl");
+    std::fs::write(
+        &posts,
+        "{\"text\": \"surat suara dicoblos duluan\"}\n\n{\"text\": \"debat capres malam ini\", \"event_id\": \"e2\"}\n",
+    )
+    .unwrap();
     let out = dir.path().join("student");
     let opts = DistillOptions {
         data: vec![data],
+        unlabelled: vec![posts],
         teacher: teacher.clone(),
         out: out.clone(),
         name: "tiny-student".into(),
@@ -40,7 +48,14 @@ fn a_student_learns_the_teachers_vectors_and_keeps_only_the_pieces_it_needs() {
         ..DistillOptions::default()
     };
     let report = distill(&opts).unwrap();
-    assert_eq!((report.train_texts, report.dev_texts), (30, 10));
+    assert_eq!(
+        (
+            report.train_texts,
+            report.unlabelled_texts,
+            report.dev_texts
+        ),
+        (32, 2, 10)
+    );
     assert_eq!(report.initialised_from, vec![1], "the teacher's last layer");
     assert_eq!(report.epochs.len(), 6);
     let first = report.epochs[0].dev_mse;
@@ -99,5 +114,32 @@ fn a_student_as_deep_as_its_teacher_is_refused() {
     assert_eq!(
         err,
         "bad model format: a student needs at least one layer and fewer than its teacher's 2, not 2"
+    );
+}
+
+#[test]
+fn an_unlabelled_record_without_text_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    build_tiny_model(dir.path(), 3).unwrap();
+    let data = dir.path().join("texts.jsonl");
+    std::fs::write(
+        &data,
+        "{\"text\": \"kpu umumkan jadwal\", \"label\": \"not\", \"split\": \"train\"}\n",
+    )
+    .unwrap();
+    let posts = dir.path().join("posts.jsonl");
+    std::fs::write(&posts, "{\"text\": \"ok\"}\n{\"body\": \"no text here\"}\n").unwrap();
+    let opts = DistillOptions {
+        data: vec![data],
+        unlabelled: vec![posts.clone()],
+        teacher: dir.path().to_path_buf(),
+        out: dir.path().join("student"),
+        layers: 1,
+        ..DistillOptions::default()
+    };
+    let err = distill(&opts).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("{}:2: missing field `text`", posts.display())),
+        "{err}"
     );
 }

@@ -127,6 +127,10 @@ pub struct TrainArgs {
     /// Continue distilling from this student's layers instead of the teacher's.
     #[arg(long)]
     student_init: Option<PathBuf>,
+    /// With --teacher: unlabelled JSONL files or folders (records with a `text`)
+    /// whose texts the student also learns from.
+    #[arg(long, num_args = 1..)]
+    unlabelled: Vec<PathBuf>,
     /// A student keeps the pieces its training texts use plus this many of the base
     /// vocabulary's most probable others.
     #[arg(long, default_value_t = DistillOptions::default().keep_top_pieces)]
@@ -249,6 +253,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 let d = DistillOptions::default();
                 let opts = DistillOptions {
                     data: a.data,
+                    unlabelled: a.unlabelled,
                     teacher,
                     out: a.out,
                     name: a.name,
