@@ -11,8 +11,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let [dir, data, top] = &args[..] else {
         return Err("usage: prune_vocab MODEL_DIR DATA TOP".into());
     };
-    let kept =
-        patroli_model::prune_vocab(&PathBuf::from(dir), &[PathBuf::from(data)], top.parse()?)?;
+    let kept = patroli_model::prune_vocab(
+        &PathBuf::from(dir),
+        &[PathBuf::from(data)],
+        &[],
+        top.parse()?,
+    )?;
     println!("{dir}: kept {kept} pieces");
     Ok(())
 }

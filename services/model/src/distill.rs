@@ -304,7 +304,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
     let (_, best_epoch, snap) = best.expect("at least one epoch");
     let data_sha = data_fingerprint(&[opts.data.as_slice(), &opts.unlabelled].concat())?;
     save_student(opts, &spec, &base_dir, &snap, &data_sha)?;
-    let vocabulary = prune_vocab(&opts.out, &opts.data, opts.keep_top_pieces)?;
+    let vocabulary = prune_vocab(&opts.out, &opts.data, &unlabelled, opts.keep_top_pieces)?;
     let report = DistillReport {
         data_sha,
         teacher: format!("{} {}", spec.name, spec.version),

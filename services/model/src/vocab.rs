@@ -102,9 +102,15 @@ pub(crate) fn pruned_tokenizer_json(path: &Path, keep: &[u32]) -> Result<String,
 }
 
 /// Prunes `model_dir`'s vocabulary (see the module comment), keeping the
-/// `top` most probable pieces beyond those the train split of `data` uses;
-/// writes `vocab_ids.json` and points the spec at it. Returns the kept count.
-pub fn prune_vocab(model_dir: &Path, data: &[PathBuf], top: usize) -> Result<usize, ModelError> {
+/// `top` most probable pieces beyond those the train split of `data` and
+/// the `unlabelled` texts use; writes `vocab_ids.json` and points the spec
+/// at it. Returns the kept count.
+pub fn prune_vocab(
+    model_dir: &Path,
+    data: &[PathBuf],
+    unlabelled: &[String],
+    top: usize,
+) -> Result<usize, ModelError> {
     let mut spec = ModelSpec::load(model_dir)?;
     if spec.vocab.is_some() {
         return Err(ModelError::Format(format!(
@@ -119,6 +125,9 @@ pub fn prune_vocab(model_dir: &Path, data: &[PathBuf], top: usize) -> Result<usi
         .filter(|e| e.split() == Split::Train)
     {
         keep.extend(clf.all_piece_ids(&e.text)?);
+    }
+    for text in unlabelled {
+        keep.extend(clf.all_piece_ids(text)?);
     }
     let base_dir = spec.resolve_base_dir(model_dir);
     let path = base_dir.join("tokenizer.json");

@@ -95,6 +95,11 @@ fn a_student_learns_the_teachers_vectors_and_keeps_only_the_pieces_it_needs() {
     // <s> ▁query : ▁bawaslu </s>, then ▁ b a w a s l u in its place.
     assert_eq!(teacher.tokenize(unseen).unwrap().len(), 5);
     assert_eq!(student.tokenize(unseen).unwrap().len(), 5 - 1 + 8);
+    // A word only an unlabelled post has (`ini`) keeps its piece too.
+    assert_eq!(
+        student.tokenize("ini").unwrap().len(),
+        teacher.tokenize("ini").unwrap().len()
+    );
     let scored = student.score(&[seen, unseen, ""]).unwrap();
     assert_eq!(scored.len(), 3);
     assert!(scored.iter().all(|p| (0.0..=1.0).contains(&p.score)));
