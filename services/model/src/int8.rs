@@ -12,6 +12,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::kernels::contiguous_f32;
+
 /// Output channels per vector: 16 i32 lanes.
 const LANES: usize = 16;
 /// Rows per tile: 4 rows x 4 vectors of outputs keep 16 accumulators, 4
@@ -125,17 +127,11 @@ impl CustomOp1 for Int8Linear {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(values) = storage else {
-            candle_core::bail!("{}: f32 input only", self.name());
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("{}: contiguous input only", self.name());
-        };
+        let x = contiguous_f32(storage, layout, self.name())?;
         let (t, k) = layout.shape().dims2()?;
         if k != self.k {
             candle_core::bail!("{}: input width {k}, weights take {}", self.name(), self.k);
         }
-        let x = &values[start..end];
         let mut offset = vec![0u8; t * k];
         let mut x_scales = vec![0f32; t];
         offset

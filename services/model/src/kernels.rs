@@ -202,7 +202,8 @@ fn attend(qkv: &[f32], out: &mut [f32], len: usize, h: usize, heads: usize) {
     post_attention(qkv, out, len, h, heads)
 }
 
-fn contiguous_f32<'a>(
+/// The values of an f32 input a custom op reads whole, or its error.
+pub(crate) fn contiguous_f32<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     op: &str,
