@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::fnv::{fnv1a, FNV_OFFSET};
@@ -177,21 +178,33 @@ pub fn data_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ModelError> {
 }
 
 fn read_file(path: &Path, out: &mut Vec<Example>) -> Result<(), ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     let dir_name = path
         .parent()
         .and_then(Path::file_name)
         .map_or_else(|| "data".to_string(), |n| n.to_string_lossy().into_owned());
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let at = format!("{}:{}", path.display(), n + 1);
-        let rec: Record =
-            serde_json::from_str(line).map_err(|e| ModelError::Data(format!("{at}: {e}")))?;
+    for (at, rec) in jsonl_records::<Record>(path)? {
         out.push(example(rec, &at, &dir_name).map_err(|e| ModelError::Data(format!("{at}: {e}")))?);
     }
     Ok(())
+}
+
+/// Every non-blank line of a JSONL file as a `T`, with its `path:line`; a
+/// line that is not a `T` is a data error naming that place.
+pub(crate) fn jsonl_records<T: DeserializeOwned>(
+    path: &Path,
+) -> Result<Vec<(String, T)>, ModelError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let at = format!("{}:{}", path.display(), n + 1);
+            match serde_json::from_str(line) {
+                Ok(record) => Ok((at, record)),
+                Err(e) => Err(ModelError::Data(format!("{at}: {e}"))),
+            }
+        })
+        .collect()
 }
 
 fn example(rec: Record, at: &str, dir_name: &str) -> Result<Example, String> {

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::bert::{load_safetensors, BertConfig, LAYER_TENSORS};
 use crate::bert::{padded_positions, Packed};
 use crate::classifier::{token_budget_batches, Classifier};
-use crate::data::{data_files, data_fingerprint, load_examples, Split};
+use crate::data::{data_files, data_fingerprint, jsonl_records, load_examples, Split};
 use crate::spec::{ModelSpec, WEIGHTS_FILE};
 use crate::stack_rows::{pooled_vectors, views_cache_file};
 use crate::text::Tokenized;
@@ -130,15 +130,11 @@ fn unlabelled_texts(paths: &[PathBuf]) -> Result<Vec<String>, ModelError> {
     }
     let mut texts = Vec::new();
     for file in data_files(paths)? {
-        let content = std::fs::read_to_string(&file).map_err(|e| ModelError::io(&file, e))?;
-        for (n, line) in content.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let record: Unlabelled = serde_json::from_str(line)
-                .map_err(|e| ModelError::Data(format!("{}:{}: {e}", file.display(), n + 1)))?;
-            texts.push(record.text);
-        }
+        texts.extend(
+            jsonl_records::<Unlabelled>(&file)?
+                .into_iter()
+                .map(|(_, record)| record.text),
+        );
     }
     Ok(texts)
 }
