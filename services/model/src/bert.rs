@@ -101,11 +101,9 @@ impl LayerNorm {
 }
 
 pub(crate) struct Layer {
-    /// The query, key and value projections as one (inference;
-    /// `prepare_for_inference`).
-    pub qkv: Option<Linear>,
-    /// The four projections in int8, when inference asked for them.
-    pub int8: Option<Int8Projections>,
+    /// What `prepare_for_inference` made of the projections; training's
+    /// layers have none and run the separate f32 ones.
+    prepared: Option<Prepared>,
     pub q: Linear,
     pub k: Linear,
     pub v: Linear,
@@ -116,12 +114,35 @@ pub(crate) struct Layer {
     pub oln: LayerNorm,
 }
 
-/// A layer's projections quantised to int8 (`crate::int8`).
-pub(crate) struct Int8Projections {
+/// A layer's projections as the inference path runs them.
+enum Prepared {
+    /// Query, key and value joined into one f32 matrix; the other three
+    /// are the layer's own (stored transposed).
+    F32 { qkv: Linear },
+    /// All four quantised (`crate::int8`).
+    Int8(Box<Int8Projections>),
+}
+
+struct Int8Projections {
     qkv: Int8Linear,
     ao: Int8Linear,
     fi: Int8Linear,
     fo: Int8Linear,
+}
+
+/// One of the inference path's projections, whichever form it is in.
+enum Proj<'a> {
+    F32(&'a Linear),
+    Int8(&'a Int8Linear),
+}
+
+impl Proj<'_> {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Proj::F32(p) => p.forward(x),
+            Proj::Int8(p) => p.forward(x),
+        }
+    }
 }
 
 /// Hugging Face suffixes of one layer's tensors, in a fixed order.
@@ -172,8 +193,7 @@ impl Layer {
         };
         let t = LAYER_TENSORS;
         Ok(Self {
-            qkv: None,
-            int8: None,
+            prepared: None,
             q: lin(t[0], t[1])?,
             k: lin(t[2], t[3])?,
             v: lin(t[4], t[5])?,
@@ -216,18 +236,20 @@ impl Layer {
         let qkv_w = Tensor::cat(&[&self.q.w, &self.k.w, &self.v.w], 0)?;
         let qkv_b = Tensor::cat(&[&self.q.b, &self.k.b, &self.v.b], 0)?;
         if int8 && Int8Linear::supported() {
-            self.int8 = Some(Int8Projections {
+            self.prepared = Some(Prepared::Int8(Box::new(Int8Projections {
                 qkv: Int8Linear::new(&qkv_w, &qkv_b)?,
                 ao: Int8Linear::new(&self.ao.w, &self.ao.b)?,
                 fi: Int8Linear::new(&self.fi.w, &self.fi.b)?,
                 fo: Int8Linear::new(&self.fo.w, &self.fo.b)?,
-            });
+            })));
             return Ok(());
         }
         let flip = |w: &Tensor| -> candle_core::Result<Tensor> { w.t()?.contiguous()?.t() };
-        self.qkv = Some(Linear {
-            w: flip(&qkv_w)?,
-            b: qkv_b,
+        self.prepared = Some(Prepared::F32 {
+            qkv: Linear {
+                w: flip(&qkv_w)?,
+                b: qkv_b,
+            },
         });
         self.ao.w = flip(&self.ao.w)?;
         self.fi.w = flip(&self.fi.w)?;
@@ -243,34 +265,35 @@ impl Layer {
         lens: &[usize],
         heads: usize,
     ) -> candle_core::Result<Tensor> {
-        let int8 = self.int8.as_ref();
-        let qkv = match (int8, &self.qkv) {
-            (Some(q8), _) => q8.qkv.forward(x)?,
-            (None, Some(qkv)) => qkv.forward(x)?,
-            (None, None) => Tensor::cat(
-                &[self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?],
-                1,
-            )?,
+        let own = || {
+            [
+                Proj::F32(&self.ao),
+                Proj::F32(&self.fi),
+                Proj::F32(&self.fo),
+            ]
+        };
+        let (qkv, [ao, fi, fo]) = match &self.prepared {
+            Some(Prepared::Int8(p)) => (
+                p.qkv.forward(x)?,
+                [Proj::Int8(&p.ao), Proj::Int8(&p.fi), Proj::Int8(&p.fo)],
+            ),
+            Some(Prepared::F32 { qkv }) => (qkv.forward(x)?, own()),
+            None => (
+                Tensor::cat(
+                    &[self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?],
+                    1,
+                )?,
+                own(),
+            ),
         };
         let ctx = qkv.apply_op1_no_bwd(&Attention {
             heads,
             lens: lens.to_vec(),
         })?;
-        let ao = match int8 {
-            Some(q8) => q8.ao.forward(&ctx)?,
-            None => self.ao.forward(&ctx)?,
-        };
-        let x = self.aln.forward(&(ao + x)?, false)?;
-        let mid = match int8 {
-            Some(q8) => q8.fi.forward(&x)?,
-            None => self.fi.forward(&x)?,
-        };
+        let x = self.aln.forward(&(ao.forward(&ctx)? + x)?, false)?;
+        let mid = fi.forward(&x)?;
         mid.inplace_op1(&GeluErf)?;
-        let fo = match int8 {
-            Some(q8) => q8.fo.forward(&mid)?,
-            None => self.fo.forward(&mid)?,
-        };
-        self.oln.forward(&(fo + x)?, false)
+        self.oln.forward(&(fo.forward(&mid)? + x)?, false)
     }
 
     /// Training, with candle's differentiable ops: x is `[B, S, H]` padded,
