@@ -22,7 +22,9 @@ mod metrics;
 mod ngram;
 mod spec;
 mod stack;
+mod stack_blend;
 mod stack_fit;
+mod stack_fold;
 mod stack_rows;
 mod stack_train;
 mod text;
@@ -52,7 +54,8 @@ pub use metrics::{
     BinaryCounts,
 };
 pub use spec::{ModelSpec, BASE_DIR_ENV};
-pub use stack_train::{stack, HeldOut, StackOptions, StackReport, Views, STACK_FILE};
+pub use stack_blend::Blend;
+pub use stack_train::{stack, HeldOut, JointFit, StackOptions, StackReport, Views, STACK_FILE};
 pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};

@@ -16,8 +16,10 @@ use crate::data::{data_fingerprint, load_examples, Example, Split};
 use crate::metrics::roc_auc;
 use crate::spec::{ClaimsSpec, ModelSpec, WEIGHTS_FILE};
 use crate::stack::StackedHead;
-use crate::stack_fit::{self, platt, Fit};
-use crate::stack_rows::{encode_rows, match_rows, views_cache_file, Row};
+use crate::stack_blend::Blend;
+use crate::stack_fit::platt;
+use crate::stack_fold::fit_fold;
+use crate::stack_rows::{encode_rows, views_cache_file, Row};
 use crate::train::{choose_threshold, ThresholdChoice};
 use crate::ModelError;
 
@@ -64,6 +66,10 @@ pub struct StackOptions {
     pub max_genuine_match_rate: f64,
     /// How far row weights even out source sizes (`source_weights`).
     pub source_balance: f32,
+    /// Ship the blend of the single-view fits, weighted by how well each
+    /// carries to a source it never saw (`stack_blend.rs`), instead of the
+    /// joint fit.
+    pub blend: bool,
 }
 
 impl Default for StackOptions {
@@ -88,6 +94,7 @@ impl Default for StackOptions {
             claim_texts_from: vec!["patroli_corpus".into()],
             max_genuine_match_rate: 0.005,
             source_balance: 0.0,
+            blend: false,
         }
     }
 }
@@ -133,6 +140,18 @@ pub struct HeldOut {
     /// of the remaining sources.
     pub one_sided: bool,
     pub roc_auc: BTreeMap<Views, Option<f64>>,
+    /// With `blend`: the fold's blend weights and its joint head's ROC-AUC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend: Option<Blend>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint_roc_auc: Option<f64>,
+}
+
+/// The joint head a blend replaced, measured as the blend is.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JointFit {
+    pub dev_roc_auc: Option<f64>,
+    pub test_roc_auc: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -150,6 +169,10 @@ pub struct StackReport {
     /// leave-one-source-out; empty otherwise). Evaluation only: nothing
     /// about the fit depends on it.
     pub test_roc_auc: BTreeMap<Views, Option<f64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blend: Option<Blend>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointFit>,
     pub platt: (f32, f32),
     pub threshold: ThresholdChoice,
     pub leave_one_source_out: BTreeMap<String, HeldOut>,
@@ -178,34 +201,15 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
             "stacking needs train and dev rows (dev sets the threshold)".into(),
         ));
     }
-    let archive = if opts.matching {
-        Some(match_rows(&mut rows, |r| r.split == Split::Train, opts)?)
-    } else {
-        None
-    };
+    let fold = fit_fold(&mut rows, &|_| true, &opts.l2, opts)?;
+    let shipped = shipped_view(opts);
+    let mut head = fold.shipped.head.clone();
     let of = |split: Split| -> Vec<&Row> { rows.iter().filter(|r| r.split == split).collect() };
-    let (train, dev) = (of(Split::Train), of(Split::Dev));
-    let (shipped, ablations) = views_of(opts);
-
-    let mut best: Option<(f64, f32, Fit)> = None;
-    for &l2 in &opts.l2 {
-        let fit = stack_fit::fit(&train, &dev, shipped, l2, opts);
-        let auc = fit.dev_auc.unwrap_or(0.0);
-        tracing::info!(
-            l2,
-            dev_roc_auc = auc,
-            epochs = fit.epochs,
-            "stacked head fitted"
-        );
-        if best.as_ref().is_none_or(|b| auc > b.0) {
-            best = Some((auc, l2, fit));
-        }
-    }
-    let (_, l2, mut fit) = best.expect("at least one l2");
-    let dev_logits: Vec<f32> = dev.iter().map(|r| fit.head.logit_of(r)).collect();
+    let (train, dev, test) = (of(Split::Train), of(Split::Dev), of(Split::Test));
+    let dev_logits: Vec<f32> = dev.iter().map(|r| head.logit_of(r)).collect();
     let labels: Vec<bool> = dev.iter().map(|r| r.hoax).collect();
-    fit.head.platt = platt(&dev_logits, &labels);
-    let dev_scores: Vec<f32> = dev_logits.iter().map(|&z| fit.head.calibrated(z)).collect();
+    head.platt = platt(&dev_logits, &labels);
+    let dev_scores: Vec<f32> = dev_logits.iter().map(|&z| head.calibrated(z)).collect();
     let protected: Vec<bool> = dev.iter().map(|r| r.protected).collect();
     let threshold = choose_threshold(
         &dev_scores,
@@ -214,22 +218,20 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         opts.max_protected_fpr,
         opts.threshold,
     );
-    let test = of(Split::Test);
     let test_auc = |head: &StackedHead| -> Option<f64> {
         let scores: Vec<f32> = test.iter().map(|r| head.logit_of(r)).collect();
         let labels: Vec<bool> = test.iter().map(|r| r.hoax).collect();
         roc_auc(&scores, &labels)
     };
     let (mut dev_roc_auc, mut test_roc_auc) = (BTreeMap::new(), BTreeMap::new());
-    dev_roc_auc.insert(shipped, fit.dev_auc);
-    test_roc_auc.insert(shipped, test_auc(&fit.head));
-    for &v in &ablations {
-        let f = stack_fit::fit(&train, &dev, v, l2, opts);
+    dev_roc_auc.insert(shipped, fold.shipped.dev_auc);
+    test_roc_auc.insert(shipped, test_auc(&head));
+    for (&v, f) in &fold.ablations {
         dev_roc_auc.insert(v, f.dev_auc);
         test_roc_auc.insert(v, test_auc(&f.head));
     }
     test_roc_auc.retain(|_, auc| auc.is_some());
-    let match_threshold = archive.as_ref().map(|_| {
+    let match_threshold = fold.archive.as_ref().map(|_| {
         let genuine_best_hoax: Vec<f32> = dev
             .iter()
             .filter(|r| !r.hoax)
@@ -239,54 +241,23 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
     });
     write_model(
         opts,
-        &fit.head,
+        &head,
         threshold.threshold,
         &data_sha,
-        archive.as_ref().zip(match_threshold),
+        fold.archive.as_ref().zip(match_threshold),
     )?;
+    let joint = fold.blend.as_ref().map(|(_, joint)| JointFit {
+        dev_roc_auc: joint.dev_auc,
+        test_roc_auc: test_auc(&joint.head),
+    });
     let (train_examples, dev_examples) = (train.len(), dev.len());
+    let (l2, epochs_run, blend) = (fold.l2, fold.shipped.epochs, fold.blend.map(|b| b.0));
 
-    let mut loso = BTreeMap::new();
-    if opts.leave_one_source_out {
-        let sources: std::collections::BTreeSet<String> =
-            rows.iter().map(|r| r.source.clone()).collect();
-        for s in &sources {
-            let s = s.as_str();
-            if opts.matching {
-                match_rows(
-                    &mut rows,
-                    |r| r.split == Split::Train && r.source != s,
-                    opts,
-                )?;
-            }
-            let held = held_out(&rows, s);
-            let mut roc = BTreeMap::new();
-            for v in std::iter::once(shipped).chain(ablations.iter().copied()) {
-                let others = |split| -> Vec<&Row> {
-                    rows.iter()
-                        .filter(|r| r.split == split && r.source != s)
-                        .collect()
-                };
-                let f = stack_fit::fit(&others(Split::Train), &others(Split::Dev), v, l2, opts);
-                let scores: Vec<f32> = held.iter().map(|r| f.head.logit_of(r)).collect();
-                let labels: Vec<bool> = held.iter().map(|r| r.hoax).collect();
-                roc.insert(v, roc_auc(&scores, &labels));
-            }
-            let one_sided = !rows
-                .iter()
-                .filter(|r| r.source == s)
-                .any(|r| r.hoax != held[0].hoax);
-            tracing::info!(source = s, ?roc, "held out");
-            loso.insert(
-                s.to_string(),
-                HeldOut {
-                    rows: held.len(),
-                    one_sided,
-                    roc_auc: roc,
-                },
-            );
-        }
-    }
+    let leave_one_source_out = if opts.leave_one_source_out {
+        leave_one_source_out(&mut rows, l2, opts)?
+    } else {
+        BTreeMap::new()
+    };
 
     let report = StackReport {
         data_sha,
@@ -295,12 +266,14 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         dev_examples,
         match_threshold,
         l2,
-        epochs_run: fit.epochs,
+        epochs_run,
         dev_roc_auc,
         test_roc_auc,
-        platt: fit.head.platt,
+        blend,
+        joint,
+        platt: head.platt,
         threshold,
-        leave_one_source_out: loso,
+        leave_one_source_out,
         seconds: start.elapsed().as_secs_f64(),
         options: opts.clone(),
     };
@@ -313,23 +286,59 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
     Ok(report)
 }
 
-/// The view the shipped head uses and the ablations measured beside it.
-fn views_of(opts: &StackOptions) -> (Views, Vec<Views>) {
+/// Every source held out in turn: each fold fitted without it (archive
+/// included) and scored on its rows.
+fn leave_one_source_out(
+    rows: &mut [Row],
+    l2: f32,
+    opts: &StackOptions,
+) -> Result<BTreeMap<String, HeldOut>, ModelError> {
+    let sources: std::collections::BTreeSet<String> =
+        rows.iter().map(|r| r.source.clone()).collect();
+    let mut loso = BTreeMap::new();
+    for s in &sources {
+        let fold = fit_fold(rows, &|r: &Row| r.source != *s, &[l2], opts)?;
+        let held = held_out(rows, s);
+        let labels: Vec<bool> = held.iter().map(|r| r.hoax).collect();
+        let auc = |head: &StackedHead| -> Option<f64> {
+            let scores: Vec<f32> = held.iter().map(|r| head.logit_of(r)).collect();
+            roc_auc(&scores, &labels)
+        };
+        let mut roc: BTreeMap<Views, Option<f64>> = fold
+            .ablations
+            .iter()
+            .map(|(&v, f)| (v, auc(&f.head)))
+            .collect();
+        roc.insert(shipped_view(opts), auc(&fold.shipped.head));
+        let one_sided = !rows
+            .iter()
+            .filter(|r| r.source == *s)
+            .any(|r| r.hoax != held[0].hoax);
+        tracing::info!(source = %s, ?roc, "held out");
+        let (blend, joint_roc_auc) = match &fold.blend {
+            Some((blend, joint)) => (Some(blend.clone()), auc(&joint.head)),
+            None => (None, None),
+        };
+        loso.insert(
+            s.clone(),
+            HeldOut {
+                rows: held.len(),
+                one_sided,
+                roc_auc: roc,
+                blend,
+                joint_roc_auc,
+            },
+        );
+    }
+    Ok(loso)
+}
+
+/// The key the shipped head's figures are reported under.
+fn shipped_view(opts: &StackOptions) -> Views {
     if opts.matching {
-        (
-            Views::Combined,
-            vec![
-                Views::Classifier,
-                Views::EncoderOnly,
-                Views::NgramsOnly,
-                Views::MatchesOnly,
-            ],
-        )
+        Views::Combined
     } else {
-        (
-            Views::Classifier,
-            vec![Views::EncoderOnly, Views::NgramsOnly],
-        )
+        Views::Classifier
     }
 }
 

@@ -162,3 +162,104 @@ fn stacking_without_dev_rows_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// 90 rows in three sources of both labels; `write_data`'s texts.
+fn write_three_sources(path: &std::path::Path) {
+    let mut lines = String::new();
+    for i in 0..90 {
+        let hoax = i % 2 == 0;
+        let text = if hoax { HOAXES[i % 4] } else { NEWS[i % 4] };
+        let source = ["kpu", "mafindo", "warga"][(i / 2) % 3];
+        let split = ["train", "train", "train", "dev", "test"][(i / 6) % 5];
+        lines += &serde_json::json!({
+            "id": format!("r{i}"),
+            "text": format!("{text} nomor {}", i / 2),
+            "label": if hoax { "hoax" } else { "not" },
+            "source": source,
+            "genre": if hoax { "post" } else { "news" },
+            "split": split,
+        })
+        .to_string();
+        lines.push('\n');
+    }
+    std::fs::write(path, lines).unwrap();
+}
+
+#[test]
+fn blended_head_is_weighted_on_out_of_source_scores_and_ships_as_one_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = dir.path().join("encoder");
+    build_tiny_model(&encoder, 3).unwrap();
+    let data = dir.path().join("labels.jsonl");
+    write_three_sources(&data);
+    let out = dir.path().join("blended");
+    let opts = StackOptions {
+        data: vec![data.clone()],
+        encoder,
+        out: out.clone(),
+        name: "tiny-blended".into(),
+        version: "0.1.0".into(),
+        leave_one_source_out: true,
+        blend: true,
+        ..StackOptions::default()
+    };
+    let report = stack(&opts).unwrap();
+    let blend = report.blend.as_ref().expect("blend weights reported");
+    assert_eq!(
+        blend.weights.keys().copied().collect::<Vec<_>>(),
+        [Views::EncoderOnly, Views::NgramsOnly, Views::MatchesOnly]
+    );
+    // Every train and dev row (54 + 18) was scored once, by fits of the
+    // other two sources.
+    assert_eq!((report.train_examples, report.dev_examples), (54, 18));
+    assert_eq!(blend.rows, 72);
+    // Each template occurs in every source, so every view separates the
+    // labels of a source it never saw, and each gets a positive weight
+    // (which view wins when they disagree: `stack_blend`'s unit test).
+    assert!(blend.weights.values().all(|&w| w > 0.0), "{blend:?}");
+    assert_eq!(report.dev_roc_auc[&Views::Combined], Some(1.0));
+    let joint = report.joint.as_ref().expect("the joint fit it replaced");
+    assert_eq!(joint.dev_roc_auc, Some(1.0));
+    for (source, held) in &report.leave_one_source_out {
+        assert_eq!((held.rows, held.one_sided), (30, false), "{source}");
+        assert!(
+            held.blend.is_some() && held.joint_roc_auc.is_some(),
+            "{source}"
+        );
+        assert_eq!(held.roc_auc[&Views::Combined], Some(1.0), "{source}");
+    }
+
+    let clf = Classifier::load(&out, &InferenceOptions::default()).unwrap();
+    let (hoax, news) = (
+        format!("{} nomor 44", HOAXES[0]),
+        format!("{} nomor 44", NEWS[1]),
+    );
+    let preds = clf.score(&[hoax.as_str(), news.as_str()]).unwrap();
+    assert!(preds[0].label && !preds[1].label, "{preds:?}");
+    let eval = evaluate(&out, &[data], Some(Split::Test), "eval_report").unwrap();
+    assert_eq!(eval.roc_auc, Some(1.0));
+}
+
+#[test]
+fn blending_without_out_of_source_scores_of_both_labels_is_a_clear_error() {
+    // `write_data`: with `public` left out only `factcheck`'s hoaxes remain
+    // to fit on, so only `factcheck`'s hoaxes get out-of-source scores.
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = dir.path().join("encoder");
+    build_tiny_model(&encoder, 3).unwrap();
+    let data = dir.path().join("labels.jsonl");
+    write_data(&data);
+    let err = stack(&StackOptions {
+        data: vec![data],
+        encoder,
+        out: dir.path().join("blended"),
+        blend: true,
+        ..StackOptions::default()
+    })
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad data: blending the views needs rows of both labels scored by fits that never saw \
+         their source; 2 sources gave 16 rows, 16 of them hoaxes"
+    );
+}
