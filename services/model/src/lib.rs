@@ -22,7 +22,6 @@ mod metrics;
 mod ngram;
 mod spec;
 mod stack;
-mod stack_blend;
 mod stack_fit;
 mod stack_fold;
 mod stack_rows;
@@ -54,8 +53,7 @@ pub use metrics::{
     BinaryCounts,
 };
 pub use spec::{ModelSpec, BASE_DIR_ENV};
-pub use stack_blend::Blend;
-pub use stack_train::{stack, HeldOut, JointFit, StackOptions, StackReport, Views, STACK_FILE};
+pub use stack_train::{stack, HeldOut, StackOptions, StackReport, Views, STACK_FILE};
 pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};

@@ -185,9 +185,10 @@ fn log_loss(logits: &[f32], labels: &[bool]) -> f64 {
         / logits.len().max(1) as f64
 }
 
-/// Platt scaling (a, b) minimising dev log-loss, on Platt's smoothed
-/// targets ((n+ + 1)/(n+ + 2) and 1/(n- + 2)): without them a dev split the
-/// head separates perfectly drives `a` to infinity.
+/// Platt scaling (a, b) minimising dev log-loss, by Newton's method with
+/// step halving, on Platt's smoothed targets ((n+ + 1)/(n+ + 2) and
+/// 1/(n- + 2)): without them a dev split the head separates perfectly
+/// drives `a` to infinity.
 pub(crate) fn platt(logits: &[f32], labels: &[bool]) -> (f32, f32) {
     let pos = labels.iter().filter(|&&y| y).count() as f64;
     let neg = labels.len() as f64 - pos;
@@ -201,109 +202,53 @@ pub(crate) fn platt(logits: &[f32], labels: &[bool]) -> (f32, f32) {
             }
         })
         .collect();
-    let x: Vec<Vec<f64>> = logits.iter().map(|&z| vec![f64::from(z)]).collect();
-    let c = logistic_newton(&x, &targets, &vec![1.0; x.len()], 0.0, &[1.0, 0.0]);
-    (c[0] as f32, c[1] as f32)
-}
-
-/// Weighted logistic regression on a few dense features by Newton's method
-/// with step halving: the coefficients, the bias last, starting from `start`.
-/// `ridge` penalises the coefficients (not the bias) by ridge/2 * w^2.
-pub(crate) fn logistic_newton(
-    x: &[Vec<f64>],
-    targets: &[f64],
-    weights: &[f64],
-    ridge: f64,
-    start: &[f64],
-) -> Vec<f64> {
-    let k = start.len();
-    let logit = |c: &[f64], row: &[f64]| -> f64 {
-        row.iter().zip(c).map(|(x, c)| x * c).sum::<f64>() + c[k - 1]
-    };
-    let loss = |c: &[f64]| -> f64 {
-        let data: f64 = x
+    let loss = |a: f64, b: f64| -> f64 {
+        logits
             .iter()
-            .zip(targets.iter().zip(weights))
-            .map(|(row, (&t, &w))| {
-                let u = logit(c, row);
+            .zip(&targets)
+            .map(|(&z, &t)| {
+                let u = a * f64::from(z) + b;
                 // log(1 + e^u) - t u, stable for large |u|.
-                w * (u.max(0.0) + (-u.abs()).exp().ln_1p() - t * u)
+                u.max(0.0) + (-u.abs()).exp().ln_1p() - t * u
             })
-            .sum();
-        data + ridge / 2.0 * c[..k - 1].iter().map(|c| c * c).sum::<f64>()
+            .sum()
     };
-    let mut c = start.to_vec();
-    let mut current = loss(&c);
+    let (mut a, mut b) = (1.0f64, 0.0f64);
+    let mut current = loss(a, b);
     for _ in 0..100 {
-        let mut grad = vec![0.0; k];
-        let mut hess = vec![vec![0.0; k]; k];
-        for i in 0..k {
-            hess[i][i] = 1e-9 + if i + 1 < k { ridge } else { 0.0 };
-            if i + 1 < k {
-                grad[i] = ridge * c[i];
-            }
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-9, 0.0, 1e-9);
+        for (&z, &t) in logits.iter().zip(&targets) {
+            let z = f64::from(z);
+            let p = 1.0 / (1.0 + (-(a * z + b)).exp());
+            let w = p * (1.0 - p);
+            ga += (p - t) * z;
+            gb += p - t;
+            haa += w * z * z;
+            hab += w * z;
+            hbb += w;
         }
-        for (row, (&t, &w)) in x.iter().zip(targets.iter().zip(weights)) {
-            let p = 1.0 / (1.0 + (-logit(&c, row)).exp());
-            let features: Vec<f64> = row.iter().copied().chain([1.0]).collect();
-            for ((g, h), &fi) in grad.iter_mut().zip(hess.iter_mut()).zip(&features) {
-                *g += w * (p - t) * fi;
-                for (h, &fj) in h.iter_mut().zip(&features) {
-                    *h += w * p * (1.0 - p) * fi * fj;
-                }
-            }
-        }
-        let Some(delta) = solve(hess, grad) else {
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-12 {
             break;
-        };
+        }
+        let (da, db) = ((hbb * ga - hab * gb) / det, (haa * gb - hab * ga) / det);
         let mut step = 1.0;
-        let moved =
-            |step: f64| -> Vec<f64> { c.iter().zip(&delta).map(|(c, d)| c - step * d).collect() };
-        while step > 1e-6 && loss(&moved(step)) > current {
+        while step > 1e-6 && loss(a - step * da, b - step * db) > current {
             step /= 2.0;
         }
         if step <= 1e-6 {
             break;
         }
-        c = moved(step);
-        let next = loss(&c);
+        a -= step * da;
+        b -= step * db;
+        let next = loss(a, b);
         let converged = current - next < 1e-10 * current.abs().max(1.0);
         current = next;
         if converged {
             break;
         }
     }
-    c
-}
-
-/// Solves `a x = b` by Gaussian elimination with partial pivoting; `None`
-/// when `a` is singular.
-fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
-    let n = b.len();
-    for col in 0..n {
-        let pivot = (col..n).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
-        if a[pivot][col].abs() < 1e-12 {
-            return None;
-        }
-        a.swap(col, pivot);
-        b.swap(col, pivot);
-        let (above, below) = a.split_at_mut(col + 1);
-        let pivot_row = &above[col];
-        for (row, b_row) in below.iter_mut().zip(col + 1..n) {
-            let f = row[col] / pivot_row[col];
-            row.iter_mut()
-                .zip(pivot_row)
-                .skip(col)
-                .for_each(|(x, p)| *x -= f * p);
-            b[b_row] -= f * b[col];
-        }
-    }
-    let mut x = vec![0.0; n];
-    for i in (0..n).rev() {
-        let s: f64 = (i + 1..n).map(|j| a[i][j] * x[j]).sum();
-        x[i] = (b[i] - s) / a[i][i];
-    }
-    Some(x)
+    (a as f32, b as f32)
 }
 
 #[cfg(test)]
@@ -325,45 +270,5 @@ mod tests {
         }
         let (a, b) = platt(&logits, &labels);
         assert!((a - 2.0).abs() < 0.05 && (b + 1.0).abs() < 0.05, "{a} {b}");
-    }
-
-    #[test]
-    fn logistic_newton_recovers_two_known_weights() {
-        // P(y) = sigmoid(1.5 u - 0.5 v + 0.25) on a grid, labels drawn
-        // deterministically at that rate.
-        let (mut x, mut targets) = (Vec::new(), Vec::new());
-        for i in 0..30 {
-            for j in 0..30 {
-                let (u, v) = (i as f64 / 10.0 - 1.5, j as f64 / 10.0 - 1.5);
-                let p = 1.0 / (1.0 + (-(1.5 * u - 0.5 * v + 0.25)).exp());
-                for k in 0..100 {
-                    x.push(vec![u, v]);
-                    targets.push(if (k as f64 + 0.5) / 100.0 < p {
-                        1.0
-                    } else {
-                        0.0
-                    });
-                }
-            }
-        }
-        let c = logistic_newton(&x, &targets, &vec![1.0; x.len()], 0.0, &[0.0, 0.0, 0.0]);
-        for (got, want) in c.iter().zip([1.5, -0.5, 0.25]) {
-            assert!((got - want).abs() < 0.03, "{c:?}");
-        }
-        // A ridge pulls the weights towards zero, not the bias.
-        let r = logistic_newton(&x, &targets, &vec![1.0; x.len()], 1e5, &[0.0, 0.0, 0.0]);
-        assert!(r[0].abs() < 0.2 && r[1].abs() < 0.2, "{r:?}");
-    }
-
-    #[test]
-    fn solve_rejects_a_singular_system() {
-        assert_eq!(
-            solve(vec![vec![1.0, 2.0], vec![2.0, 4.0]], vec![1.0, 2.0]),
-            None
-        );
-        assert_eq!(
-            solve(vec![vec![0.0, 1.0], vec![1.0, 0.0]], vec![2.0, 3.0]),
-            Some(vec![3.0, 2.0])
-        );
     }
 }

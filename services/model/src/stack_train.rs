@@ -16,9 +16,8 @@ use crate::data::{data_fingerprint, load_examples, Example, Split};
 use crate::metrics::roc_auc;
 use crate::spec::{ClaimsSpec, ModelSpec, WEIGHTS_FILE};
 use crate::stack::StackedHead;
-use crate::stack_blend::Blend;
 use crate::stack_fit::platt;
-use crate::stack_fold::fit_fold;
+use crate::stack_fold::{fit_fold, views_of};
 use crate::stack_rows::{encode_rows, views_cache_file, Row};
 use crate::train::{choose_threshold, ThresholdChoice};
 use crate::ModelError;
@@ -66,10 +65,6 @@ pub struct StackOptions {
     pub max_genuine_match_rate: f64,
     /// How far row weights even out source sizes (`source_weights`).
     pub source_balance: f32,
-    /// Ship the blend of the single-view fits, weighted by how well each
-    /// carries to a source it never saw (`stack_blend.rs`), instead of the
-    /// joint fit.
-    pub blend: bool,
 }
 
 impl Default for StackOptions {
@@ -94,7 +89,6 @@ impl Default for StackOptions {
             claim_texts_from: vec!["patroli_corpus".into()],
             max_genuine_match_rate: 0.005,
             source_balance: 0.0,
-            blend: false,
         }
     }
 }
@@ -140,18 +134,6 @@ pub struct HeldOut {
     /// of the remaining sources.
     pub one_sided: bool,
     pub roc_auc: BTreeMap<Views, Option<f64>>,
-    /// With `blend`: the fold's blend weights and its joint head's ROC-AUC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blend: Option<Blend>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub joint_roc_auc: Option<f64>,
-}
-
-/// The joint head a blend replaced, measured as the blend is.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JointFit {
-    pub dev_roc_auc: Option<f64>,
-    pub test_roc_auc: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -169,10 +151,6 @@ pub struct StackReport {
     /// leave-one-source-out; empty otherwise). Evaluation only: nothing
     /// about the fit depends on it.
     pub test_roc_auc: BTreeMap<Views, Option<f64>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub blend: Option<Blend>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub joint: Option<JointFit>,
     pub platt: (f32, f32),
     pub threshold: ThresholdChoice,
     pub leave_one_source_out: BTreeMap<String, HeldOut>,
@@ -202,7 +180,7 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         ));
     }
     let fold = fit_fold(&mut rows, &|_| true, &opts.l2, opts)?;
-    let shipped = shipped_view(opts);
+    let shipped = views_of(opts).0;
     let mut head = fold.shipped.head.clone();
     let of = |split: Split| -> Vec<&Row> { rows.iter().filter(|r| r.split == split).collect() };
     let (train, dev, test) = (of(Split::Train), of(Split::Dev), of(Split::Test));
@@ -246,12 +224,8 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         &data_sha,
         fold.archive.as_ref().zip(match_threshold),
     )?;
-    let joint = fold.blend.as_ref().map(|(_, joint)| JointFit {
-        dev_roc_auc: joint.dev_auc,
-        test_roc_auc: test_auc(&joint.head),
-    });
     let (train_examples, dev_examples) = (train.len(), dev.len());
-    let (l2, epochs_run, blend) = (fold.l2, fold.shipped.epochs, fold.blend.map(|b| b.0));
+    let (l2, epochs_run) = (fold.l2, fold.shipped.epochs);
 
     let leave_one_source_out = if opts.leave_one_source_out {
         leave_one_source_out(&mut rows, l2, opts)?
@@ -269,8 +243,6 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         epochs_run,
         dev_roc_auc,
         test_roc_auc,
-        blend,
-        joint,
         platt: head.platt,
         threshold,
         leave_one_source_out,
@@ -309,37 +281,22 @@ fn leave_one_source_out(
             .iter()
             .map(|(&v, f)| (v, auc(&f.head)))
             .collect();
-        roc.insert(shipped_view(opts), auc(&fold.shipped.head));
+        roc.insert(views_of(opts).0, auc(&fold.shipped.head));
         let one_sided = !rows
             .iter()
             .filter(|r| r.source == *s)
             .any(|r| r.hoax != held[0].hoax);
         tracing::info!(source = %s, ?roc, "held out");
-        let (blend, joint_roc_auc) = match &fold.blend {
-            Some((blend, joint)) => (Some(blend.clone()), auc(&joint.head)),
-            None => (None, None),
-        };
         loso.insert(
             s.clone(),
             HeldOut {
                 rows: held.len(),
                 one_sided,
                 roc_auc: roc,
-                blend,
-                joint_roc_auc,
             },
         );
     }
     Ok(loso)
-}
-
-/// The key the shipped head's figures are reported under.
-fn shipped_view(opts: &StackOptions) -> Views {
-    if opts.matching {
-        Views::Combined
-    } else {
-        Views::Classifier
-    }
 }
 
 /// The lowest similarity at which at most `rate` of the genuine items' best

@@ -202,10 +202,6 @@ pub struct StackArgs {
     /// Train on the text alone, without the known-claim archive.
     #[arg(long)]
     no_matching: bool,
-    /// Ship the single-view fits blended by how well each carries to a
-    /// source it never saw, instead of one joint fit.
-    #[arg(long)]
-    blend: bool,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -337,7 +333,6 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 max_protected_fpr: a.max_protected_fpr,
                 threshold: a.min_threshold,
                 matching: !a.no_matching,
-                blend: a.blend,
                 ..StackOptions::default()
             };
             let report = patroli_model::stack(&opts)?;
