@@ -85,7 +85,7 @@ pub async fn run(
     let options = InferenceOptions {
         max_len: config.max_len,
         threads: config.threads,
-        int8: false,
+        int8: None,
     };
     let model_dir = config.model_dir.clone();
     let classifier = tokio::task::spawn_blocking(move || Classifier::load(&model_dir, &options))

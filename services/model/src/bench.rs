@@ -65,7 +65,8 @@ fn bench_at(
     let opts = InferenceOptions {
         max_len,
         threads: Some(t),
-        int8,
+        // Without `--int8`, as the model's spec says.
+        int8: int8.then_some(true),
     };
     let clf = Classifier::load(model_dir, &opts)?;
     let toks = refs

@@ -155,7 +155,15 @@ pub(crate) fn spread_layers(depth: usize, layers: usize) -> Vec<usize> {
 /// makes the shipped model).
 pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
     let started = Instant::now();
-    let teacher = Classifier::load(&opts.teacher, &InferenceOptions::default())?;
+    // In f32 whatever its spec says: the student starts from copies of the
+    // teacher's layers, and learns the exact vectors, not the quantised ones.
+    let teacher = Classifier::load(
+        &opts.teacher,
+        &InferenceOptions {
+            int8: Some(false),
+            ..InferenceOptions::default()
+        },
+    )?;
     let spec = teacher.spec().clone();
     let base_dir = spec.resolve_base_dir(&opts.teacher);
     let cfg = BertConfig::load(&base_dir.join("config.json"))?;
@@ -201,8 +209,12 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
     let start: Vec<Vec<Tensor>> = match &opts.init {
         None => taken
             .iter()
-            .map(|&l| net.layers[l].tensors().into_iter().cloned().collect())
-            .collect(),
+            .map(|&l| {
+                net.layers[l]
+                    .tensors()
+                    .map(|t| t.into_iter().cloned().collect())
+            })
+            .collect::<candle_core::Result<_>>()?,
         Some(dir) => {
             let weights = load_safetensors(&dir.join(WEIGHTS_FILE))?;
             (0..opts.layers)

@@ -352,10 +352,11 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
             let snap = frozen
                 .iter()
                 .map(|l| {
-                    l.tensors()
-                        .map(|t| t.copy())
-                        .into_iter()
-                        .collect::<Result<Vec<_>, _>>()
+                    l.tensors().and_then(|ts| {
+                        ts.map(|t| t.copy())
+                            .into_iter()
+                            .collect::<Result<Vec<_>, _>>()
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             best = Some((metric, epoch, snap, head.w.copy()?, head.b.copy()?));

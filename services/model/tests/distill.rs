@@ -105,6 +105,51 @@ fn a_student_learns_the_teachers_vectors_and_keeps_only_the_pieces_it_needs() {
     assert!(scored.iter().all(|p| (0.0..=1.0).contains(&p.score)));
 }
 
+/// An int8 teacher (the shipped default) teaches from its f32 weights: its
+/// student starts from, and learns, exactly what the same teacher in f32
+/// gives.
+#[test]
+fn a_teachers_int8_flag_does_not_change_its_student() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("texts.jsonl");
+    let lines: String = (0..24)
+        .map(|i| {
+            let split = if i % 4 == 3 { "dev" } else { "train" };
+            let text = format!("{} {i}", TRAIN[i % 4]);
+            serde_json::json!({"text": text, "label": "not", "source": "s", "split": split})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&data, lines).unwrap();
+    let student_of = |int8: bool| {
+        let teacher = dir.path().join(format!("teacher-{int8}"));
+        build_tiny_model(&teacher, 3).unwrap();
+        let mut spec = ModelSpec::load(&teacher).unwrap();
+        spec.int8 = int8;
+        spec.save(&teacher).unwrap();
+        distill(&DistillOptions {
+            data: vec![data.clone()],
+            teacher,
+            out: dir.path().join(format!("student-{int8}")),
+            layers: 1,
+            epochs: 2,
+            keep_top_pieces: 0,
+            ..DistillOptions::default()
+        })
+        .unwrap()
+    };
+    let (f32_taught, int8_taught) = (student_of(false), student_of(true));
+    let learnt = |r: &patroli_model::DistillReport| -> Vec<(f64, f64, f64)> {
+        r.epochs
+            .iter()
+            .map(|e| (e.train_mse, e.dev_mse, e.dev_cosine))
+            .collect()
+    };
+    assert_eq!(learnt(&int8_taught), learnt(&f32_taught));
+    assert_eq!(int8_taught.best_epoch, f32_taught.best_epoch);
+}
+
 #[test]
 fn a_student_as_deep_as_its_teacher_is_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -59,7 +59,7 @@ fn scores_odd_inputs_in_input_order() {
     let short = InferenceOptions {
         max_len: 8,
         threads: Some(1),
-        int8: false,
+        int8: None,
     };
     let dir = tempfile::tempdir().unwrap();
     build_tiny_model(dir.path(), 7).unwrap();
@@ -395,7 +395,7 @@ fn int8_scores_within_quantisation_error_of_f32() {
     let int8_model = Classifier::load(
         dir.path(),
         &InferenceOptions {
-            int8: true,
+            int8: Some(true),
             ..InferenceOptions::default()
         },
     )

@@ -219,7 +219,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 &InferenceOptions {
                     max_len,
                     threads,
-                    int8: false,
+                    int8: None,
                 },
             )
             .with_context(|| format!("loading model {}", model.display()))?;
