@@ -249,8 +249,9 @@ impl Classifier {
             opts.int8.unwrap_or(spec.int8),
         )?;
         let head = load_head(&trained, cfg.hidden_size, spec.categories.len())?;
+        // The weights file's tensors (the f32 layers an int8 encoder has
+        // quantised) go before the claim archive loads: a lower loading peak.
         drop((base, trained));
-        return_freed_memory();
         let claims = match (&spec.claims, &spec.stack) {
             (None, _) => None,
             (Some(_), None) => {
@@ -705,18 +706,6 @@ pub(crate) fn load_head(
 /// halves the largest allocation at a relative error of 5e-4, which the
 /// first layer norm absorbs), nothing unused (the pooler).
 const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
-
-/// Gives the memory loading freed (the weights file's f32 layers, once an
-/// int8 encoder has quantised them) back to the OS. glibc keeps freed blocks
-/// of this size in its heap, so without this a pod stays at its loading peak:
-/// 317 MB instead of 231 MB for patroli-id-v6 (docs/performance.md).
-fn return_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers and only releases free pages.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
 
 fn inference_dtype(name: &str, base_layers: usize) -> Option<DType> {
     if name == WORD_EMBEDDINGS {
