@@ -101,15 +101,26 @@ impl LayerNorm {
 }
 
 pub(crate) struct Layer {
-    /// What `prepare_for_inference` made of the projections; training's
-    /// layers have none and run the separate f32 ones.
-    prepared: Option<Prepared>,
-    /// The separate f32 projections: what training runs and copies. Int8
-    /// preparation releases them once quantised (about 85 MB for a 12-layer
-    /// e5-small), so an int8 layer cannot be trained or copied from.
-    f32: Option<Box<F32Projections>>,
+    proj: Projections,
     aln: LayerNorm,
     oln: LayerNorm,
+}
+
+/// A layer's projections: as loaded, or as `prepare_for_inference` made them.
+enum Projections {
+    /// The six f32 matrices as the weights file holds them: what training
+    /// runs and copies.
+    Separate(Box<F32Projections>),
+    /// f32 inference: query, key and value joined into one matrix; the six
+    /// kept for copying, the other three stored transposed.
+    F32 {
+        qkv: Linear,
+        own: Box<F32Projections>,
+    },
+    /// Int8 inference: all four quantised (`crate::int8`) and the f32
+    /// weights released (about 85 MB for a 12-layer e5-small), so such a
+    /// layer cannot be trained or copied from.
+    Int8(Box<Int8Projections>),
 }
 
 struct F32Projections {
@@ -130,15 +141,6 @@ impl F32Projections {
             Proj::F32(&self.fo),
         ]
     }
-}
-
-/// A layer's projections as the inference path runs them.
-enum Prepared {
-    /// Query, key and value joined into one f32 matrix; the other three
-    /// are the layer's own (stored transposed).
-    F32 { qkv: Linear },
-    /// All four quantised (`crate::int8`).
-    Int8(Box<Int8Projections>),
 }
 
 struct Int8Projections {
@@ -211,8 +213,7 @@ impl Layer {
         };
         let t = LAYER_TENSORS;
         Ok(Self {
-            prepared: None,
-            f32: Some(Box::new(F32Projections {
+            proj: Projections::Separate(Box::new(F32Projections {
                 q: lin(t[0], t[1])?,
                 k: lin(t[2], t[3])?,
                 v: lin(t[4], t[5])?,
@@ -226,13 +227,14 @@ impl Layer {
     }
 
     fn f32(&self) -> candle_core::Result<&F32Projections> {
-        self.f32.as_deref().ok_or_else(|| {
-            candle_core::Error::Msg(
+        match &self.proj {
+            Projections::Separate(p) | Projections::F32 { own: p, .. } => Ok(p),
+            Projections::Int8(_) => Err(candle_core::Error::Msg(
                 "this layer runs in int8 and kept no f32 weights: load the model with int8 off \
                  to train or copy from it"
                     .into(),
-            )
-        })
+            )),
+        }
     }
 
     /// The layer's tensors in `LAYER_TENSORS` order.
@@ -263,31 +265,37 @@ impl Layer {
     /// instead of three) and stores every matrix transposed, so the GEMM's
     /// packing reads rows (docs/performance.md); or, with `int8` on a CPU
     /// that runs it, quantises the four projections instead.
-    pub fn prepare_for_inference(&mut self, int8: bool) -> candle_core::Result<()> {
-        let p = self.f32()?;
+    pub fn prepare_for_inference(self, int8: bool) -> candle_core::Result<Self> {
+        let Projections::Separate(mut p) = self.proj else {
+            candle_core::bail!("a layer is prepared for inference once");
+        };
         let qkv_w = Tensor::cat(&[&p.q.w, &p.k.w, &p.v.w], 0)?;
         let qkv_b = Tensor::cat(&[&p.q.b, &p.k.b, &p.v.b], 0)?;
-        if int8 && Int8Linear::supported() {
-            self.prepared = Some(Prepared::Int8(Box::new(Int8Projections {
+        let proj = if int8 && Int8Linear::supported() {
+            Projections::Int8(Box::new(Int8Projections {
                 qkv: Int8Linear::new(&qkv_w, &qkv_b)?,
                 ao: Int8Linear::new(&p.ao.w, &p.ao.b)?,
                 fi: Int8Linear::new(&p.fi.w, &p.fi.b)?,
                 fo: Int8Linear::new(&p.fo.w, &p.fo.b)?,
-            })));
-            self.f32 = None;
-            return Ok(());
-        }
-        let flip = |w: &Tensor| -> candle_core::Result<Tensor> { w.t()?.contiguous()?.t() };
-        let qkv = Linear {
-            w: flip(&qkv_w)?,
-            b: qkv_b,
+            }))
+        } else {
+            let flip = |w: &Tensor| -> candle_core::Result<Tensor> { w.t()?.contiguous()?.t() };
+            p.ao.w = flip(&p.ao.w)?;
+            p.fi.w = flip(&p.fi.w)?;
+            p.fo.w = flip(&p.fo.w)?;
+            Projections::F32 {
+                qkv: Linear {
+                    w: flip(&qkv_w)?,
+                    b: qkv_b,
+                },
+                own: p,
+            }
         };
-        let p = self.f32.as_deref_mut().expect("checked above");
-        p.ao.w = flip(&p.ao.w)?;
-        p.fi.w = flip(&p.fi.w)?;
-        p.fo.w = flip(&p.fo.w)?;
-        self.prepared = Some(Prepared::F32 { qkv });
-        Ok(())
+        Ok(Self {
+            proj,
+            aln: self.aln,
+            oln: self.oln,
+        })
     }
 
     /// Inference: x is `[T, H]`, posts laid end to end (`Packed`), post `i`
@@ -298,19 +306,16 @@ impl Layer {
         lens: &[usize],
         heads: usize,
     ) -> candle_core::Result<Tensor> {
-        let (qkv, [ao, fi, fo]) = match &self.prepared {
-            Some(Prepared::Int8(p)) => (
+        let (qkv, [ao, fi, fo]) = match &self.proj {
+            Projections::Int8(p) => (
                 p.qkv.forward(x)?,
                 [Proj::Int8(&p.ao), Proj::Int8(&p.fi), Proj::Int8(&p.fo)],
             ),
-            Some(Prepared::F32 { qkv }) => (qkv.forward(x)?, self.f32()?.after_attention()),
-            None => {
-                let p = self.f32()?;
-                (
-                    Tensor::cat(&[p.q.forward(x)?, p.k.forward(x)?, p.v.forward(x)?], 1)?,
-                    p.after_attention(),
-                )
-            }
+            Projections::F32 { qkv, own } => (qkv.forward(x)?, own.after_attention()),
+            Projections::Separate(p) => (
+                Tensor::cat(&[p.q.forward(x)?, p.k.forward(x)?, p.v.forward(x)?], 1)?,
+                p.after_attention(),
+            ),
         };
         let ctx = qkv.apply_op1_no_bwd(&Attention {
             heads,

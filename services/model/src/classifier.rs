@@ -141,13 +141,12 @@ impl Network {
         }
         let layers = (0..n)
             .map(|l| {
-                let mut layer = if l >= n - finetuned {
+                let layer = if l >= n - finetuned {
                     Layer::from_map(trained, &format!("top.{l}."), eps)?
                 } else {
                     Layer::from_map(base, &format!("encoder.layer.{l}."), eps)?
                 };
-                layer.prepare_for_inference(int8)?;
-                Ok(layer)
+                Ok(layer.prepare_for_inference(int8)?)
             })
             .collect::<Result<Vec<_>, ModelError>>()?;
         Ok(Self {
