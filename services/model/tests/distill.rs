@@ -12,20 +12,27 @@ const TRAIN: [&str; 4] = [
     "capres hadiri debat resmi di jakarta",
 ];
 
+/// `rows` labelled texts cycling through `TRAIN`, every fourth in dev.
+fn write_texts(path: &std::path::Path, rows: usize) {
+    let lines: String = (0..rows)
+        .map(|i| {
+            let split = if i % 4 == 3 { "dev" } else { "train" };
+            let text = format!("{} {i}", TRAIN[i % 4]);
+            serde_json::json!({"text": text, "label": "not", "source": "s", "split": split})
+                .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(path, lines).unwrap();
+}
+
 #[test]
 fn a_student_learns_the_teachers_vectors_and_keeps_only_the_pieces_it_needs() {
     let dir = tempfile::tempdir().unwrap();
     let teacher = dir.path().join("teacher");
     build_tiny_model(&teacher, 3).unwrap();
     let data = dir.path().join("texts.jsonl");
-    let mut lines = String::new();
-    for i in 0..40 {
-        let split = if i % 4 == 3 { "dev" } else { "train" };
-        let text = format!("{} {i}", TRAIN[i % 4]);
-        let line = serde_json::json!({"text": text, "label": "not", "source": "s", "split": split});
-        lines += &(line.to_string() + "\n");
-    }
-    std::fs::write(&data, lines).unwrap();
+    write_texts(&data, 40);
     // Unlabelled posts teach too; a record needs only its text.
     let posts = dir.path().join("posts.jsonl");
     std::fs::write(
@@ -112,16 +119,7 @@ fn a_student_learns_the_teachers_vectors_and_keeps_only_the_pieces_it_needs() {
 fn a_teachers_int8_flag_does_not_change_its_student() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("texts.jsonl");
-    let lines: String = (0..24)
-        .map(|i| {
-            let split = if i % 4 == 3 { "dev" } else { "train" };
-            let text = format!("{} {i}", TRAIN[i % 4]);
-            serde_json::json!({"text": text, "label": "not", "source": "s", "split": split})
-                .to_string()
-                + "\n"
-        })
-        .collect();
-    std::fs::write(&data, lines).unwrap();
+    write_texts(&data, 24);
     let student_of = |int8: bool| {
         let teacher = dir.path().join(format!("teacher-{int8}"));
         build_tiny_model(&teacher, 3).unwrap();
