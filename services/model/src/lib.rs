@@ -24,6 +24,7 @@ mod spec;
 mod stack;
 mod stack_fit;
 mod stack_fold;
+mod stack_loso;
 mod stack_rows;
 mod stack_train;
 mod text;
@@ -53,7 +54,8 @@ pub use metrics::{
     BinaryCounts,
 };
 pub use spec::{ModelSpec, BASE_DIR_ENV};
-pub use stack_train::{stack, HeldOut, StackOptions, StackReport, Views, STACK_FILE};
+pub use stack_loso::{BalanceChoice, HeldOut};
+pub use stack_train::{stack, StackOptions, StackReport, Views, STACK_FILE};
 pub use text::Tokenized;
 pub use tiny::build_tiny_model;
 pub use train::{train, ThresholdChoice, TrainOptions, TrainReport};

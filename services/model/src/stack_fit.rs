@@ -30,9 +30,17 @@ impl StackedHead {
 }
 
 /// Logistic regression by per-row Adagrad over `train`, classes weighted
-/// equally, early-stopped on dev log-loss. A view left out has zero
+/// equally, rows by their source's size (`source_weights`, `balance`),
+/// early-stopped on dev log-loss. A view left out has zero
 /// weights (n-grams: zero IDF; encoder: unit-free zero weights).
-pub(crate) fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &StackOptions) -> Fit {
+pub(crate) fn fit(
+    train: &[&Row],
+    dev: &[&Row],
+    views: Views,
+    l2: f32,
+    balance: f32,
+    opts: &StackOptions,
+) -> Fit {
     let dense: Vec<Vec<f32>> = train.iter().map(|r| r.dense(opts.matching)).collect();
     let (d, hidden) = (dense[0].len(), train[0].pooled.len());
     let n = train.len() as f32;
@@ -81,7 +89,7 @@ pub(crate) fn fit(train: &[&Row], dev: &[&Row], views: Views, l2: f32, opts: &St
         .collect();
     let pos = train.iter().filter(|r| r.hoax).count().max(1) as f32;
     let class_w = [n / (2.0 * (n - pos).max(1.0)), n / (2.0 * pos)];
-    let row_w = source_weights(train, opts.source_balance);
+    let row_w = source_weights(train, balance);
 
     let mut head = StackedHead {
         idf,

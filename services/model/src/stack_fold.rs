@@ -18,13 +18,15 @@ pub(crate) struct Fold {
     pub(crate) archive: Option<ClaimIndex>,
 }
 
-/// Fits a fold on the rows `pool` admits. The L2 penalty is the one among
-/// `l2s` whose shipped head has the best dev ROC-AUC. On return every row's
+/// Fits a fold on the rows `pool` admits, rows weighted by their source's
+/// size to the power `balance` (`stack_fit::source_weights`). The L2 penalty
+/// is the one among `l2s` whose shipped head has the best dev ROC-AUC. On return every row's
 /// match features are set against the fold's archive.
 pub(crate) fn fit_fold(
     rows: &mut [Row],
     pool: &dyn Fn(&Row) -> bool,
     l2s: &[f32],
+    balance: f32,
     opts: &StackOptions,
 ) -> Result<Fold, ModelError> {
     let archive = if opts.matching {
@@ -45,7 +47,7 @@ pub(crate) fn fit_fold(
     let (shipped_view, ablation_views) = views_of(opts);
     let mut best: Option<(f64, f32, Fit)> = None;
     for &l2 in l2s {
-        let fit = stack_fit::fit(&train, &dev, shipped_view, l2, opts);
+        let fit = stack_fit::fit(&train, &dev, shipped_view, l2, balance, opts);
         let auc = fit.dev_auc.unwrap_or(0.0);
         tracing::info!(
             l2,
@@ -60,7 +62,7 @@ pub(crate) fn fit_fold(
     let (_, l2, shipped) = best.expect("at least one l2");
     let ablations = ablation_views
         .iter()
-        .map(|&v| (v, stack_fit::fit(&train, &dev, v, l2, opts)))
+        .map(|&v| (v, stack_fit::fit(&train, &dev, v, l2, balance, opts)))
         .collect();
     Ok(Fold {
         shipped,

@@ -18,6 +18,7 @@ use crate::spec::{ClaimsSpec, ModelSpec, WEIGHTS_FILE};
 use crate::stack::StackedHead;
 use crate::stack_fit::platt;
 use crate::stack_fold::{fit_fold, views_of};
+use crate::stack_loso::{leave_one_source_out, mean_held_out_auc, BalanceChoice, HeldOut};
 use crate::stack_rows::{encode_rows, views_cache_file, Row};
 use crate::train::{choose_threshold, ThresholdChoice};
 use crate::ModelError;
@@ -63,8 +64,28 @@ pub struct StackOptions {
     /// The similarity at or above which a claim is shown as a match: the
     /// lowest with at most this share of dev genuine items matching a hoax.
     pub max_genuine_match_rate: f64,
-    /// How far row weights even out source sizes (`source_weights`).
-    pub source_balance: f32,
+    /// How far row weights even out source sizes (`source_weights`): 0 weighs
+    /// every row alike, 1 every source alike. Given several, each is fitted
+    /// and held out source by source, and the one with the best mean
+    /// held-out ROC-AUC ships: the model is judged on sources it never saw,
+    /// and pooled dev mostly measures the largest source.
+    #[serde(deserialize_with = "one_or_many")]
+    pub source_balance: Vec<f32>,
+}
+
+/// `source_balance` was one number before it could be several; recorded
+/// options of either form load.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(f32),
+        Many(Vec<f32>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(x) => vec![x],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 impl Default for StackOptions {
@@ -88,7 +109,7 @@ impl Default for StackOptions {
             matching: true,
             claim_texts_from: vec!["patroli_corpus".into()],
             max_genuine_match_rate: 0.005,
-            source_balance: 0.0,
+            source_balance: vec![0.0],
         }
     }
 }
@@ -128,15 +149,6 @@ impl Views {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct HeldOut {
-    pub rows: usize,
-    /// The source has one label: scored against the other label's test rows
-    /// of the remaining sources.
-    pub one_sided: bool,
-    pub roc_auc: BTreeMap<Views, Option<f64>>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StackReport {
     pub data_sha: String,
     pub encoder: String,
@@ -153,6 +165,11 @@ pub struct StackReport {
     pub test_roc_auc: BTreeMap<Views, Option<f64>>,
     pub platt: (f32, f32),
     pub threshold: ThresholdChoice,
+    /// The shipped source balance, and each tried with its mean held-out
+    /// ROC-AUC.
+    pub source_balance: f32,
+    pub source_balance_choice: Vec<BalanceChoice>,
+    /// The shipped source balance's folds.
     pub leave_one_source_out: BTreeMap<String, HeldOut>,
     pub seconds: f64,
     pub options: StackOptions,
@@ -160,6 +177,18 @@ pub struct StackReport {
 
 pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
     let start = Instant::now();
+    if opts.source_balance.is_empty() {
+        return Err(ModelError::Data(
+            "source_balance needs at least one value".into(),
+        ));
+    }
+    if opts.source_balance.len() > 1 && !opts.leave_one_source_out {
+        return Err(ModelError::Data(
+            "choosing among several source balances needs leave-one-source-out: \
+             they are ranked by their held-out ROC-AUC"
+                .into(),
+        ));
+    }
     let data_sha = data_fingerprint(&opts.data)?;
     let examples: Vec<Example> = load_examples(&opts.data)?
         .into_iter()
@@ -179,7 +208,97 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
             "stacking needs train and dev rows (dev sets the threshold)".into(),
         ));
     }
-    let fold = fit_fold(&mut rows, &|_| true, &opts.l2, opts)?;
+    let mut choice = Vec::new();
+    let mut best: Option<(f64, Candidate)> = None;
+    for &balance in &opts.source_balance {
+        let fit = fit_shipped(&mut rows, balance, opts)?;
+        // After the full fit: every fold re-sets the rows' match features.
+        let held_out = if opts.leave_one_source_out {
+            leave_one_source_out(&mut rows, fit.l2, balance, opts)?
+        } else {
+            BTreeMap::new()
+        };
+        let mean = mean_held_out_auc(&held_out, views_of(opts).0);
+        tracing::info!(balance, mean_held_out_roc_auc = ?mean, "source balance");
+        choice.push(BalanceChoice {
+            source_balance: balance,
+            mean_held_out_roc_auc: mean,
+        });
+        let rank = mean.unwrap_or(f64::NEG_INFINITY);
+        if best.as_ref().is_none_or(|(b, _)| rank > *b) {
+            best = Some((
+                rank,
+                Candidate {
+                    balance,
+                    fit,
+                    held_out,
+                },
+            ));
+        }
+    }
+    let (_, chosen) = best.expect("at least one source balance");
+    let fit = chosen.fit;
+    write_model(
+        opts,
+        &fit.head,
+        fit.threshold.threshold,
+        &data_sha,
+        fit.archive.as_ref().zip(fit.match_threshold),
+    )?;
+    let report = StackReport {
+        data_sha,
+        encoder: opts.encoder.display().to_string(),
+        train_examples: fit.train_examples,
+        dev_examples: fit.dev_examples,
+        match_threshold: fit.match_threshold,
+        l2: fit.l2,
+        epochs_run: fit.epochs_run,
+        dev_roc_auc: fit.dev_roc_auc,
+        test_roc_auc: fit.test_roc_auc,
+        platt: fit.head.platt,
+        threshold: fit.threshold,
+        source_balance: chosen.balance,
+        source_balance_choice: choice,
+        leave_one_source_out: chosen.held_out,
+        seconds: start.elapsed().as_secs_f64(),
+        options: opts.clone(),
+    };
+    let path = opts.out.join("stack_report.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&report).expect("report") + "\n",
+    )
+    .map_err(|e| ModelError::io(&path, e))?;
+    Ok(report)
+}
+
+/// One source balance's model: fitted on every source, calibrated and
+/// thresholded on dev, scored on test.
+struct ShippedFit {
+    head: StackedHead,
+    threshold: ThresholdChoice,
+    match_threshold: Option<f32>,
+    archive: Option<ClaimIndex>,
+    l2: f32,
+    epochs_run: usize,
+    train_examples: usize,
+    dev_examples: usize,
+    dev_roc_auc: BTreeMap<Views, Option<f64>>,
+    test_roc_auc: BTreeMap<Views, Option<f64>>,
+}
+
+struct Candidate {
+    balance: f32,
+    fit: ShippedFit,
+    held_out: BTreeMap<String, HeldOut>,
+}
+
+fn fit_shipped(
+    rows: &mut [Row],
+    balance: f32,
+    opts: &StackOptions,
+) -> Result<ShippedFit, ModelError> {
+    let fold = fit_fold(rows, &|_| true, &opts.l2, balance, opts)?;
     let shipped = views_of(opts).0;
     let mut head = fold.shipped.head.clone();
     let of = |split: Split| -> Vec<&Row> { rows.iter().filter(|r| r.split == split).collect() };
@@ -217,86 +336,18 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
             .collect();
         match_threshold(genuine_best_hoax, opts.max_genuine_match_rate)
     });
-    write_model(
-        opts,
-        &head,
-        threshold.threshold,
-        &data_sha,
-        fold.archive.as_ref().zip(match_threshold),
-    )?;
-    let (train_examples, dev_examples) = (train.len(), dev.len());
-    let (l2, epochs_run) = (fold.l2, fold.shipped.epochs);
-
-    let leave_one_source_out = if opts.leave_one_source_out {
-        leave_one_source_out(&mut rows, l2, opts)?
-    } else {
-        BTreeMap::new()
-    };
-
-    let report = StackReport {
-        data_sha,
-        encoder: opts.encoder.display().to_string(),
-        train_examples,
-        dev_examples,
+    Ok(ShippedFit {
+        head,
+        threshold,
         match_threshold,
-        l2,
-        epochs_run,
+        archive: fold.archive,
+        l2: fold.l2,
+        epochs_run: fold.shipped.epochs,
+        train_examples: train.len(),
+        dev_examples: dev.len(),
         dev_roc_auc,
         test_roc_auc,
-        platt: head.platt,
-        threshold,
-        leave_one_source_out,
-        seconds: start.elapsed().as_secs_f64(),
-        options: opts.clone(),
-    };
-    let path = opts.out.join("stack_report.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).expect("report") + "\n",
-    )
-    .map_err(|e| ModelError::io(&path, e))?;
-    Ok(report)
-}
-
-/// Every source held out in turn: each fold fitted without it (archive
-/// included) and scored on its rows.
-fn leave_one_source_out(
-    rows: &mut [Row],
-    l2: f32,
-    opts: &StackOptions,
-) -> Result<BTreeMap<String, HeldOut>, ModelError> {
-    let sources: std::collections::BTreeSet<String> =
-        rows.iter().map(|r| r.source.clone()).collect();
-    let mut loso = BTreeMap::new();
-    for s in &sources {
-        let fold = fit_fold(rows, &|r: &Row| r.source != *s, &[l2], opts)?;
-        let held = held_out(rows, s);
-        let labels: Vec<bool> = held.iter().map(|r| r.hoax).collect();
-        let auc = |head: &StackedHead| -> Option<f64> {
-            let scores: Vec<f32> = held.iter().map(|r| head.logit_of(r)).collect();
-            roc_auc(&scores, &labels)
-        };
-        let mut roc: BTreeMap<Views, Option<f64>> = fold
-            .ablations
-            .iter()
-            .map(|(&v, f)| (v, auc(&f.head)))
-            .collect();
-        roc.insert(views_of(opts).0, auc(&fold.shipped.head));
-        let one_sided = !rows
-            .iter()
-            .filter(|r| r.source == *s)
-            .any(|r| r.hoax != held[0].hoax);
-        tracing::info!(source = %s, ?roc, "held out");
-        loso.insert(
-            s.clone(),
-            HeldOut {
-                rows: held.len(),
-                one_sided,
-                roc_auc: roc,
-            },
-        );
-    }
-    Ok(loso)
+    })
 }
 
 /// The lowest similarity at which at most `rate` of the genuine items' best
@@ -309,21 +360,6 @@ fn match_threshold(mut best: Vec<f32>, rate: f64) -> f32 {
 
 fn next_up(x: f32) -> f32 {
     f32::from_bits(x.to_bits() + 1)
-}
-
-/// All rows of `source`; a one-label source gets the other label's test
-/// rows of the remaining sources, as `models/data/baseline.py` does.
-fn held_out<'a>(rows: &'a [Row], source: &str) -> Vec<&'a Row> {
-    let mut held: Vec<&Row> = rows.iter().filter(|r| r.source == source).collect();
-    let labels: std::collections::BTreeSet<bool> = held.iter().map(|r| r.hoax).collect();
-    if labels.len() == 1 {
-        let other = !held[0].hoax;
-        held.extend(
-            rows.iter()
-                .filter(|r| r.source != source && r.split == Split::Test && r.hoax == other),
-        );
-    }
-    held
 }
 
 /// Copies the encoder's weights and spec into `opts.out` with the head added.

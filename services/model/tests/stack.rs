@@ -5,6 +5,7 @@
 use patroli_contracts::ClaimVerdict;
 use patroli_model::{
     build_tiny_model, evaluate, stack, Classifier, InferenceOptions, Split, StackOptions, Views,
+    STACK_FILE,
 };
 
 const HOAXES: [&str; 4] = [
@@ -47,24 +48,50 @@ fn write_data(path: &std::path::Path) {
     std::fs::write(path, lines).unwrap();
 }
 
+/// Options stacking `write_data`'s rows on a tiny random encoder in `dir`,
+/// every source held out.
+fn tiny_stack_options(dir: &std::path::Path) -> StackOptions {
+    let encoder = dir.join("encoder");
+    build_tiny_model(&encoder, 3).unwrap();
+    let data = dir.join("labels.jsonl");
+    write_data(&data);
+    StackOptions {
+        data: vec![data],
+        encoder,
+        out: dir.join("stacked"),
+        name: "tiny-stacked".into(),
+        version: "0.1.0".into(),
+        cache_dir: Some(dir.join("cache")),
+        leave_one_source_out: true,
+        ..StackOptions::default()
+    }
+}
+
+/// 16 train and dev rows of a small source `reposts` that copies `public`'s
+/// texts under the opposite labels: how much it weighs moves the fit.
+fn append_mislabelled_source(path: &std::path::Path) {
+    let mut lines = std::fs::read_to_string(path).unwrap();
+    for i in 0..16 {
+        let hoax = i % 2 == 0;
+        let text = if hoax { NEWS[i % 4] } else { HOAXES[i % 4] };
+        lines += &serde_json::json!({
+            "id": format!("m{i}"),
+            "text": format!("{text} nomor {}", i / 2),
+            "label": if hoax { "hoax" } else { "not" },
+            "source": "reposts",
+            "split": if i < 12 { "train" } else { "dev" },
+        })
+        .to_string();
+        lines.push('\n');
+    }
+    std::fs::write(path, lines).unwrap();
+}
+
 #[test]
 fn stacked_model_trains_on_binary_labels_scores_and_reports_held_out_sources() {
     let dir = tempfile::tempdir().unwrap();
-    let encoder = dir.path().join("encoder");
-    build_tiny_model(&encoder, 3).unwrap();
-    let data = dir.path().join("labels.jsonl");
-    write_data(&data);
-    let out = dir.path().join("stacked");
-    let opts = StackOptions {
-        data: vec![data.clone()],
-        encoder: encoder.clone(),
-        out: out.clone(),
-        name: "tiny-stacked".into(),
-        version: "0.1.0".into(),
-        cache_dir: Some(dir.path().join("cache")),
-        leave_one_source_out: true,
-        ..StackOptions::default()
-    };
+    let opts = tiny_stack_options(dir.path());
+    let (out, data) = (opts.out.clone(), opts.data[0].clone());
     let report = stack(&opts).unwrap();
     assert!(report.platt.0 > 0.0, "{:?}", report.platt);
     // 80 rows in a 3:1:1 cycle of pairs: 48 train, 16 dev, 16 test.
@@ -161,4 +188,72 @@ fn stacking_without_dev_rows_is_a_clear_error() {
         err.contains("stacking needs train and dev rows (dev sets the threshold)"),
         "{err}"
     );
+}
+
+#[test]
+fn of_several_source_balances_the_one_best_on_held_out_sources_ships() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StackOptions {
+        source_balance: vec![6.0, 0.0],
+        ..tiny_stack_options(dir.path())
+    };
+    append_mislabelled_source(&opts.data[0]);
+    let report = stack(&opts).unwrap();
+    let means: Vec<(f32, f64)> = report
+        .source_balance_choice
+        .iter()
+        .map(|c| (c.source_balance, c.mean_held_out_roc_auc.unwrap()))
+        .collect();
+    // Weighing the small mislabelled source 6x its size makes the fit learn
+    // its labels, and held out its rows score worse: the second balance ships.
+    assert_eq!(means.iter().map(|m| m.0).collect::<Vec<_>>(), [6.0, 0.0]);
+    assert!(means[0].1 < means[1].1, "{means:?}");
+    let best = means[1];
+    assert_eq!(report.source_balance, 0.0);
+    let shipped: Vec<f64> = report
+        .leave_one_source_out
+        .values()
+        .map(|h| h.roc_auc[&Views::Combined].unwrap())
+        .collect();
+    assert!((shipped.iter().sum::<f64>() / shipped.len() as f64 - best.1).abs() < 1e-12);
+
+    // What ships is exactly what a run given that balance alone writes.
+    let alone_dir = dir.path().join("alone");
+    let alone = stack(&StackOptions {
+        source_balance: vec![best.0],
+        out: alone_dir.clone(),
+        ..opts.clone()
+    })
+    .unwrap();
+    assert_eq!(alone.leave_one_source_out, report.leave_one_source_out);
+    assert_eq!(alone.threshold, report.threshold);
+    assert_eq!(alone.platt, report.platt);
+    let head = |d: &std::path::Path| std::fs::read(d.join(STACK_FILE)).unwrap();
+    assert_eq!(head(&alone_dir), head(&opts.out));
+}
+
+#[test]
+fn several_source_balances_without_held_out_sources_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = stack(&StackOptions {
+        source_balance: vec![0.0, 0.5],
+        leave_one_source_out: false,
+        ..tiny_stack_options(dir.path())
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        err,
+        "bad data: choosing among several source balances needs leave-one-source-out: \
+         they are ranked by their held-out ROC-AUC"
+    );
+}
+
+#[test]
+fn recorded_options_load_with_one_source_balance_or_several() {
+    let one: StackOptions = serde_json::from_str(r#"{"source_balance": 0.5}"#).unwrap();
+    let many: StackOptions = serde_json::from_str(r#"{"source_balance": [0, 0.5]}"#).unwrap();
+    assert_eq!(one.source_balance, [0.5]);
+    assert_eq!(many.source_balance, [0.0, 0.5]);
+    assert_eq!(StackOptions::default().source_balance, [0.0]);
 }

@@ -202,6 +202,11 @@ pub struct StackArgs {
     /// Train on the text alone, without the known-claim archive.
     #[arg(long)]
     no_matching: bool,
+    /// How far row weights even out source sizes (0: every row alike, 1: every source
+    /// alike). Given several, each is held out source by source and the one with the best
+    /// mean held-out ROC-AUC ships (needs --leave-one-source-out).
+    #[arg(long, num_args = 1.., default_values_t = StackOptions::default().source_balance)]
+    source_balance: Vec<f32>,
 }
 
 pub fn run(command: ModelCommand) -> anyhow::Result<()> {
@@ -333,6 +338,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 max_protected_fpr: a.max_protected_fpr,
                 threshold: a.min_threshold,
                 matching: !a.no_matching,
+                source_balance: a.source_balance,
                 ..StackOptions::default()
             };
             let report = patroli_model::stack(&opts)?;
@@ -344,6 +350,18 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 report.dev_roc_auc,
                 report.threshold
             );
+            for c in &report.source_balance_choice {
+                eprintln!(
+                    "source balance {}: mean held-out ROC-AUC {:?}{}",
+                    c.source_balance,
+                    c.mean_held_out_roc_auc,
+                    if c.source_balance == report.source_balance {
+                        " (shipped)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             for (source, h) in &report.leave_one_source_out {
                 eprintln!(
                     "held out {source}: {} rows{}, ROC-AUC {:?}",
