@@ -63,7 +63,7 @@ pub use vocab::{prune_vocab, VOCAB_FILE};
 
 /// The shipped model, relative to the repository root: what every command,
 /// the classifier service and the container use unless told otherwise.
-pub const DEFAULT_MODEL_DIR: &str = "models/patroli-id-v6";
+pub const DEFAULT_MODEL_DIR: &str = "models/patroli-id-v7";
 
 /// Everything that can go wrong loading, running or training a model.
 #[derive(Debug, thiserror::Error)]
