@@ -15,6 +15,9 @@ Reports (JSON on stdout and in --out):
   other sources, ROC-AUC on all of that source's rows. A source with one label
   only is scored against the test-split rows of the other label from the
   remaining sources (which training never saw).
+With --source-balance B, rows are weighted to even out source sizes exactly as
+`patroli stack --source-balance B` weighs them (0, the default, weighs every
+row alike).
 With --scores FILE (JSONL with `id` and `score`, e.g. `patroli score` output
 on test.jsonl) and --threshold T, reports the same pooled / per-source /
 genuine-news figures for another model's test-split scores instead.
@@ -38,7 +41,18 @@ def load(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def fit_predict(train, test_sets):
+def source_weights(rows, balance):
+    """As `patroli stack --source-balance`: (mean rows per source / the row's
+    source's rows) ** balance, scaled to a mean of 1."""
+    n = defaultdict(int)
+    for r in rows:
+        n[r["source"]] += 1
+    mean = len(rows) / len(n)
+    w = [(mean / n[r["source"]]) ** balance for r in rows]
+    return [x * len(w) / sum(w) for x in w]
+
+
+def fit_predict(train, test_sets, balance=0.0):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
@@ -46,7 +60,7 @@ def fit_predict(train, test_sets):
     x = vec.fit_transform([r["text"] for r in train])
     y = [r["label"] == "hoax" for r in train]
     clf = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced", solver="liblinear")
-    clf.fit(x, y)
+    clf.fit(x, y, sample_weight=source_weights(train, balance))
     return [clf.predict_proba(vec.transform([r["text"] for r in rows]))[:, 1] for rows in test_sets]
 
 
@@ -91,6 +105,7 @@ def main():
     ap.add_argument("--max-dev-per-source", type=int, help="dev rows per source and label, as patroli train")
     ap.add_argument("--scores")
     ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--source-balance", type=float, default=0.0, help="weigh sources more evenly, as patroli stack")
     args = ap.parse_args()
     ensure_venv()
     d = Path(args.data)
@@ -98,13 +113,14 @@ def main():
         return report_scores(load(d / args.test), load(args.scores), args.threshold)
     train, dev, test = (load(d / f) for f in ("train.jsonl", "dev.jsonl", args.test))
     train, dev = cap(train, args.max_per_source), cap(dev, args.max_dev_per_source)
-    dev_s, test_s = fit_predict(train, [dev, test])
+    dev_s, test_s = fit_predict(train, [dev, test], args.source_balance)
     t = threshold_for(dev_s, dev)
     by_src = defaultdict(list)
     for s, r in zip(test_s, test):
         by_src[r["source"]].append((s, r))
     report = {
         "model": "char_wb 2-5 TF-IDF + logistic regression (C=4, balanced)",
+        "source_balance": args.source_balance,
         "data_manifest_sha256": json.loads((d / "manifest.json").read_text())["output_sha256"],
         "pooled": {
             "test_n": len(test),
@@ -124,7 +140,7 @@ def main():
         if len(labels) < 2:
             other = "not" if "hoax" in labels else "hoax"
             held = held + [r for r in test if r["source"] != src and r["label"] == other]
-        (scores,) = fit_predict([r for r in train if r["source"] != src], [held])
+        (scores,) = fit_predict([r for r in train if r["source"] != src], [held], args.source_balance)
         report["leave_one_source_out"][src] = {"n": len(held), "roc_auc": auc(scores, held), "one_sided": len(labels) < 2}
         print(src, report["leave_one_source_out"][src], file=sys.stderr, flush=True)
     text = json.dumps(report, indent=1)
