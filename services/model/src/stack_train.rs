@@ -67,8 +67,9 @@ pub struct StackOptions {
     /// How far row weights even out source sizes (`source_weights`): 0 weighs
     /// every row alike, 1 every source alike. Given several, each is fitted
     /// and held out source by source, and the one with the best mean
-    /// held-out ROC-AUC ships: the model is judged on sources it never saw,
-    /// and pooled dev mostly measures the largest source.
+    /// held-out ROC-AUC ships (on a tie, the first listed): the model is
+    /// judged on sources it never saw, and pooled dev mostly measures the
+    /// largest source.
     #[serde(deserialize_with = "one_or_many")]
     pub source_balance: Vec<f32>,
 }

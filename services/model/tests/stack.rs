@@ -233,7 +233,7 @@ fn of_several_source_balances_the_one_best_on_held_out_sources_ships() {
 }
 
 #[test]
-fn several_source_balances_without_held_out_sources_is_a_clear_error() {
+fn several_source_balances_without_held_out_sources_or_none_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let err = stack(&StackOptions {
         source_balance: vec![0.0, 0.5],
@@ -247,6 +247,13 @@ fn several_source_balances_without_held_out_sources_is_a_clear_error() {
         "bad data: choosing among several source balances needs leave-one-source-out: \
          they are ranked by their held-out ROC-AUC"
     );
+    let err = stack(&StackOptions {
+        source_balance: vec![],
+        ..tiny_stack_options(dir.path())
+    })
+    .unwrap_err()
+    .to_string();
+    assert_eq!(err, "bad data: source_balance needs at least one value");
 }
 
 #[test]
