@@ -113,12 +113,25 @@ pub(crate) struct Network {
     pub pad_id: u32,
 }
 
+/// Where the base encoder's layers come from.
+#[derive(Clone, Copy)]
+pub(crate) enum BaseLayers<'a> {
+    /// In the map of base tensors handed to `Network::assemble`.
+    InMap,
+    /// Read from this weights file one layer at a time as the network is
+    /// assembled: an int8 encoder then never holds all its f32 layers at
+    /// once (each is freed once quantised), which lowers the loading peak.
+    File(&'a Path),
+}
+
 impl Network {
-    /// Base encoder with its top `finetuned` layers taken from `trained`
-    /// (names `top.<layer>.<hf suffix>`).
+    /// Base encoder (embeddings from `base`, layers as `base_layers` says)
+    /// with its top `finetuned` layers taken from `trained` (names
+    /// `top.<layer>.<hf suffix>`).
     pub fn assemble(
         cfg: &BertConfig,
         base: &HashMap<String, Tensor>,
+        base_layers: BaseLayers<'_>,
         trained: &HashMap<String, Tensor>,
         finetuned: usize,
         pad_id: u32,
@@ -144,7 +157,16 @@ impl Network {
                 let layer = if l >= n - finetuned {
                     Layer::from_map(trained, &format!("top.{l}."), eps)?
                 } else {
-                    Layer::from_map(base, &format!("encoder.layer.{l}."), eps)?
+                    let prefix = format!("encoder.layer.{l}.");
+                    match base_layers {
+                        BaseLayers::InMap => Layer::from_map(base, &prefix, eps)?,
+                        BaseLayers::File(path) => {
+                            let this_layer = load_safetensors_as(path, |name| {
+                                name.starts_with(&prefix).then_some(DType::F32)
+                            })?;
+                            Layer::from_map(&this_layer, &prefix, eps)?
+                        }
+                    }
                 };
                 Ok(layer.prepare_for_inference(int8)?)
             })
@@ -221,7 +243,6 @@ impl Classifier {
         if let Some(layers) = spec.encoder_layers {
             cfg.num_hidden_layers = layers;
         }
-        let base_layers = cfg.num_hidden_layers.saturating_sub(spec.finetuned_layers);
         let vocab = spec
             .vocab
             .as_ref()
@@ -232,7 +253,7 @@ impl Classifier {
             if vocab.is_some() && name == WORD_EMBEDDINGS {
                 return None;
             }
-            inference_dtype(name, base_layers)
+            embedding_dtype(name)
         })?;
         if let Some(keep) = &vocab {
             let rows = load_rows(&weights, WORD_EMBEDDINGS, keep, DType::F16)?;
@@ -242,6 +263,7 @@ impl Classifier {
         let net = Network::assemble(
             &cfg,
             &base,
+            BaseLayers::File(&weights),
             &trained,
             spec.finetuned_layers,
             spec.pad_id,
@@ -699,27 +721,19 @@ pub(crate) fn load_head(
     Ok(head)
 }
 
-/// Which base tensors inference keeps, and how: the layers below the
-/// fine-tuned (or student) ones in f32, the word embeddings in f16 (a
-/// quarter of a million rows, of which a batch reads a few dozen; f16
-/// halves the largest allocation at a relative error of 5e-4, which the
-/// first layer norm absorbs), nothing unused (the pooler).
+/// Which base tensors inference reads up front, and how: the embeddings,
+/// the word embeddings in f16 (a quarter of a million rows, of which a
+/// batch reads a few dozen; f16 halves the largest allocation at a relative
+/// error of 5e-4, which the first layer norm absorbs). The layers below the
+/// fine-tuned (or student) ones are read one by one as the network is
+/// assembled (`BaseLayers::File`); nothing unused (the pooler) is read.
 const WORD_EMBEDDINGS: &str = "embeddings.word_embeddings.weight";
 
-fn inference_dtype(name: &str, base_layers: usize) -> Option<DType> {
+fn embedding_dtype(name: &str) -> Option<DType> {
     if name == WORD_EMBEDDINGS {
         return Some(DType::F16);
     }
-    if name.starts_with("embeddings.") {
-        return Some(DType::F32);
-    }
-    let layer: usize = name
-        .strip_prefix("encoder.layer.")?
-        .split('.')
-        .next()?
-        .parse()
-        .ok()?;
-    (layer < base_layers).then_some(DType::F32)
+    name.starts_with("embeddings.").then_some(DType::F32)
 }
 
 /// The base encoder alone (no fine-tuned layers), e.g. to check it against
@@ -738,6 +752,7 @@ impl BaseEncoder {
         let net = Network::assemble(
             &cfg,
             &base,
+            BaseLayers::InMap,
             &HashMap::new(),
             0,
             cfg.pad_token_id as u32,

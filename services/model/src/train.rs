@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::{load_safetensors, BertConfig, Layer, Linear, LAYER_TENSORS};
 use crate::cache::{cache_file, lower_states};
-use crate::classifier::Network;
+use crate::classifier::{BaseLayers, Network};
 use crate::data::{
     data_fingerprint, load_examples, Example, Split, CATEGORIES, DISINFO_CATEGORIES,
 };
@@ -216,7 +216,15 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
     let n_layers = cfg.num_hidden_layers;
     let k = opts.finetune_layers.min(n_layers);
     let lower = n_layers - k;
-    let net = Network::assemble(&cfg, &base, &HashMap::new(), 0, pad, false)?;
+    let net = Network::assemble(
+        &cfg,
+        &base,
+        BaseLayers::InMap,
+        &HashMap::new(),
+        0,
+        pad,
+        false,
+    )?;
 
     tracing::info!(
         train = train_ex.len(),
