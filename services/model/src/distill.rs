@@ -326,9 +326,7 @@ pub fn distill(opts: &DistillOptions) -> Result<DistillReport, ModelError> {
         seconds: started.elapsed().as_secs_f64(),
         options: opts.clone(),
     };
-    let path = opts.out.join(DISTILL_REPORT_FILE);
-    let text = serde_json::to_string_pretty(&report).expect("report serialises");
-    std::fs::write(&path, text + "\n").map_err(|e| ModelError::io(&path, e))?;
+    crate::write_json(&opts.out.join(DISTILL_REPORT_FILE), &report)?;
     Ok(report)
 }
 

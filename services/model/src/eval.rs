@@ -271,12 +271,7 @@ fn build_report(
 }
 
 fn write_report(model_dir: &Path, name: &str, r: &EvalReport) -> Result<(), ModelError> {
-    let json = model_dir.join(format!("{name}.json"));
-    std::fs::write(
-        &json,
-        serde_json::to_string_pretty(r).expect("report serialises") + "\n",
-    )
-    .map_err(|e| ModelError::io(&json, e))?;
+    crate::write_json(&model_dir.join(format!("{name}.json")), r)?;
     let md = model_dir.join(format!("{name}.md"));
     std::fs::write(&md, r.to_markdown()).map_err(|e| ModelError::io(&md, e))
 }

@@ -99,6 +99,13 @@ impl ModelError {
     }
 }
 
+/// Writes `value` to `path` as pretty JSON with a final newline: every
+/// report and spec file a model directory holds.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ModelError> {
+    let text = serde_json::to_string_pretty(value).expect("reports and specs serialise");
+    std::fs::write(path, text + "\n").map_err(|e| ModelError::io(path, e))
+}
+
 /// CPUs this process may use: the cgroup v2 `cpu.max` or v1 CFS quota
 /// (rounded up), capped by the visible CPUs; at least 1.
 pub fn cpu_threads_from_quota() -> usize {

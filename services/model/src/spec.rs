@@ -112,9 +112,7 @@ impl ModelSpec {
     /// Writes `patroli.json` and `labels.json`.
     pub fn save(&self, model_dir: &Path) -> Result<(), ModelError> {
         std::fs::create_dir_all(model_dir).map_err(|e| ModelError::io(model_dir, e))?;
-        let path = model_dir.join(SPEC_FILE);
-        let text = serde_json::to_string_pretty(self).expect("spec serialises");
-        std::fs::write(&path, text + "\n").map_err(|e| ModelError::io(&path, e))?;
+        crate::write_json(&model_dir.join(SPEC_FILE), self)?;
         let labels: Vec<serde_json::Value> = self
             .categories
             .iter()
@@ -127,9 +125,7 @@ impl ModelSpec {
                 })
             })
             .collect();
-        let path = model_dir.join(LABELS_FILE);
-        let text = serde_json::to_string_pretty(&labels).expect("labels serialise");
-        std::fs::write(&path, text + "\n").map_err(|e| ModelError::io(&path, e))
+        crate::write_json(&model_dir.join(LABELS_FILE), &labels)
     }
 
     /// The base encoder directory: `base_dir` relative to the model

@@ -264,12 +264,7 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
         seconds: start.elapsed().as_secs_f64(),
         options: opts.clone(),
     };
-    let path = opts.out.join("stack_report.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).expect("report") + "\n",
-    )
-    .map_err(|e| ModelError::io(&path, e))?;
+    crate::write_json(&opts.out.join("stack_report.json"), &report)?;
     Ok(report)
 }
 

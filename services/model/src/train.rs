@@ -446,12 +446,7 @@ pub fn train(opts: &TrainOptions) -> Result<TrainReport, ModelError> {
         seconds: start.elapsed().as_secs_f64(),
         options: opts.clone(),
     };
-    let path = opts.out.join("train_report.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&report).expect("report") + "\n",
-    )
-    .map_err(|e| ModelError::io(&path, e))?;
+    crate::write_json(&opts.out.join("train_report.json"), &report)?;
     Ok(report)
 }
 
