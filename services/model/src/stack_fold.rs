@@ -1,6 +1,6 @@
-//! One fold of `patroli stack`: the shipped head and its ablations fitted
-//! on the train and dev rows a fold admits (every source, or all but one
-//! held out), with the claim archive built from its train rows.
+//! One fold of `patroli stack`: the claim archive built from the train rows
+//! a fold admits (every source, or all but one held out), and the shipped
+//! head and its ablations fitted on its train and dev rows.
 
 use std::collections::BTreeMap;
 
@@ -15,29 +15,32 @@ pub(crate) struct Fold {
     pub(crate) shipped: Fit,
     pub(crate) l2: f32,
     pub(crate) ablations: BTreeMap<Views, Fit>,
-    pub(crate) archive: Option<ClaimIndex>,
 }
 
-/// Fits a fold on the rows `pool` admits, rows weighted by their source's
-/// size to the power `balance` (`stack_fit::source_weights`). The L2 penalty
-/// is the one among `l2s` whose shipped head has the best dev ROC-AUC. On return every row's
-/// match features are set against the fold's archive.
-pub(crate) fn fit_fold(
+/// With matching on, builds the fold's archive from the train rows `pool`
+/// admits and sets every row's match features against it, for the fits of
+/// that fold (one per source balance) to read.
+pub(crate) fn match_fold(
     rows: &mut [Row],
+    pool: &dyn Fn(&Row) -> bool,
+    opts: &StackOptions,
+) -> Result<Option<ClaimIndex>, ModelError> {
+    opts.matching
+        .then(|| match_rows(rows, |r| pool(r) && r.split == Split::Train, opts))
+        .transpose()
+}
+
+/// Fits a fold on the rows `pool` admits (their match features set by
+/// `match_fold` for the same pool), rows weighted by their source's size to
+/// the power `balance` (`stack_fit::source_weights`). The L2 penalty is the
+/// one among `l2s` whose shipped head has the best dev ROC-AUC.
+pub(crate) fn fit_fold(
+    rows: &[Row],
     pool: &dyn Fn(&Row) -> bool,
     l2s: &[f32],
     balance: f32,
     opts: &StackOptions,
-) -> Result<Fold, ModelError> {
-    let archive = if opts.matching {
-        Some(match_rows(
-            rows,
-            |r| pool(r) && r.split == Split::Train,
-            opts,
-        )?)
-    } else {
-        None
-    };
+) -> Fold {
     let of = |split: Split| -> Vec<&Row> {
         rows.iter()
             .filter(|r| pool(r) && r.split == split)
@@ -64,12 +67,11 @@ pub(crate) fn fit_fold(
         .iter()
         .map(|&v| (v, stack_fit::fit(&train, &dev, v, l2, balance, opts)))
         .collect();
-    Ok(Fold {
+    Fold {
         shipped,
         l2,
         ablations,
-        archive,
-    })
+    }
 }
 
 /// The view the shipped head uses (the key its figures are reported under)

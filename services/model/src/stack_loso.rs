@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::Split;
 use crate::metrics::roc_auc;
 use crate::stack::StackedHead;
-use crate::stack_fold::{fit_fold, views_of};
+use crate::stack_fold::{fit_fold, match_fold, views_of};
 use crate::stack_rows::Row;
 use crate::stack_train::{StackOptions, Views};
 use crate::ModelError;
@@ -43,44 +43,50 @@ pub(crate) fn mean_held_out_auc(
     (!aucs.is_empty()).then(|| aucs.iter().sum::<f64>() / aucs.len() as f64)
 }
 
-/// Every source held out in turn: each fold fitted without it (archive
-/// included) and scored on its rows.
+/// Every source held out in turn: its archive built once without it, then
+/// one fold per `(source balance, L2)` fitted without it and scored on its
+/// rows. Returns each balance's held-out figures, in `folds` order. Leaves
+/// the rows' match features set against the last fold's archive.
 pub(crate) fn leave_one_source_out(
     rows: &mut [Row],
-    l2: f32,
-    balance: f32,
+    folds: &[(f32, f32)],
     opts: &StackOptions,
-) -> Result<BTreeMap<String, HeldOut>, ModelError> {
+) -> Result<Vec<BTreeMap<String, HeldOut>>, ModelError> {
     let sources: std::collections::BTreeSet<String> =
         rows.iter().map(|r| r.source.clone()).collect();
-    let mut loso = BTreeMap::new();
+    let mut loso = vec![BTreeMap::new(); folds.len()];
     for s in &sources {
-        let fold = fit_fold(rows, &|r: &Row| r.source != *s, &[l2], balance, opts)?;
+        let pool = |r: &Row| r.source != *s;
+        match_fold(rows, &pool, opts)?;
+        let rows = &*rows;
         let held = held_out(rows, s);
         let labels: Vec<bool> = held.iter().map(|r| r.hoax).collect();
         let auc = |head: &StackedHead| -> Option<f64> {
             let scores: Vec<f32> = held.iter().map(|r| head.logit_of(r)).collect();
             roc_auc(&scores, &labels)
         };
-        let mut roc: BTreeMap<Views, Option<f64>> = fold
-            .ablations
-            .iter()
-            .map(|(&v, f)| (v, auc(&f.head)))
-            .collect();
-        roc.insert(views_of(opts).0, auc(&fold.shipped.head));
         let one_sided = !rows
             .iter()
             .filter(|r| r.source == *s)
             .any(|r| r.hoax != held[0].hoax);
-        tracing::info!(source = %s, ?roc, "held out");
-        loso.insert(
-            s.clone(),
-            HeldOut {
-                rows: held.len(),
-                one_sided,
-                roc_auc: roc,
-            },
-        );
+        for (&(balance, l2), out) in folds.iter().zip(&mut loso) {
+            let fold = fit_fold(rows, &pool, &[l2], balance, opts);
+            let mut roc: BTreeMap<Views, Option<f64>> = fold
+                .ablations
+                .iter()
+                .map(|(&v, f)| (v, auc(&f.head)))
+                .collect();
+            roc.insert(views_of(opts).0, auc(&fold.shipped.head));
+            tracing::info!(source = %s, balance, ?roc, "held out");
+            out.insert(
+                s.clone(),
+                HeldOut {
+                    rows: held.len(),
+                    one_sided,
+                    roc_auc: roc,
+                },
+            );
+        }
     }
     Ok(loso)
 }

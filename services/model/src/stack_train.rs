@@ -17,7 +17,7 @@ use crate::metrics::roc_auc;
 use crate::spec::{ClaimsSpec, ModelSpec, WEIGHTS_FILE};
 use crate::stack::StackedHead;
 use crate::stack_fit::platt;
-use crate::stack_fold::{fit_fold, views_of};
+use crate::stack_fold::{fit_fold, match_fold, views_of};
 use crate::stack_loso::{leave_one_source_out, mean_held_out_auc, BalanceChoice, HeldOut};
 use crate::stack_rows::{encode_rows, views_cache_file, Row};
 use crate::train::{choose_threshold, ThresholdChoice};
@@ -209,58 +209,78 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
             "stacking needs train and dev rows (dev sets the threshold)".into(),
         ));
     }
-    let mut choice = Vec::new();
-    let mut best: Option<(f64, Candidate)> = None;
-    for &balance in &opts.source_balance {
-        let fit = fit_shipped(&mut rows, balance, opts)?;
-        // After the full fit: every fold re-sets the rows' match features.
-        let held_out = if opts.leave_one_source_out {
-            leave_one_source_out(&mut rows, fit.l2, balance, opts)?
-        } else {
-            BTreeMap::new()
-        };
-        let mean = mean_held_out_auc(&held_out, views_of(opts).0);
-        tracing::info!(balance, mean_held_out_roc_auc = ?mean, "source balance");
-        choice.push(BalanceChoice {
+    // The full fold's archive and match features serve every balance; the
+    // match threshold reads them before the held-out folds re-set them.
+    let archive = match_fold(&mut rows, &|_| true, opts)?;
+    let match_threshold = archive.as_ref().map(|_| {
+        let genuine_best_hoax: Vec<f32> = rows
+            .iter()
+            .filter(|r| r.split == Split::Dev && !r.hoax)
+            .map(|r| r.matches[0])
+            .collect();
+        match_threshold(genuine_best_hoax, opts.max_genuine_match_rate)
+    });
+    let fits: Vec<ShippedFit> = opts
+        .source_balance
+        .iter()
+        .map(|&balance| fit_shipped(&rows, balance, opts))
+        .collect();
+    let mut held_out = if opts.leave_one_source_out {
+        let folds: Vec<(f32, f32)> = opts
+            .source_balance
+            .iter()
+            .zip(&fits)
+            .map(|(&balance, fit)| (balance, fit.l2))
+            .collect();
+        leave_one_source_out(&mut rows, &folds, opts)?
+    } else {
+        vec![BTreeMap::new(); fits.len()]
+    };
+    let choice: Vec<BalanceChoice> = opts
+        .source_balance
+        .iter()
+        .zip(&held_out)
+        .map(|(&balance, h)| BalanceChoice {
             source_balance: balance,
-            mean_held_out_roc_auc: mean,
-        });
-        let rank = mean.unwrap_or(f64::NEG_INFINITY);
-        if best.as_ref().is_none_or(|(b, _)| rank > *b) {
-            best = Some((
-                rank,
-                Candidate {
-                    balance,
-                    fit,
-                    held_out,
-                },
-            ));
+            mean_held_out_roc_auc: mean_held_out_auc(h, views_of(opts).0),
+        })
+        .collect();
+    // The best mean held-out ROC-AUC; on a tie, the first listed.
+    let rank = |c: &BalanceChoice| c.mean_held_out_roc_auc.unwrap_or(f64::NEG_INFINITY);
+    let mut chosen = 0;
+    for (i, c) in choice.iter().enumerate() {
+        tracing::info!(
+            balance = c.source_balance,
+            mean_held_out_roc_auc = ?c.mean_held_out_roc_auc,
+            "source balance"
+        );
+        if rank(c) > rank(&choice[chosen]) {
+            chosen = i;
         }
     }
-    let (_, chosen) = best.expect("at least one source balance");
-    let fit = chosen.fit;
+    let fit = fits.into_iter().nth(chosen).expect("a fit per balance");
     write_model(
         opts,
         &fit.head,
         fit.threshold.threshold,
         &data_sha,
-        fit.archive.as_ref().zip(fit.match_threshold),
+        archive.as_ref().zip(match_threshold),
     )?;
     let report = StackReport {
         data_sha,
         encoder: opts.encoder.display().to_string(),
         train_examples: fit.train_examples,
         dev_examples: fit.dev_examples,
-        match_threshold: fit.match_threshold,
+        match_threshold,
         l2: fit.l2,
         epochs_run: fit.epochs_run,
         dev_roc_auc: fit.dev_roc_auc,
         test_roc_auc: fit.test_roc_auc,
         platt: fit.head.platt,
         threshold: fit.threshold,
-        source_balance: chosen.balance,
+        source_balance: opts.source_balance[chosen],
         source_balance_choice: choice,
-        leave_one_source_out: chosen.held_out,
+        leave_one_source_out: held_out.swap_remove(chosen),
         seconds: start.elapsed().as_secs_f64(),
         options: opts.clone(),
     };
@@ -273,8 +293,6 @@ pub fn stack(opts: &StackOptions) -> Result<StackReport, ModelError> {
 struct ShippedFit {
     head: StackedHead,
     threshold: ThresholdChoice,
-    match_threshold: Option<f32>,
-    archive: Option<ClaimIndex>,
     l2: f32,
     epochs_run: usize,
     train_examples: usize,
@@ -283,18 +301,9 @@ struct ShippedFit {
     test_roc_auc: BTreeMap<Views, Option<f64>>,
 }
 
-struct Candidate {
-    balance: f32,
-    fit: ShippedFit,
-    held_out: BTreeMap<String, HeldOut>,
-}
-
-fn fit_shipped(
-    rows: &mut [Row],
-    balance: f32,
-    opts: &StackOptions,
-) -> Result<ShippedFit, ModelError> {
-    let fold = fit_fold(rows, &|_| true, &opts.l2, balance, opts)?;
+/// `rows`' match features must be set against the full archive.
+fn fit_shipped(rows: &[Row], balance: f32, opts: &StackOptions) -> ShippedFit {
+    let fold = fit_fold(rows, &|_| true, &opts.l2, balance, opts);
     let shipped = views_of(opts).0;
     let mut head = fold.shipped.head.clone();
     let of = |split: Split| -> Vec<&Row> { rows.iter().filter(|r| r.split == split).collect() };
@@ -324,26 +333,16 @@ fn fit_shipped(
         test_roc_auc.insert(v, test_auc(&f.head));
     }
     test_roc_auc.retain(|_, auc| auc.is_some());
-    let match_threshold = fold.archive.as_ref().map(|_| {
-        let genuine_best_hoax: Vec<f32> = dev
-            .iter()
-            .filter(|r| !r.hoax)
-            .map(|r| r.matches[0])
-            .collect();
-        match_threshold(genuine_best_hoax, opts.max_genuine_match_rate)
-    });
-    Ok(ShippedFit {
+    ShippedFit {
         head,
         threshold,
-        match_threshold,
-        archive: fold.archive,
         l2: fold.l2,
         epochs_run: fold.shipped.epochs,
         train_examples: train.len(),
         dev_examples: dev.len(),
         dev_roc_auc,
         test_roc_auc,
-    })
+    }
 }
 
 /// The lowest similarity at which at most `rate` of the genuine items' best
