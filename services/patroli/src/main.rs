@@ -101,7 +101,7 @@ where
 
 // Inference allocates and frees activations of a few MB per layer and batch;
 // glibc's malloc serves them 5-12% slower than mimalloc, and returns the
-// memory int8 loading frees less readily (docs/performance.md, "Allocator").
+// memory int8 loading frees less readily (docs/performance.md, "Memory and the allocator").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
