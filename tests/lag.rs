@@ -80,7 +80,7 @@ fn backlog(stream: &Stream) -> BTreeMap<(String, i32), i64> {
             ((e.topic().to_owned(), e.partition()), high - done)
         })
         .collect();
-    drop(committed); // before the consumer (DESIGN §7)
+    drop(committed); // before the consumer (docs/broker.md, client rules)
     backlog
 }
 

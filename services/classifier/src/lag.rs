@@ -20,7 +20,7 @@ where
     K: Consumer<C>,
 {
     // The lists live only inside this function: a consumer dropped while
-    // one from committed() is alive hangs (DESIGN §7).
+    // one from committed() is alive hangs (docs/broker.md, client rules).
     let assigned = consumer.assignment()?;
     if assigned.count() == 0 {
         return Ok(Vec::new());

@@ -415,7 +415,7 @@ mod tests {
     /// Committed offset per input partition after committing what is stored.
     fn committed(consumer: &ServiceConsumer) -> Vec<(i32, Option<i64>)> {
         commit_stored(consumer).expect("commit");
-        // Dropped before the consumer can be (see DESIGN §7).
+        // Dropped before the consumer can be (docs/broker.md, client rules).
         let list = consumer
             .committed(Duration::from_secs(10))
             .expect("committed offsets");

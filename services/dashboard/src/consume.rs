@@ -192,7 +192,7 @@ pub fn run(
 /// The next offset to read per assigned partition (`None` before the first fetch).
 fn positions(consumer: &BaseConsumer) -> Result<Vec<(Partition, i64)>, KafkaError> {
     // The list lives only inside this function (a consumer dropped while one is alive hung
-    // here, DESIGN §7).
+    // here: docs/broker.md, client rules).
     let positions = consumer.position()?;
     Ok(positions
         .elements()
