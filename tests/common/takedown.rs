@@ -232,6 +232,7 @@ impl TestPost {
                 post_id: self.post_id.clone(),
             },
             complaint_id: None,
+            referenced_post: None,
             author: self.author.clone(),
             created_at: self.created_at(),
             url: self.url.clone(),

@@ -92,6 +92,7 @@ pub fn scored_record(
         source_kind: input.source_kind,
         post: input.post.clone(),
         complaint_id: input.complaint_id.clone(),
+        referenced_post: input.referenced_post.clone(),
         author: input.author.clone(),
         created_at: input.created_at.clone(),
         url: input.url.clone(),
@@ -191,4 +192,87 @@ fn with_event_id(trace: &[(String, Vec<u8>)], event_id: &str) -> Vec<(String, Ve
     let mut headers = trace.to_vec();
     headers.push(("event_id".into(), event_id.as_bytes().to_vec()));
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use patroli_contracts::{decode_input, topics, Limits, PostRef, ScoredEvent, SourceKind};
+
+    fn scored(topic: &str, payload: serde_json::Value) -> (OutRecord, ScoredEvent) {
+        let bytes = payload.to_string().into_bytes();
+        let input = decode_input(topic, Some(&bytes), &Limits::default()).expect("valid input");
+        let item = Item {
+            source: SourceOffset {
+                topic: topic.into(),
+                partition: 0,
+                offset: 7,
+            },
+            key: None,
+            payload: Some(bytes),
+            ingest_ms: None,
+            received: Instant::now(),
+            trace_headers: Vec::new(),
+            decoded: Err(InvalidInput {
+                reason: DlqReason::ModelError,
+                detail: "not needed here".into(),
+            }),
+        };
+        let prediction = Prediction {
+            score: 0.9,
+            label: true,
+            category: "ballot_fraud".into(),
+            categories: Default::default(),
+            top_tokens: Vec::new(),
+            matches: Vec::new(),
+        };
+        let model = ModelRef {
+            name: "m".into(),
+            version: "1".into(),
+        };
+        let record = scored_record(&item, &input, prediction, &model, "out", 0);
+        let event = serde_json::from_slice(&record.payload).expect("a scored event");
+        (record, event)
+    }
+
+    #[test]
+    fn a_complaint_naming_a_post_is_keyed_as_the_complaint_and_only_references_the_post() {
+        let (record, event) = scored(
+            topics::COMPLAINTS,
+            serde_json::json!({
+                "schema_version": 1, "complaint_id": "c-1", "text": "Surat suara dicoblos",
+                "reported_at": "2024-02-13T08:00:00Z", "reporter": "anonymous",
+                "platform": "x", "post_id": "1999999999999999999",
+            }),
+        );
+        assert_eq!(record.key, "complaint:c-1");
+        assert_eq!(event.source_kind, SourceKind::Complaint);
+        assert_eq!(event.post.key(), "complaint:c-1");
+        assert_eq!(event.complaint_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            event.referenced_post,
+            Some(PostRef {
+                platform: "x".into(),
+                post_id: "1999999999999999999".into()
+            })
+        );
+        assert_eq!(event.author, "anonymous");
+    }
+
+    #[test]
+    fn a_post_references_nothing() {
+        let (record, event) = scored(
+            topics::POSTS_RAW,
+            serde_json::json!({
+                "schema_version": 1, "platform": "x", "post_id": "1999999999999999999",
+                "text": "Surat suara dicoblos", "created_at": "2024-02-13T08:00:00Z",
+                "author": "u_1",
+            }),
+        );
+        assert_eq!(record.key, "x:1999999999999999999");
+        assert_eq!(
+            (event.source_kind, event.referenced_post),
+            (SourceKind::Post, None)
+        );
+    }
 }

@@ -105,7 +105,7 @@ pub struct PostRef {
 }
 
 impl PostRef {
-    /// Platform used for complaints that do not point at a known post.
+    /// The platform of every complaint's own key (`complaint:<complaint_id>`).
     pub const COMPLAINT_PLATFORM: &'static str = "complaint";
 
     /// The Kafka key, so all events about one post land on one partition in order.
@@ -134,9 +134,13 @@ impl SourceKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScoringInput {
     pub source_kind: SourceKind,
-    /// For a complaint that names no post: platform `complaint`, post_id = complaint_id.
+    /// The scored thing's own identity and Kafka key. For a complaint always platform
+    /// `complaint`, post_id = complaint_id: a complaint is never scored as the post it names.
     pub post: PostRef,
     pub complaint_id: Option<String>,
+    /// The platform post a complaint names (see [`ScoredEvent::referenced_post`]).
+    #[serde(default)]
+    pub referenced_post: Option<PostRef>,
     pub text: String,
     /// Post author or complaint reporter (pseudonym).
     pub author: String,
@@ -153,6 +157,7 @@ impl From<RawPost> for ScoringInput {
             source_kind: SourceKind::Post,
             post: post.post_ref(),
             complaint_id: None,
+            referenced_post: None,
             text: post.text,
             author: post.author,
             created_at: post.created_at,
@@ -164,24 +169,27 @@ impl From<RawPost> for ScoringInput {
 }
 
 impl From<Complaint> for ScoringInput {
-    /// A complaint that names both platform and post is scored as that post, so the dashboard
-    /// groups it with the partner's copy; otherwise it stands alone under its own id.
+    /// A complaint is scored under its own key, `complaint:<complaint_id>`, whatever it names.
+    /// The platform and post it names (both non-blank) only become `referenced_post`: anyone
+    /// may file a complaint, so what it says about a post is a claim for a reviewer to check,
+    /// never the post's identity, text or author.
     fn from(complaint: Complaint) -> Self {
-        let post = match (complaint.platform, complaint.post_id) {
+        let referenced_post = match (complaint.platform, complaint.post_id) {
             (Some(platform), Some(post_id))
                 if !platform.trim().is_empty() && !post_id.trim().is_empty() =>
             {
-                PostRef { platform, post_id }
+                Some(PostRef { platform, post_id })
             }
-            _ => PostRef {
-                platform: PostRef::COMPLAINT_PLATFORM.to_owned(),
-                post_id: complaint.complaint_id.clone(),
-            },
+            _ => None,
         };
         Self {
             source_kind: SourceKind::Complaint,
-            post,
+            post: PostRef {
+                platform: PostRef::COMPLAINT_PLATFORM.to_owned(),
+                post_id: complaint.complaint_id.clone(),
+            },
             complaint_id: Some(complaint.complaint_id),
+            referenced_post,
             text: complaint.text,
             author: complaint.reporter,
             created_at: complaint.reported_at,
@@ -256,8 +264,14 @@ pub struct ScoredEvent {
     /// Deterministic (see [`crate::scored_event_id`]): consumers de-duplicate redeliveries by it.
     pub event_id: String,
     pub source_kind: SourceKind,
+    /// For a complaint: platform `complaint`, post_id = complaint_id (its own key space).
     pub post: PostRef,
     pub complaint_id: Option<String>,
+    /// The platform post a complaint names, as the complainant gave it: unverified, so it is
+    /// never the event's key or identity; a takedown needs a reviewer to confirm this very post.
+    /// Absent for posts, for complaints naming none, and in events written before references.
+    #[serde(default)]
+    pub referenced_post: Option<PostRef>,
     pub author: String,
     pub created_at: String,
     pub url: Option<String>,

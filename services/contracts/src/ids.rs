@@ -20,6 +20,11 @@ pub fn scored_event_id(input: &ScoringInput, model: &ModelRef) -> String {
     id.field(input.text.as_bytes());
     id.field(model.name.as_bytes());
     id.field(model.version.as_bytes());
+    // Only complaints name a post: posts' ids stay what they were before references existed.
+    if let Some(referenced) = &input.referenced_post {
+        id.field(referenced.platform.as_bytes());
+        id.field(referenced.post_id.as_bytes());
+    }
     id.finish()
 }
 

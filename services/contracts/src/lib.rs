@@ -27,9 +27,9 @@ pub use fingerprint::{fingerprint, hamming, parse_fingerprint};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};
 pub use takedown::{
     audit_event_id, label_id, review_item_id, takedown_request_id, AuditEvent, AuditSubject,
-    CoordinatedBurst, DecisionAction, LabelRecord, NarrativeStatus, PartnerStatus, Priority,
-    RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ReviewLabel, SamplePost,
-    TakedownRequest, TakedownStatus,
+    ComplaintReference, CoordinatedBurst, DecisionAction, LabelRecord, NarrativeStatus,
+    PartnerStatus, Priority, RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ReviewLabel,
+    SamplePost, TakedownRequest, TakedownStatus, MAX_COMPLAINT_REFERENCES,
 };
 
 /// Kafka topic names. The `.v1` suffix is part of the contract: an incompatible change gets a

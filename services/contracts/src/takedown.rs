@@ -64,6 +64,27 @@ pub struct SamplePost {
     pub protected: bool,
 }
 
+/// A complaint attached to a narrative that names a platform post: what a member of the public
+/// claims, shown to reviewers, never acted on until a reviewer confirms this very post.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ComplaintReference {
+    /// The first complaint naming the post (later ones add nothing to check).
+    pub complaint_id: String,
+    /// The post the complaint names.
+    pub post: PostRef,
+    /// The link the complainant gave: unverified, it may point elsewhere than `post`.
+    pub url: Option<String>,
+    /// The classifier's score of the complaint's text.
+    pub score: f32,
+    /// RFC 3339 time the complaint was reported.
+    pub received: String,
+    /// The post (as the service has seen it) or the complaint's link is a protected source: a
+    /// confirmation of this reference requests nothing.
+    pub protected: bool,
+    /// The request that lists the post, once one does.
+    pub request_id: Option<String>,
+}
+
 /// Value of `review.queue.v1`; the message key is `narrative_id` (a compacted topic: the latest
 /// revision of each narrative's item is what reviewers see).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -96,10 +117,21 @@ pub struct ReviewItem {
     /// evidence a reviewer checks first. Absent in items written before matching.
     #[serde(default)]
     pub matched_claims: Vec<MatchedClaim>,
+    /// Complaints from the public attached to the narrative (by text fingerprint, like a post
+    /// would join); they are evidence, not posts, and count in nothing above.
+    #[serde(default)]
+    pub complaint_count: u64,
+    /// The distinct posts those complaints name, earliest reported first, at most
+    /// [`MAX_COMPLAINT_REFERENCES`]. Absent in items written before references.
+    #[serde(default)]
+    pub complaint_references: Vec<ComplaintReference>,
     pub policy_version: String,
     /// RFC 3339.
     pub updated_at: String,
 }
+
+/// Most complaint references a review item lists (and a decision may confirm at once).
+pub const MAX_COMPLAINT_REFERENCES: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -125,6 +157,11 @@ pub struct ReviewDecision {
     pub reviewer: String,
     /// RFC 3339.
     pub decided_at: String,
+    /// Posts named by the narrative's complaints that the reviewer checked and confirms as
+    /// copies (`confirm` only): each is requested if it is among the narrative's recorded
+    /// complaint references. Absent in decisions written before references.
+    #[serde(default)]
+    pub confirmed_references: Vec<PostRef>,
 }
 
 /// Why a request went out.

@@ -68,6 +68,7 @@ fn valid_post_decodes_exactly() {
                 post_id: "7301".into()
             },
             complaint_id: None,
+            referenced_post: None,
             text: "Surat suara sudah dicoblos duluan!!".into(),
             author: "u_1".into(),
             created_at: "2024-02-13T21:04:05+07:00".into(),
@@ -91,6 +92,7 @@ fn complaint_without_post_stands_alone() {
                 post_id: "c-9".into()
             },
             complaint_id: Some("c-9".into()),
+            referenced_post: None,
             text: "Pesan WA: pencoblosan diundur".into(),
             author: "r_1".into(),
             created_at: "2024-02-12T08:30:00Z".into(),
@@ -102,13 +104,48 @@ fn complaint_without_post_stands_alone() {
 }
 
 #[test]
-fn complaint_naming_a_post_is_scored_as_that_post() {
+fn complaint_naming_a_post_keeps_its_own_key_and_only_references_the_post() {
     let mut value = complaint();
     value["platform"] = "x".into();
-    value["post_id"] = "42".into();
+    value["post_id"] = "1999999999999999999".into();
+    value["url"] = "https://x.com/i/status/1999999999999999999".into();
     let input = decode(topics::COMPLAINTS, &value).expect("valid complaint");
-    assert_eq!(input.post.key(), "x:42");
-    assert_eq!(input.complaint_id.as_deref(), Some("c-9"));
+    assert_eq!(
+        input,
+        ScoringInput {
+            source_kind: SourceKind::Complaint,
+            post: PostRef {
+                platform: "complaint".into(),
+                post_id: "c-9".into()
+            },
+            complaint_id: Some("c-9".into()),
+            referenced_post: Some(PostRef {
+                platform: "x".into(),
+                post_id: "1999999999999999999".into()
+            }),
+            text: "Pesan WA: pencoblosan diundur".into(),
+            author: "r_1".into(),
+            created_at: "2024-02-12T08:30:00Z".into(),
+            url: Some("https://x.com/i/status/1999999999999999999".into()),
+            lang: None,
+            region: None,
+        }
+    );
+    assert_eq!(input.post.key(), "complaint:c-9");
+}
+
+#[test]
+fn complaint_naming_half_a_post_references_nothing() {
+    for (platform, post_id) in [("x", None), ("x", Some("  ")), (" ", Some("42"))] {
+        let mut value = complaint();
+        value["platform"] = platform.into();
+        if let Some(post_id) = post_id {
+            value["post_id"] = post_id.into();
+        }
+        let input = decode(topics::COMPLAINTS, &value).expect("valid complaint");
+        assert_eq!(input.referenced_post, None, "{platform:?} {post_id:?}");
+        assert_eq!(input.post.key(), "complaint:c-9");
+    }
 }
 
 #[test]

@@ -11,6 +11,7 @@ fn input() -> ScoringInput {
             post_id: "1".into(),
         },
         complaint_id: None,
+        referenced_post: None,
         text: "Surat suara sudah dicoblos".into(),
         author: "u_1".into(),
         created_at: "2024-02-13T21:04:05+07:00".into(),
@@ -49,7 +50,20 @@ fn scored_event_id_changes_with_content_and_model() {
     let mut complaint = input();
     complaint.source_kind = SourceKind::Complaint;
     complaint.complaint_id = Some("c-1".into());
-    assert_ne!(scored_event_id(&complaint, &model()), id);
+    let plain = scored_event_id(&complaint, &model());
+    assert_ne!(plain, id);
+    complaint.referenced_post = Some(PostRef {
+        platform: "x".into(),
+        post_id: "2".into(),
+    });
+    let naming = scored_event_id(&complaint, &model());
+    assert_ne!(naming, plain);
+    // The two halves of the named post are separate fields, not one `platform:post_id` string.
+    complaint.referenced_post = Some(PostRef {
+        platform: "x:2".into(),
+        post_id: String::new(),
+    });
+    assert_ne!(scored_event_id(&complaint, &model()), naming);
 }
 
 #[test]

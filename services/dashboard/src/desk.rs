@@ -10,7 +10,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use patroli_contracts::{
-    now_rfc3339, DecisionAction, NarrativeStatus, ReviewDecision, SCHEMA_VERSION,
+    now_rfc3339, DecisionAction, NarrativeStatus, PostRef, ReviewDecision, ReviewItem,
+    MAX_COMPLAINT_REFERENCES, SCHEMA_VERSION,
 };
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
@@ -136,6 +137,10 @@ pub struct DecisionForm {
     action: String,
     reason: Option<String>,
     csrf: Option<String>,
+    /// The ticked complaint references (`reference.<n>`, see [`pages::REFERENCE_FIELD`]) and
+    /// any other field, which is ignored.
+    #[serde(flatten)]
+    fields: std::collections::BTreeMap<String, String>,
 }
 
 pub async fn decide(
@@ -262,20 +267,48 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
             format!("the reason must be at most {MAX_REASON_CHARS} characters"),
         ));
     }
+    let confirmed_references = ticked_references(&form.fields)?;
+    if action == DecisionAction::Reject && !confirmed_references.is_empty() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_references",
+            "complaint references can only be confirmed",
+        ));
+    }
     // Narratives only move forward (pending → confirmed or rejected): a second decision, e.g.
     // from a double click or a colleague at the same time, would only confuse the audit trail.
+    // The one exception: confirming complaint references of a confirmed narrative, which came
+    // in after (or were not ticked at) its confirmation.
     let settled = app.shared.read(|view| {
         let narrative = view.narrative_by_id(&form.narrative_id)?;
         let item = narrative.item.as_ref()?;
+        let more_references = !confirmed_references.is_empty()
+            && item.status != NarrativeStatus::Rejected
+            && narrative
+                .decision
+                .as_ref()
+                .map_or(item.status == NarrativeStatus::Confirmed, |d| {
+                    d.action == DecisionAction::Confirm
+                });
+        let conflict = |message| {
+            Some(Problem::new(
+                StatusCode::CONFLICT,
+                "already_decided",
+                message,
+            ))
+        };
         Some(match (&narrative.decision, item.status) {
-            (Some(d), _) => Some(format!(
+            _ if more_references => unknown_references(item, &confirmed_references),
+            (Some(d), _) => conflict(format!(
                 "narrative {} was already {} by {}",
                 form.narrative_id,
                 decided(d.action),
                 d.reviewer
             )),
-            (None, NarrativeStatus::PendingReview) => None,
-            (None, status) => Some(format!(
+            (None, NarrativeStatus::PendingReview) => {
+                unknown_references(item, &confirmed_references)
+            }
+            (None, status) => conflict(format!(
                 "narrative {} is already {}",
                 form.narrative_id,
                 status.as_str()
@@ -290,13 +323,7 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
                 format!("no review item for narrative {}", form.narrative_id),
             ))
         }
-        Some(Some(message)) => {
-            return Err(Problem::new(
-                StatusCode::CONFLICT,
-                "already_decided",
-                message,
-            ))
-        }
+        Some(Some(problem)) => return Err(problem),
         Some(None) => {}
     }
     Ok(ReviewDecision {
@@ -307,7 +334,49 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
         reason,
         reviewer: caller.user.clone(),
         decided_at: now_rfc3339(),
+        confirmed_references,
     })
+}
+
+/// The posts of the ticked reference boxes, in box order.
+fn ticked_references(
+    fields: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<PostRef>, Problem> {
+    let bad = |message: String| Problem::new(StatusCode::BAD_REQUEST, "bad_references", message);
+    let mut ticked: Vec<(usize, PostRef)> = Vec::new();
+    for (name, value) in fields {
+        let Some(index) = name.strip_prefix(pages::REFERENCE_FIELD) else {
+            continue;
+        };
+        let index: usize = index
+            .parse()
+            .map_err(|_| bad(format!("`{name}` is not a reference field")))?;
+        let post: PostRef = serde_json::from_str(value)
+            .map_err(|_| bad(format!("`{name}` does not name a post")))?;
+        ticked.push((index, post));
+    }
+    if ticked.len() > MAX_COMPLAINT_REFERENCES {
+        return Err(bad(format!(
+            "at most {MAX_COMPLAINT_REFERENCES} references at once"
+        )));
+    }
+    ticked.sort();
+    Ok(ticked.into_iter().map(|(_, post)| post).collect())
+}
+
+/// Refuses `references` when one is not among those `item` lists.
+fn unknown_references(item: &ReviewItem, references: &[PostRef]) -> Option<Problem> {
+    let unknown = references
+        .iter()
+        .find(|post| !item.complaint_references.iter().any(|r| r.post == **post))?;
+    Some(Problem::new(
+        StatusCode::BAD_REQUEST,
+        "unknown_reference",
+        format!(
+            "{}:{} is not a complaint reference of narrative {}",
+            unknown.platform, unknown.post_id, item.narrative_id
+        ),
+    ))
 }
 
 async fn publish(app: &App, decision: &ReviewDecision) -> Result<(), Problem> {
@@ -371,5 +440,82 @@ mod tests {
             let location = format!("/review#n-{}", fragment(&id));
             prop_assert!(axum::http::HeaderValue::try_from(location).is_ok());
         }
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn fields(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn ticked_references_come_back_exactly_in_box_order() {
+        let ticked = ticked_references(&fields(&[
+            ("reference.10", r#"{"platform":"x","post_id":"b:c"}"#),
+            ("reference.2", r#"{"platform":"x:y","post_id":"1"}"#),
+            ("reason", "seen on x"),
+        ]))
+        .expect("valid");
+        let post = |platform: &str, post_id: &str| PostRef {
+            platform: platform.into(),
+            post_id: post_id.into(),
+        };
+        assert_eq!(ticked, [post("x:y", "1"), post("x", "b:c")]);
+    }
+
+    #[tokio::test]
+    async fn the_decision_form_reads_ticked_boxes_next_to_its_fields() {
+        use axum::extract::FromRequest;
+        let body = "narrative_id=n-1&action=confirm&reason=&csrf=t&reference.0=%7B%22platform\
+                    %22%3A%22x%22%2C%22post_id%22%3A%221%22%7D";
+        let request = axum::http::Request::post("/review/decisions")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(body))
+            .unwrap();
+        let Form(form) = Form::<DecisionForm>::from_request(request, &())
+            .await
+            .expect("the form decodes");
+        assert_eq!(
+            (
+                form.narrative_id.as_str(),
+                form.action.as_str(),
+                form.reason.as_deref()
+            ),
+            ("n-1", "confirm", Some(""))
+        );
+        assert_eq!(
+            ticked_references(&form.fields).expect("valid"),
+            [PostRef {
+                platform: "x".into(),
+                post_id: "1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn malformed_or_too_many_references_are_refused() {
+        let message = |f: BTreeMap<String, String>| ticked_references(&f).unwrap_err().message;
+        assert_eq!(
+            message(fields(&[("reference.x", "{}")])),
+            "`reference.x` is not a reference field"
+        );
+        assert_eq!(
+            message(fields(&[("reference.0", "x:1")])),
+            "`reference.0` does not name a post"
+        );
+        let many: BTreeMap<String, String> = (0..=MAX_COMPLAINT_REFERENCES)
+            .map(|i| {
+                let post = format!(r#"{{"platform":"x","post_id":"{i}"}}"#);
+                (format!("reference.{i}"), post)
+            })
+            .collect();
+        assert_eq!(message(many), "at most 20 references at once");
     }
 }

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use patroli_contracts::{
-    ClaimVerdict, DecisionAction, MatchedClaim, Priority, ReviewDecision, ReviewItem,
+    ClaimVerdict, ComplaintReference, DecisionAction, MatchedClaim, NarrativeStatus, Priority,
+    ReviewDecision, ReviewItem,
 };
 
 use crate::accounts::Role;
@@ -208,6 +209,20 @@ fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Ca
         }
         out.push_str("</ul>\n");
     }
+    if !item.complaint_references.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"complaints\">{} complaint(s) from the public; the posts they name are \
+             unverified: open each, and tick only those that are copies of this narrative.</p>\n\
+             <ul class=\"references\">",
+            item.complaint_count
+        );
+        for reference in &item.complaint_references {
+            out.push_str(&complaint_reference(reference));
+        }
+        out.push_str("</ul>\n");
+    }
+    let confirmable = confirmable_references(item);
     match decision {
         Some(d) => {
             let verb = match d.action {
@@ -225,6 +240,23 @@ fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Ca
                 escape(&d.reviewer),
                 escape(&d.decided_at)
             );
+            // A confirmed narrative keeps gathering complaints: their posts can be confirmed
+            // later, one decision at a time.
+            let confirmed =
+                d.action == DecisionAction::Confirm && item.status != NarrativeStatus::Rejected;
+            if confirmed && caller.role == Role::Reviewer && !confirmable.is_empty() {
+                let _ = write!(
+                    out,
+                    r#"<form method="post" action="/review/decisions" class="decide references">
+<input type="hidden" name="narrative_id" value="{id}">
+<input type="hidden" name="csrf" value="{csrf}">
+{confirmable}<input name="reason" placeholder="reason (optional)" maxlength="2000">
+<button type="submit" name="action" value="confirm">Confirm ticked posts</button>
+</form>
+"#,
+                    csrf = escape(&caller.csrf)
+                );
+            }
         }
         None if caller.role == Role::Reviewer => {
             let _ = write!(
@@ -232,7 +264,7 @@ fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Ca
                 r#"<form method="post" action="/review/decisions" class="decide">
 <input type="hidden" name="narrative_id" value="{id}">
 <input type="hidden" name="csrf" value="{csrf}">
-<input name="reason" placeholder="reason (required to reject)" maxlength="2000">
+{confirmable}<input name="reason" placeholder="reason (required to reject)" maxlength="2000">
 <button type="submit" name="action" value="confirm">Confirm hoax</button>
 <button type="submit" name="action" value="reject">Reject</button>
 </form>
@@ -244,6 +276,66 @@ fn review_item(item: &ReviewItem, decision: Option<&ReviewDecision>, caller: &Ca
     }
     out.push_str("</article>\n");
     out
+}
+
+/// The form field of the `index`-th ticked reference; its value is the post as JSON, so a
+/// platform or post id holding any character comes back exactly.
+pub const REFERENCE_FIELD: &str = "reference.";
+
+/// One complaint reference: who reported which post when, and the complainant's link (only a
+/// web address becomes a link, and it is marked as theirs).
+fn complaint_reference(reference: &ComplaintReference) -> String {
+    let link = reference
+        .url
+        .as_deref()
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .map(|u| {
+            format!(
+                r#" · <a href="{}" rel="noopener noreferrer nofollow">complainant's link</a>"#,
+                escape(u)
+            )
+        })
+        .unwrap_or_default();
+    let state = match (&reference.request_id, reference.protected) {
+        (Some(request), _) => format!(
+            r#" <span class="badge">requested in <code>{}</code></span>"#,
+            escape(request)
+        ),
+        (None, true) => {
+            r#" <span class="badge protected">protected source: never requested</span>"#.to_owned()
+        }
+        (None, false) => String::new(),
+    };
+    format!(
+        "<li class=\"reference\"><span class=\"post\">{}:{}</span> named by complaint <code>{}</code>, \
+         score {:.2}, reported {}{link}{state}</li>\n",
+        escape(&reference.post.platform),
+        escape(&reference.post.post_id),
+        escape(&reference.complaint_id),
+        reference.score,
+        escape(&reference.received),
+    )
+}
+
+/// A checkbox for each reference a reviewer can still confirm (not requested, not protected).
+fn confirmable_references(item: &ReviewItem) -> String {
+    let mut boxes = String::new();
+    for (index, reference) in item
+        .complaint_references
+        .iter()
+        .filter(|r| r.request_id.is_none() && !r.protected)
+        .enumerate()
+    {
+        let value = serde_json::to_string(&reference.post).expect("a post reference serialises");
+        let _ = writeln!(
+            boxes,
+            r#"<label class="reference"><input type="checkbox" name="{REFERENCE_FIELD}{index}" value="{}"> also request {}:{}</label>"#,
+            escape(&value),
+            escape(&reference.post.platform),
+            escape(&reference.post.post_id),
+        );
+    }
+    boxes
 }
 
 #[cfg(test)]
@@ -275,5 +367,124 @@ mod tests {
             "<li class=\"claim genuine\">Repeats a known genuine item: \
              <code>review:n-&lt;1&gt;</code>, similarity 0.961, checked by komdigi</li>\n"
         );
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use patroli_contracts::{PostRef, Priority};
+
+    fn reference(post_id: &str, protected: bool, request_id: Option<&str>) -> ComplaintReference {
+        ComplaintReference {
+            complaint_id: format!("c-{post_id}"),
+            post: PostRef {
+                platform: "x".into(),
+                post_id: post_id.into(),
+            },
+            url: Some("javascript:alert(1)".into()),
+            score: 0.91,
+            received: "2024-02-14T09:00:00Z".into(),
+            protected,
+            request_id: request_id.map(str::to_owned),
+        }
+    }
+
+    fn item(status: NarrativeStatus) -> ReviewItem {
+        ReviewItem {
+            schema_version: 1,
+            event_id: "e".into(),
+            narrative_id: "n-1".into(),
+            revision: 3,
+            status,
+            priority: Priority::Normal,
+            coordinated: None,
+            category: "ballot_fraud".into(),
+            score: 0.9,
+            categories: Default::default(),
+            reason_words: Vec::new(),
+            post_count: 2,
+            platforms: vec!["x".into()],
+            first_seen: "2024-02-13T08:00:00Z".into(),
+            last_seen: "2024-02-13T09:00:00Z".into(),
+            sample_posts: Vec::new(),
+            matched_claims: Vec::new(),
+            complaint_count: 4,
+            complaint_references: vec![
+                reference("1\"><b>", false, None),
+                reference("kpu", true, None),
+                reference("done", false, Some("r-1")),
+            ],
+            policy_version: "p".into(),
+            updated_at: "2024-02-14T10:00:00Z".into(),
+        }
+    }
+
+    fn reviewer() -> Caller {
+        Caller {
+            user: "rina".into(),
+            role: Role::Reviewer,
+            csrf: "t0k".into(),
+            session: None,
+        }
+    }
+
+    fn confirmed() -> ReviewDecision {
+        ReviewDecision {
+            schema_version: 1,
+            decision_id: "d1".into(),
+            narrative_id: "n-1".into(),
+            action: DecisionAction::Confirm,
+            reason: None,
+            reviewer: "budi".into(),
+            decided_at: "2024-02-14T09:30:00Z".into(),
+            confirmed_references: Vec::new(),
+        }
+    }
+
+    const TICK: &str = "<label class=\"reference\"><input type=\"checkbox\" name=\"reference.0\" \
+        value=\"{&quot;platform&quot;:&quot;x&quot;,&quot;post_id&quot;:&quot;1\\&quot;&gt;&lt;b&gt;&quot;}\"> \
+        also request x:1&quot;&gt;&lt;b&gt;</label>\n";
+
+    #[test]
+    fn only_unrequested_unprotected_references_get_a_checkbox() {
+        let page = review_item(&item(NarrativeStatus::PendingReview), None, &reviewer());
+        assert_eq!(page.matches("type=\"checkbox\"").count(), 1, "{page}");
+        assert!(page.contains(TICK), "{page}");
+        assert!(page.contains(
+            "<li class=\"reference\"><span class=\"post\">x:kpu</span> named by complaint \
+             <code>c-kpu</code>, score 0.91, reported 2024-02-14T09:00:00Z <span class=\"badge \
+             protected\">protected source: never requested</span></li>\n"
+        ));
+        assert!(page.contains("<span class=\"badge\">requested in <code>r-1</code></span>"));
+        assert!(!page.contains("javascript:"), "only web links become links");
+        assert!(page.contains("4 complaint(s) from the public"));
+    }
+
+    #[test]
+    fn a_confirmed_narrative_offers_its_unconfirmed_references_only_to_reviewers() {
+        let page = review_item(
+            &item(NarrativeStatus::Confirmed),
+            Some(&confirmed()),
+            &reviewer(),
+        );
+        assert!(page.contains("Confirm ticked posts"), "{page}");
+        assert!(page.contains(TICK));
+        assert!(page.contains("<input type=\"hidden\" name=\"csrf\" value=\"t0k\">"));
+        assert!(!page.contains("value=\"reject\""));
+        let viewer = Caller {
+            role: Role::Viewer,
+            ..reviewer()
+        };
+        let page = review_item(
+            &item(NarrativeStatus::Confirmed),
+            Some(&confirmed()),
+            &viewer,
+        );
+        assert!(!page.contains("<form method=\"post\" action=\"/review/decisions\""));
+        let mut all_done = item(NarrativeStatus::Confirmed);
+        all_done.complaint_references.remove(0);
+        let page = review_item(&all_done, Some(&confirmed()), &reviewer());
+        assert!(!page.contains("Confirm ticked posts"));
     }
 }

@@ -9,8 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use patroli_contracts::{
-    audit_event_id, topics, AuditEvent, AuditSubject, DecisionAction, NarrativeStatus,
-    RequestBasis, ReviewDecision, ScoredEvent, TakedownStatus, SCHEMA_VERSION,
+    audit_event_id, topics, AuditEvent, AuditSubject, DecisionAction, NarrativeStatus, PostRef,
+    RequestBasis, ReviewDecision, ScoredEvent, SourceKind, TakedownStatus, SCHEMA_VERSION,
 };
 
 use crate::steps::AuditRecord;
@@ -18,7 +18,7 @@ use crate::steps::AuditRecord;
 use crate::metrics::Metrics;
 use crate::narrative::{narrative_id, NarrativeIndex};
 use crate::policy::Policy;
-use crate::state::{NarrativeRecord, PostRecord, StateRecord, TextCache};
+use crate::state::{ComplaintRecord, NarrativeRecord, PostRecord, StateRecord, TextCache};
 use crate::time_of;
 
 /// Who automatic steps are attributed to in the audit trail.
@@ -49,6 +49,12 @@ pub struct Engine {
     pub(crate) members: HashMap<String, BTreeSet<String>>,
     pub(crate) request_narrative: HashMap<String, String>,
     pub(crate) index: NarrativeIndex,
+    /// Complaints attached to narratives, by complaint id (never in `posts`).
+    pub(crate) complaints: HashMap<String, ComplaintRecord>,
+    pub(crate) complaints_of: HashMap<String, BTreeSet<String>>,
+    /// Posts requested because a reviewer confirmed them as complaint references, so a post
+    /// that arrives later is never requested a second time.
+    pub(crate) requested_references: HashMap<PostRef, String>,
     texts: TextCache,
     pub(crate) metrics: Metrics,
 }
@@ -59,6 +65,7 @@ pub(crate) struct Effects {
     pub(crate) out: Vec<Outgoing>,
     pub(crate) dirty_posts: BTreeSet<String>,
     pub(crate) dirty_narratives: BTreeSet<String>,
+    pub(crate) dirty_complaints: BTreeSet<String>,
 }
 
 impl Engine {
@@ -70,6 +77,9 @@ impl Engine {
             members: HashMap::new(),
             request_narrative: HashMap::new(),
             index: NarrativeIndex::default(),
+            complaints: HashMap::new(),
+            complaints_of: HashMap::new(),
+            requested_references: HashMap::new(),
             texts: TextCache::new(text_cache),
             metrics,
         }
@@ -113,6 +123,7 @@ impl Engine {
                 self.narratives
                     .insert(narrative.narrative_id.clone(), *narrative);
             }
+            StateRecord::Complaint(complaint) => self.restore_complaint(*complaint),
         }
     }
 
@@ -132,6 +143,14 @@ impl Engine {
     }
 
     pub fn on_scored(&mut self, event: ScoredEvent, now: &str) -> Vec<Outgoing> {
+        match event.source_kind {
+            SourceKind::Complaint => return self.on_complaint(event, now),
+            SourceKind::Post if event.post.platform == PostRef::COMPLAINT_PLATFORM => {
+                let why = "a post on the platform reserved for complaints";
+                return self.reject_input(&event.source.key(), why, now);
+            }
+            SourceKind::Post => {}
+        }
         let mut fx = Effects::default();
         let key = event.post.key();
         if self.posts.contains_key(&key) {
@@ -185,7 +204,7 @@ impl Engine {
             fingerprint,
             protected,
             matches: event.matches.clone(),
-            requested_in: None,
+            requested_in: self.requested_references.get(&event.post).cloned(),
             labelled: false,
         };
         self.index.add(&narrative_id, fingerprint);
@@ -328,6 +347,9 @@ impl Engine {
                     },
                 );
             }
+        }
+        if !decision.confirmed_references.is_empty() {
+            self.confirm_references(&decision, now, &mut fx);
         }
         self.finish(fx)
     }

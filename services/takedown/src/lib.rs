@@ -3,6 +3,7 @@
 //! end, reviewers' decisions turned into training labels, and every state change audited.
 
 pub mod burst;
+mod complaints;
 pub mod config;
 pub mod engine;
 pub mod metrics;

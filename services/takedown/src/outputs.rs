@@ -109,6 +109,11 @@ pub(crate) fn review_item(engine: &Engine, narrative_id: &str, now: &str) -> Rev
             })
             .collect(),
         matched_claims: matched_claims(&posts),
+        complaint_count: engine
+            .complaints_of
+            .get(narrative_id)
+            .map_or(0, |c| c.len() as u64),
+        complaint_references: engine.complaint_references(narrative_id),
         policy_version: engine.policy.version.clone(),
         updated_at: now.to_owned(),
     }
@@ -184,14 +189,83 @@ pub(crate) fn takedown_request(
     now: &str,
 ) -> TakedownRequest {
     let posts: Vec<&PostRecord> = keys.iter().map(|key| &engine.posts[key]).collect();
-    let post_ids: Vec<&str> = posts.iter().map(|p| p.post.post_id.as_str()).collect();
+    let listed = posts
+        .iter()
+        .map(|p| RequestedPost {
+            post_id: p.post.post_id.clone(),
+            url: p.url.clone(),
+        })
+        .collect();
     let best = posts
         .iter()
         .max_by(|a, b| a.score.total_cmp(&b.score).then(b.post.cmp(&a.post)))
         .expect("a request lists at least one post");
-    // The request's posts are members of the narrative: these are all of them.
+    let evidence = Evidence {
+        best,
+        texts: &posts,
+    };
+    request(
+        engine,
+        narrative_id,
+        platform,
+        listed,
+        evidence,
+        basis,
+        decision_id,
+        now,
+    )
+}
+
+/// The request for complaint-referenced posts a reviewer confirmed as copies of the narrative:
+/// what the partner is shown (category, score, excerpt) is the confirmed narrative's, since the
+/// service has not scored those posts itself. `None` for a narrative without posts.
+pub(crate) fn reference_request(
+    engine: &Engine,
+    narrative_id: &str,
+    platform: &str,
+    listed: Vec<RequestedPost>,
+    decision_id: &str,
+    now: &str,
+) -> Option<TakedownRequest> {
+    let narrative_posts = posts(engine, narrative_id);
+    let best = best_first(&narrative_posts).into_iter().next()?;
+    let evidence = Evidence { best, texts: &[] };
+    Some(request(
+        engine,
+        narrative_id,
+        platform,
+        listed,
+        evidence,
+        RequestBasis::Confirmed,
+        Some(decision_id.to_owned()),
+        now,
+    ))
+}
+
+/// What a request quotes: the category and score of `best`, and an excerpt from the first of
+/// `texts` (then of the narrative's posts) whose text is known.
+struct Evidence<'a> {
+    best: &'a PostRecord,
+    texts: &'a [&'a PostRecord],
+}
+
+#[allow(clippy::too_many_arguments)] // each argument is one field of the request
+fn request(
+    engine: &Engine,
+    narrative_id: &str,
+    platform: &str,
+    mut listed: Vec<RequestedPost>,
+    evidence: Evidence<'_>,
+    basis: RequestBasis,
+    decision_id: Option<String>,
+    now: &str,
+) -> TakedownRequest {
+    listed.sort_by(|a, b| a.post_id.cmp(&b.post_id));
+    let post_ids: Vec<&str> = listed.iter().map(|p| p.post_id.as_str()).collect();
+    // Every post of the narrative: the excerpt's fallback, the burst and the known claims.
     let narrative_posts = self::posts(engine, narrative_id);
-    let excerpt = posts
+    let excerpt = evidence
+        .texts
         .iter()
         .chain(narrative_posts.iter())
         .find_map(|p| p.text.as_deref())
@@ -205,25 +279,14 @@ pub(crate) fn takedown_request(
             .map(|p| (p.created_at.as_str(), p.author.as_str())),
         &engine.policy.burst,
     );
-    let category = best.category.clone();
     TakedownRequest {
         schema_version: SCHEMA_VERSION,
         request_id: takedown_request_id(narrative_id, platform, &post_ids),
         platform: platform.to_owned(),
         narrative_id: narrative_id.to_owned(),
-        posts: {
-            let mut listed: Vec<RequestedPost> = posts
-                .iter()
-                .map(|p| RequestedPost {
-                    post_id: p.post.post_id.clone(),
-                    url: p.url.clone(),
-                })
-                .collect();
-            listed.sort_by(|a, b| a.post_id.cmp(&b.post_id));
-            listed
-        },
-        category,
-        score: best.score,
+        category: evidence.best.category.clone(),
+        score: evidence.best.score,
+        posts: listed,
         evidence_excerpt: excerpt,
         matched_claims: matched_claims(&narrative_posts),
         basis,

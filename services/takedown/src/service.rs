@@ -27,10 +27,11 @@ use crate::TakedownConfig;
 const READY_STATE: &str = "state_rebuilt";
 const READY_CONSUMING: &str = "consuming";
 
-/// The topics the loop consumes: texts, scores, reviewers' decisions, partners' statuses.
-pub const INPUT_TOPICS: [&str; 5] = [
+/// The topics the loop consumes: post texts, scores, reviewers' decisions, partners' statuses.
+/// Not `complaints.v1`: a complaint's text is never a post's, and its scored event carries all
+/// the service keeps of it.
+pub const INPUT_TOPICS: [&str; 4] = [
     topics::POSTS_RAW,
-    topics::COMPLAINTS,
     topics::POSTS_SCORED,
     topics::REVIEW_DECISIONS,
     topics::TAKEDOWN_STATUS,
@@ -136,7 +137,7 @@ fn handle(engine: &mut Engine, message: &BorrowedMessage<'_>) -> Vec<Outgoing> {
     let subject = format!("{topic}:{}:{}", message.partition(), message.offset());
     let payload = message.payload();
     match topic {
-        topics::POSTS_RAW | topics::COMPLAINTS => {
+        topics::POSTS_RAW => {
             // The classifier dead-letters invalid posts; here they only have no text to offer.
             match decode_input(topic, payload, &Limits::default()) {
                 Ok(input) => engine.on_text(input.post.key(), input.text),
@@ -191,7 +192,7 @@ pub async fn produce_all(
     try_join_all(sends).await.map(|_| ())
 }
 
-/// Reads the state topic to its end into `engine`, then the tail of the raw topics for texts.
+/// Reads the state topic to its end into `engine`, then the tail of the raw posts for texts.
 fn rebuild(config: &TakedownConfig, mut engine: Engine) -> Result<Engine, TakedownError> {
     let mut records = 0usize;
     read_to_end(config, topics::TAKEDOWN_STATE, None, |message| {
@@ -210,20 +211,19 @@ fn rebuild(config: &TakedownConfig, mut engine: Engine) -> Result<Engine, Takedo
         narratives = engine.narratives.len(),
         "state rebuilt"
     );
-    for topic in [topics::POSTS_RAW, topics::COMPLAINTS] {
-        read_to_end(
-            config,
-            topic,
-            Some(config.text_rebuild_per_partition),
-            |message| {
-                if let Ok(input) = decode_input(topic, message.payload(), &Limits::default()) {
-                    // Only the cache is refilled here; texts of known posts are in their records.
-                    engine.on_text(input.post.key(), input.text);
-                }
-                Ok(())
-            },
-        )?;
-    }
+    read_to_end(
+        config,
+        topics::POSTS_RAW,
+        Some(config.text_rebuild_per_partition),
+        |message| {
+            let payload = message.payload();
+            if let Ok(input) = decode_input(topics::POSTS_RAW, payload, &Limits::default()) {
+                // Only the cache is refilled here; texts of known posts are in their records.
+                engine.on_text(input.post.key(), input.text);
+            }
+            Ok(())
+        },
+    )?;
     Ok(engine)
 }
 

@@ -1,6 +1,7 @@
 //! What the service remembers, as records of its compacted state topic: one per post that joined
-//! a narrative (`post:<platform:post_id>`) and one per narrative (`narrative:<id>`), so no record
-//! grows with a narrative's size. The latest record per key is the state; start-up reads the
+//! a narrative (`post:<platform:post_id>`), one per complaint attached to one
+//! (`complaint:<complaint_id>`, a key space of its own) and one per narrative (`narrative:<id>`),
+//! so no record grows with a narrative's size. The latest record per key is the state; start-up reads the
 //! topic to its end before consuming anything else.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 const POST_PREFIX: &str = "post:";
 const NARRATIVE_PREFIX: &str = "narrative:";
+const COMPLAINT_PREFIX: &str = "complaint:";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PostRecord {
@@ -33,6 +35,24 @@ pub struct PostRecord {
     pub requested_in: Option<String>,
     /// Whether its `labels.v1` record went out (needs a decision and the text).
     pub labelled: bool,
+}
+
+/// A complaint from the public attached to a narrative: evidence, never a post. The post it
+/// names is a reference a reviewer may confirm, nothing more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComplaintRecord {
+    pub complaint_id: String,
+    pub narrative_id: String,
+    pub scored_event_id: String,
+    pub referenced_post: Option<PostRef>,
+    /// The complainant's link, unverified.
+    pub url: Option<String>,
+    pub score: f32,
+    /// The complaint's `reported_at`.
+    pub received: String,
+    pub fingerprint: u64,
+    /// The request that lists the referenced post, once a reviewer confirmed it.
+    pub requested_in: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +123,7 @@ pub struct RequestRecord {
 pub enum StateRecord {
     Post(Box<PostRecord>),
     Narrative(Box<NarrativeRecord>),
+    Complaint(Box<ComplaintRecord>),
 }
 
 impl StateRecord {
@@ -110,6 +131,7 @@ impl StateRecord {
         match self {
             Self::Post(post) => format!("{POST_PREFIX}{}", post.post.key()),
             Self::Narrative(narrative) => format!("{NARRATIVE_PREFIX}{}", narrative.narrative_id),
+            Self::Complaint(complaint) => format!("{COMPLAINT_PREFIX}{}", complaint.complaint_id),
         }
     }
 
@@ -117,6 +139,7 @@ impl StateRecord {
         match self {
             Self::Post(post) => serde_json::to_vec(post),
             Self::Narrative(narrative) => serde_json::to_vec(narrative),
+            Self::Complaint(complaint) => serde_json::to_vec(complaint),
         }
         .expect("state records serialise")
     }
@@ -131,6 +154,10 @@ impl StateRecord {
             serde_json::from_slice(value)
                 .map(|narrative| Self::Narrative(Box::new(narrative)))
                 .map_err(|e| format!("narrative record {key}: {e}"))
+        } else if key.starts_with(COMPLAINT_PREFIX) {
+            serde_json::from_slice(value)
+                .map(|complaint| Self::Complaint(Box::new(complaint)))
+                .map_err(|e| format!("complaint record {key}: {e}"))
         } else {
             Err(format!("unknown state key {key:?}"))
         }

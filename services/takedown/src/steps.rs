@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use patroli_contracts::{
     audit_event_id, topics, AuditEvent, AuditSubject, NarrativeStatus, RequestBasis,
-    ReviewDecision, ReviewLabel, ScoredEvent, SCHEMA_VERSION,
+    ReviewDecision, ReviewLabel, ScoredEvent, TakedownRequest, SCHEMA_VERSION,
 };
 
 use crate::engine::{Effects, Engine, Outgoing, POLICY_ACTOR};
@@ -85,17 +85,23 @@ impl Engine {
         }
     }
 
+    /// A request for the narrative's posts `keys` not requested yet (a post is requested at
+    /// most once, whichever way it was confirmed); nothing when none is left.
     #[allow(clippy::too_many_arguments)] // each argument is one field of the request
     pub(crate) fn request(
         &mut self,
         narrative_id: &str,
         platform: &str,
-        keys: Vec<String>,
+        mut keys: Vec<String>,
         basis: RequestBasis,
         decision_id: Option<String>,
         now: &str,
         fx: &mut Effects,
     ) {
+        keys.retain(|key| self.posts[key].requested_in.is_none());
+        if keys.is_empty() {
+            return;
+        }
         let request =
             outputs::takedown_request(self, narrative_id, platform, &keys, basis, decision_id, now);
         for key in &keys {
@@ -103,6 +109,19 @@ impl Engine {
             post.requested_in = Some(request.request_id.clone());
             fx.dirty_posts.insert(key.clone());
         }
+        self.send_request(narrative_id, request, fx, now);
+    }
+
+    /// Records `request` as sent (state, metrics, audit) and queues it for its platform.
+    pub(crate) fn send_request(
+        &mut self,
+        narrative_id: &str,
+        request: TakedownRequest,
+        fx: &mut Effects,
+        now: &str,
+    ) {
+        let platform = request.platform.as_str();
+        let basis = request.basis;
         let record = RequestRecord {
             platform: platform.to_owned(),
             category: request.category.clone(),
@@ -143,7 +162,10 @@ impl Engine {
                     .as_ref()
                     .map_or(POLICY_ACTOR.to_owned(), |d| d.reviewer.clone())
             });
-        let why = format!("{basis_name}: {} post(s) on {platform}", keys.len());
+        let why = format!(
+            "{basis_name}: {} post(s) on {platform}",
+            request.posts.len()
+        );
         self.audit(
             fx,
             AuditRecord {
@@ -255,6 +277,10 @@ impl Engine {
     pub(crate) fn finish(&mut self, mut fx: Effects) -> Vec<Outgoing> {
         for key in &fx.dirty_posts {
             let record = StateRecord::Post(Box::new(self.posts[key].clone()));
+            fx.out.push(state_message(&record));
+        }
+        for id in &fx.dirty_complaints {
+            let record = StateRecord::Complaint(Box::new(self.complaints[id].clone()));
             fx.out.push(state_message(&record));
         }
         for id in &fx.dirty_narratives {

@@ -44,6 +44,7 @@ fn scored(
             post_id: format!("p{id}"),
         },
         complaint_id: None,
+        referenced_post: None,
         author: author.into(),
         created_at: format!("2024-02-13T{:02}:{:02}:00Z", 8 + minute / 60, minute % 60),
         url: Some(format!("https://{platform}.example/p{id}")),
@@ -84,6 +85,7 @@ fn decision(id: &str, narrative: &str, action: DecisionAction) -> ReviewDecision
         reason: Some("checked with Bawaslu".into()),
         reviewer: "reviewer_07".into(),
         decided_at: NOW.into(),
+        confirmed_references: Vec::new(),
     }
 }
 
