@@ -119,6 +119,7 @@ CRDS = {
     "ScaledObject": "keda.sh/v1alpha1",
     "TriggerAuthentication": "keda.sh/v1alpha1",
     "KafkaTopic": "kafka.strimzi.io/v1beta2",
+    "KafkaUser": "kafka.strimzi.io/v1beta2",
     "PrometheusRule": "monitoring.coreos.com/v1",
     "ServiceMonitor": "monitoring.coreos.com/v1",
 }
@@ -151,7 +152,7 @@ def matches(selector, labels):
 
 REQUIRED = ["ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
             "NetworkPolicy", "ScaledObject", "TriggerAuthentication", "KafkaTopic",
-            "PrometheusRule", "ServiceMonitor"]
+            "KafkaUser", "PrometheusRule", "ServiceMonitor"]
 for kind in REQUIRED:
     if kind not in by_kind:
         errors.append(f"{target}: no {kind} rendered")
@@ -255,10 +256,9 @@ if deploy:
     if delivery == "exactly-once" and \
             tx.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
         err(deploy, "exactly-once needs PATROLI_TRANSACTIONAL_ID from the pod name (downward API metadata.name)")
-    if protocol.startswith("sasl"):
-        for k in ("PATROLI_KAFKA__SASL_USERNAME", "PATROLI_KAFKA__SASL_PASSWORD"):
-            if "secretKeyRef" not in env.get(k, {}).get("valueFrom", {}):
-                err(deploy, f"{k} must come from a Secret (secretKeyRef)")
+    if protocol.startswith("sasl") and \
+            "secretKeyRef" not in env.get("PATROLI_KAFKA__SASL_PASSWORD", {}).get("valueFrom", {}):
+        err(deploy, "PATROLI_KAFKA__SASL_PASSWORD must come from a Secret (secretKeyRef)")
     ca = conf.get("PATROLI_KAFKA__SSL_CA_LOCATION")
     if ca:
         mounts = [m["mountPath"].rstrip("/") + "/" for m in container.get("volumeMounts", [])]
@@ -442,11 +442,77 @@ for so in by_kind.get("ScaledObject", []):
         if want_sasl and not ta:
             err(so, f"authenticationRef {auth!r} is not a rendered TriggerAuthentication")
         if ta:
-            params = {r.get("parameter") for r in ta["spec"].get("secretTargetRef", [])}
+            params = {r.get("parameter") for r in
+                      ta["spec"].get("secretTargetRef", []) + ta["spec"].get("configMapTargetRef", [])}
             if want_sasl and not {"username", "password"} <= params:
                 err(ta, "SASL needs username and password parameters")
             if want_tls and "ca" not in params:
                 err(ta, "TLS to the brokers needs the ca parameter")
+
+# ---- Kafka principals (kafkausers.yaml is generated from patroli_contracts::access) ----
+# Every Deployment connects as its own KafkaUser, with the password from the Secret Strimzi
+# makes for that user; no two Deployments share one; KEDA has its own; and an overlay
+# points every Deployment at the same secured cluster as the classifier.
+users = {u["metadata"]["name"]: u for u in by_kind.get("KafkaUser", [])}
+for u in users.values():
+    uspec = u.get("spec") or {}
+    if (uspec.get("authentication") or {}).get("type") != "scram-sha-512":
+        err(u, "authentication.type must be scram-sha-512")
+    authz = uspec.get("authorization") or {}
+    if authz.get("type") != "simple" or not authz.get("acls"):
+        err(u, "authorization must be type simple with ACLs")
+    for acl in authz.get("acls") or []:
+        if (acl.get("resource") or {}).get("name") == "*" or "All" in (acl.get("operations") or []):
+            err(u, f"ACL {acl} grants a wildcard; list each topic and operation")
+    if target != "base" and not u["metadata"].get("labels", {}).get("strimzi.io/cluster"):
+        err(u, "no strimzi.io/cluster label: no User Operator would create it")
+def env_of(d):
+    cs = d["spec"]["template"]["spec"].get("containers", [])
+    return ({e["name"]: e for e in cs[0].get("env", [])} if cs else {}), cs
+def config_of(cs):
+    data = {}
+    for c in cs[:1]:
+        for ref in c.get("envFrom", []):
+            cmr = one("ConfigMap", (ref.get("configMapRef") or {}).get("name"))
+            data.update((cmr or {}).get("data") or {})
+    return data
+owner = {}
+for d in by_kind.get("Deployment", []):
+    denv, cs = env_of(d)
+    dname = d["metadata"]["name"]
+    for e in denv.values():
+        if ((e.get("valueFrom") or {}).get("secretKeyRef") or {}).get("name") == "patroli-kafka-credentials":
+            err(d, f"{e['name']} uses the shared Secret patroli-kafka-credentials; each service has its own KafkaUser")
+    user = denv.get("PATROLI_KAFKA__SASL_USERNAME", {}).get("value")
+    secret = (denv.get("PATROLI_KAFKA__SASL_PASSWORD", {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+    if user not in users:
+        err(d, f"PATROLI_KAFKA__SASL_USERNAME={user!r} does not name a rendered KafkaUser")
+    elif (secret.get("name"), secret.get("key")) != (user, "password"):
+        err(d, f"PATROLI_KAFKA__SASL_PASSWORD must come from Secret {user!r} key 'password' (Strimzi's Secret of its KafkaUser), not {secret}")
+    if user in owner:
+        err(d, f"shares the Kafka user {user!r} with Deployment {owner[user]}")
+    owner.setdefault(user, dname)
+    dconf = config_of(cs)
+    if target != "base":
+        for k in ("PATROLI_KAFKA__BROKERS", "PATROLI_KAFKA__SECURITY_PROTOCOL", "PATROLI_KAFKA__SASL_MECHANISM",
+                  "PATROLI_KAFKA__SSL_CA_LOCATION"):
+            if dconf.get(k) != conf.get(k):
+                err(d, f"{k}={dconf.get(k)!r} but the classifier's is {conf.get(k)!r}: the overlay must patch every Deployment's Kafka connection")
+        dca = dconf.get("PATROLI_KAFKA__SSL_CA_LOCATION")
+        if dca and cs and not any(dca.startswith(m["mountPath"].rstrip("/") + "/") for m in cs[0].get("volumeMounts", [])):
+            err(d, f"PATROLI_KAFKA__SSL_CA_LOCATION={dca} is not under any volumeMount")
+for ta in by_kind.get("TriggerAuthentication", []):
+    refs = {r.get("parameter"): r for r in ta["spec"].get("secretTargetRef", []) + ta["spec"].get("configMapTargetRef", [])}
+    user_ref = refs.get("username") or {}
+    ucm = one("ConfigMap", user_ref.get("name")) if user_ref in ta["spec"].get("configMapTargetRef", []) else None
+    keda_user = ((ucm or {}).get("data") or {}).get(user_ref.get("key"))
+    if keda_user not in users:
+        err(ta, f"username {keda_user!r} (from a ConfigMap) does not name a rendered KafkaUser")
+    elif keda_user in owner:
+        err(ta, f"KEDA shares the Kafka user {keda_user!r} with Deployment {owner[keda_user]}")
+    pw = refs.get("password") or {}
+    if (pw.get("name"), pw.get("key")) != (keda_user, "password"):
+        err(ta, f"password must come from Secret {keda_user!r} key 'password'")
 
 # ---- PrometheusRule ----
 for pr in by_kind.get("PrometheusRule", []):

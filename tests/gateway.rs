@@ -24,6 +24,7 @@ async fn gateway_on_a_real_broker() {
     posts_are_written_once_and_every_refusal_says_why(&brokers).await;
     complaints_keep_contact_details_off_the_complaint_topic(&brokers).await;
     rotated_keys_take_effect_without_a_restart(&brokers).await;
+    bodies_are_read_only_when_admitted_and_records_must_fit(&brokers).await;
     without_a_broker_requests_get_503_and_readyz_fails(&brokers).await;
     unknown_paths_and_the_served_openapi_document(&brokers).await;
 }
@@ -451,29 +452,223 @@ async fn rotated_keys_take_effect_without_a_restart(brokers: &str) {
         401
     );
 
-    // A broken file (half-written Secret) keeps the keys in force.
-    std::fs::write(keys.path(), "[[keys]]\nid = ").unwrap();
+    assert_eq!(gw.metric("patroli_gateway_keys_file_valid"), Some(1.0));
+
+    // An edit revoking `spare` is broken (a half-written Secret): the last valid keys,
+    // `spare` included, stay in force while the gauge says the file is invalid.
+    let spare = "pk_spare_key_for_rotation_test_22222222";
+    let valid = key_entry("x-2025", "x", new, None);
+    std::fs::write(
+        keys.path(),
+        format!("{valid}{}", key_entry("x-spare", "x", spare, None)),
+    )
+    .unwrap();
+    wait_for_status(&url, spare, "r5", 202).await;
+    std::fs::write(keys.path(), format!("{valid}[[keys]]\nid = ")).unwrap();
     let started = std::time::Instant::now();
-    while gw.metric("patroli_gateway_key_reload_failures_total") != Some(1.0) {
+    while gw.metric("patroli_gateway_keys_file_valid") != Some(0.0) {
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "reload failure not counted"
+            "broken file not reported"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Reported once per bad content, not on every poll.
-    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         gw.metric("patroli_gateway_key_reload_failures_total"),
         Some(1.0)
     );
     assert_eq!(
-        post(&url, Some(new), JSON, raw_post("r5").to_string())
+        post(&url, Some(spare), JSON, raw_post("r6").to_string())
+            .await
+            .status,
+        202
+    );
+    // The fix revokes it for good: the broken content was never taken for loaded.
+    std::fs::write(keys.path(), &valid).unwrap();
+    wait_for_status(&url, spare, "r7", 401).await;
+    assert_eq!(gw.metric("patroli_gateway_keys_file_valid"), Some(1.0));
+    assert_eq!(
+        gw.metric("patroli_gateway_key_reload_failures_total"),
+        Some(1.0),
+        "each bad content is counted once, however often it is retried"
+    );
+    assert_eq!(
+        post(&url, Some(new), JSON, raw_post("r8").to_string())
             .await
             .status,
         202
     );
     drop(gw);
+}
+
+/// Posts with `key` until the answer is `status` (a reload takes effect within a tick).
+async fn wait_for_status(url: &str, key: &str, id: &str, status: u16) {
+    let started = std::time::Instant::now();
+    while post(url, Some(key), JSON, raw_post(id).to_string())
+        .await
+        .status
+        != status
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "key never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn bodies_are_read_only_when_admitted_and_records_must_fit(brokers: &str) {
+    let topics = GatewayTopics::create(brokers, "limits").await;
+    let keys = keys_file(&[key_entry("x-partner", "x", KEY_X, None)]);
+    let mut gw = GatewayProcess::spawn(
+        brokers,
+        &topics,
+        keys.path(),
+        &[("PATROLI_MAX_CONCURRENT_REQUESTS", "1")],
+    );
+    gw.wait_ready();
+
+    // Without a key: 401 after the headers alone, though the body announced 1 MiB was
+    // never sent (a gateway waiting for it would never answer).
+    let mut stranger = RawRequest::send(gw.api_port, None, 1024 * 1024, b"[").await;
+    assert_eq!(
+        stranger.answer().await,
+        (
+            401,
+            json!({"error": "unauthorized", "message": "send your partner key as `Authorization: Bearer <key>`"})
+        )
+    );
+
+    // A partner's slow body holds the only permit: the next request gets 503 at once.
+    let body = raw_post("slow").to_string();
+    let (head, tail) = body.as_bytes().split_at(10);
+    let mut slow = RawRequest::send(gw.api_port, Some(KEY_X), body.len(), head).await;
+    let url = gw.url("/v1/posts");
+    let started = std::time::Instant::now();
+    while gw.metric("patroli_gateway_requests_in_flight") != Some(1.0) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never admitted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = post(&url, Some(KEY_X), JSON, raw_post("other").to_string()).await;
+    assert_eq!(refused.status, 503);
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(
+        refused.body,
+        json!({"error": "overloaded", "message": "the gateway is at its limit of 1 concurrent requests; retry later"})
+    );
+    slow.finish(tail).await;
+    assert_eq!(slow.answer().await.0, 202);
+    assert_eq!(gw.metric("patroli_gateway_requests_in_flight"), Some(0.0));
+
+    // A post within the body limit (1 MiB) whose record exceeds the producer's 1,000,000
+    // bytes: 413, never 503, and nothing of its request is written.
+    let mut big = raw_post("big");
+    big["partner_extra"] = json!({"blob": "a".repeat(1_000_000)});
+    let body = big.to_string();
+    // Framing 36 + key `x:big` + value + headers trace_id (10 + 8 + `req-big`) and
+    // ingest_time_ms (10 + 14 + 13 digits).
+    let size = 36 + 5 + body.len() + (10 + 8 + 7) + (10 + 14 + 13);
+    let answer = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(KEY_X)
+        .header("content-type", JSON)
+        .header("x-request-id", "req-big")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 413);
+    assert_eq!(
+        answer.json::<serde_json::Value>().await.unwrap(),
+        json!({"error": "record_too_large", "message": format!("the post would be a {size}-byte Kafka record; the broker accepts at most 1000000 bytes per record: shorten it (extra fields count too)")})
+    );
+    let mut big = raw_post("big2");
+    big["partner_extra"] = json!({"blob": "a".repeat(999_000)});
+    let batch = json!([raw_post("small"), big]).to_string();
+    let answer = post(&url, Some(KEY_X), JSON, batch).await;
+    assert_eq!(answer.status, 413);
+    assert_eq!(
+        (&answer.body["error"], &answer.body["field"]),
+        (&json!("record_too_large"), &json!("[1]"))
+    );
+    assert!(
+        answer.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("post [1] would be a "),
+        "{}",
+        answer.body
+    );
+    let written = read_topic(brokers, &topics.posts, 1, Duration::from_secs(1));
+    let keys: Vec<&str> = written.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["x:slow"], "only the slow post was written");
+    assert_eq!(
+        gw.metric("patroli_gateway_produce_failures_total"),
+        Some(0.0)
+    );
+}
+
+/// An HTTP/1.1 POST to `/v1/posts` written by hand, so a test controls when (and whether)
+/// the body is sent.
+struct RawRequest {
+    stream: tokio::net::TcpStream,
+}
+
+impl RawRequest {
+    async fn send(port: u16, key: Option<&str>, length: usize, first_bytes: &[u8]) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let auth = key
+            .map(|k| format!("authorization: Bearer {k}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "POST /v1/posts HTTP/1.1\r\nhost: gateway\r\ncontent-type: application/json\r\n{auth}content-length: {length}\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(first_bytes).await.unwrap();
+        RawRequest { stream }
+    }
+
+    async fn finish(&mut self, rest: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(rest).await.unwrap();
+    }
+
+    /// The status and JSON body of the answer; fails if none comes within a minute.
+    async fn answer(&mut self) -> (u16, serde_json::Value) {
+        use tokio::io::AsyncReadExt;
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 4096];
+        let read = async {
+            loop {
+                if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&received[..end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length: "))
+                        .and_then(|v| v.trim().parse().ok())
+                        .expect("a content-length");
+                    if received.len() >= end + 4 + length {
+                        let status = head[9..12].parse().unwrap();
+                        let body =
+                            serde_json::from_slice(&received[end + 4..end + 4 + length]).unwrap();
+                        return (status, body);
+                    }
+                }
+                let n = self.stream.read(&mut buffer).await.unwrap();
+                assert!(n > 0, "connection closed without an answer");
+                received.extend_from_slice(&buffer[..n]);
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), read)
+            .await
+            .expect("the gateway answered")
+    }
 }
 
 async fn without_a_broker_requests_get_503_and_readyz_fails(brokers: &str) {

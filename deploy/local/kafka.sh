@@ -4,9 +4,18 @@
 # as a single-node KRaft server (broker + controller in one JVM) on loopback.
 #
 #   deploy/local/kafka.sh install               # resolves the jars once; prints the libs folder
-#   deploy/local/kafka.sh run DIR PORT CPORT    # foreground: formats DIR once, then runs the broker
+#   deploy/local/kafka.sh run DIR PORT CPORT [USERS]
+#                                               # foreground: formats DIR once, then runs the broker
 #   deploy/local/kafka.sh start [PORT]          # background, data in .local/kafka/data; prints host:port
 #   deploy/local/kafka.sh stop                  # stops the one `start` started
+#
+# With USERS (a file of `name password` lines, the first being the admin), the client
+# listener is SASL_PLAINTEXT with SCRAM-SHA-512 and the StandardAuthorizer denies whatever
+# no ACL allows; the admin is the only super user on it, and every user's SCRAM credential
+# is written at format time. The ACLs themselves are created by LocalBroker through the
+# admin API (patroli_contracts::access). The controller listener stays PLAINTEXT on
+# loopback (KRaft cannot check SCRAM there before the metadata is loaded), so its
+# anonymous principal is a super user too: the secured mode guards the client port only.
 #
 # `patroli_runtime::LocalBroker` runs `run` itself (one broker per test
 # binary, one per `patroli up`), so this file is the one place that knows how
@@ -91,12 +100,40 @@ group.initial.rebalance.delay.ms=0
 PROPS
 }
 
+# The secured variant of the client listener (see the header): replaces the listener lines.
+secure_config() {
+  local dir=$1 port=$2 cport=$3 users=$4 admin admin_password
+  read -r admin admin_password <"$users"
+  sed -i -e '/^listeners=/d' -e '/^advertised.listeners=/d' -e '/^inter.broker.listener.name=/d' \
+    -e '/^listener.security.protocol.map=/d' "$dir/server.properties"
+  cat >>"$dir/server.properties" <<PROPS
+listeners=SASL_PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:$port
+inter.broker.listener.name=SASL_PLAINTEXT
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$admin" password="$admin_password";
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:$admin;User:ANONYMOUS
+PROPS
+}
+
 run() {
-  [ $# -eq 3 ] || { echo "usage: $0 run DATA_DIR PORT CONTROLLER_PORT" >&2; exit 2; }
-  local dir=$1 port=$2 cport=$3 libs
+  [ $# -eq 3 ] || [ $# -eq 4 ] || { echo "usage: $0 run DATA_DIR PORT CONTROLLER_PORT [USERS]" >&2; exit 2; }
+  local dir=$1 port=$2 cport=$3 users=${4:-} libs
   libs=$(install)
   mkdir -p "$dir"
   write_config "$dir" "$port" "$cport"
+  local scram=()
+  if [ -n "$users" ]; then
+    secure_config "$dir" "$port" "$cport" "$users"
+    local name password
+    while read -r name password; do
+      scram+=(--add-scram "SCRAM-SHA-512=[name=$name,password=$password]")
+    done <"$users"
+  fi
   # Serial GC and C1-only JIT: on 2 cores shared with the classifier and a
   # compiler, the JVM's own start-up work is what delays a test; a local
   # broker's peak throughput is never the limit.
@@ -106,7 +143,7 @@ run() {
     # A cluster id is 16 random bytes in unpadded URL-safe base64.
     local id
     id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    "${java[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 || {
+    "${java[@]}" kafka.tools.StorageTool format -t "$id" -c "$dir/server.properties" "${scram[@]}" >"$dir/format.log" 2>&1 || {
       echo "formatting the Kafka storage in $dir failed:" >&2
       cat "$dir/format.log" >&2
       exit 1
@@ -156,5 +193,5 @@ case "${1:-}" in
   run) shift; run "$@" ;;
   start) shift; start "$@" ;;
   stop) stop ;;
-  *) echo "usage: $0 install | run DATA_DIR PORT CONTROLLER_PORT | start [PORT] | stop" >&2; exit 2 ;;
+  *) echo "usage: $0 install | run DATA_DIR PORT CONTROLLER_PORT [USERS] | start [PORT] | stop" >&2; exit 2 ;;
 esac

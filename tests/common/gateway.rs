@@ -2,7 +2,7 @@
 //! keys file, an HTTP client, and a reader that returns everything on a topic.
 #![allow(dead_code)] // each gateway test binary uses a different part
 
-use patroli_runtime::ensure_topics;
+use patroli_runtime::{ensure_topics, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use std::path::Path;
@@ -157,7 +157,17 @@ impl Record {
 /// Everything on `topic`, read from the beginning until `expected` records arrived and then
 /// nothing more for `quiet` (so duplicates would be seen too).
 pub fn read_topic(brokers: &str, topic: &str, expected: usize, quiet: Duration) -> Vec<Record> {
-    let consumer: BaseConsumer = kafka(brokers)
+    read_topic_with(&kafka(brokers), topic, expected, quiet)
+}
+
+/// `read_topic` as the client `kafka` describes (a secured broker's user).
+pub fn read_topic_with(
+    kafka: &KafkaConfig,
+    topic: &str,
+    expected: usize,
+    quiet: Duration,
+) -> Vec<Record> {
+    let consumer: BaseConsumer = kafka
         .client_config("gateway-test-reader")
         .set("group.id", format!("reader-{}", rand::random::<u64>()))
         .set("auto.offset.reset", "earliest")

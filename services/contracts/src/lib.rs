@@ -7,6 +7,8 @@
 //! wire format regenerates `schemas/`. An added field that readers may lack (`#[serde(default)]`)
 //! is not breaking.
 
+/// Kafka principals and their ACLs.
+pub mod access;
 mod claims;
 mod decode;
 mod dlq;

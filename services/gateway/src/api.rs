@@ -1,5 +1,10 @@
 //! The public HTTP API: routes, shared state and what every endpoint checks the same way
-//! (content type, body size, timing and status metrics).
+//! (content type, body size, concurrency, timing and status metrics).
+//!
+//! A handler reads its body only after the cheap checks that can refuse the request (the
+//! partner key, the per-address limit) and after taking a concurrency permit: a client
+//! without a key cannot make the gateway buffer a megabyte, and slow bodies hold a bounded
+//! number of permits.
 
 use crate::config::GatewayConfig;
 use crate::error::ApiError;
@@ -9,8 +14,7 @@ use crate::metrics::Metrics;
 use crate::publish::{Publisher, Trace};
 use crate::{complaints, posts};
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +22,7 @@ use axum::Router;
 use patroli_contracts::Limits;
 use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The committed OpenAPI document, served so clients and tests read what the server obeys.
 pub const OPENAPI: &str = include_str!("../openapi.yaml");
@@ -31,6 +36,8 @@ pub struct App {
     /// The classifier's limits: what passes here, the classifier scores.
     pub limits: Limits,
     pub reporter_salt: Vec<u8>,
+    /// `max_concurrent_requests` permits.
+    pub in_flight: Arc<Semaphore>,
 }
 
 pub fn router(app: Arc<App>) -> Router {
@@ -78,13 +85,39 @@ impl App {
     }
 }
 
-/// 415 unless the body is declared JSON, then 413 if it was over `limit`.
-pub fn json_body(
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    let is_json = headers
+impl App {
+    /// A permit to answer one request, held until it is answered; 503 when all are taken.
+    pub fn admit(&self) -> Result<Admitted, ApiError> {
+        let permit = self
+            .in_flight
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::overloaded(self.config.max_concurrent_requests))?;
+        self.metrics.in_flight.inc();
+        Ok(Admitted {
+            _permit: permit,
+            gauge: self.metrics.in_flight.clone(),
+        })
+    }
+}
+
+/// One admitted request, counted in `patroli_gateway_requests_in_flight` until dropped.
+pub struct Admitted {
+    _permit: OwnedSemaphorePermit,
+    gauge: prometheus::IntGauge,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.gauge.dec();
+    }
+}
+
+/// 415 unless the body is declared JSON (checked before a byte of it is read), then 413 if it
+/// is over `limit` (the route's `DefaultBodyLimit`, stopping the read there).
+pub async fn json_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let is_json = request
+        .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
@@ -92,10 +125,12 @@ pub fn json_body(
     if !is_json {
         return Err(ApiError::unsupported_media_type());
     }
-    body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(limit),
-        status => ApiError::new(status, "unreadable_body", rejection.body_text()),
-    })
+    Bytes::from_request(request, &())
+        .await
+        .map_err(|rejection| match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::too_large(limit),
+            status => ApiError::new(status, "unreadable_body", rejection.body_text()),
+        })
 }
 
 /// Trace headers for the events of one request: the caller's `X-Request-Id` if it sent a

@@ -5,10 +5,7 @@
 use crate::api::{accepted, json_body, trace, App};
 use crate::error::{ApiError, ItemError};
 use crate::publish::{fingerprint, Outgoing};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{ConnectInfo, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::Response;
 use patroli_contracts::{
     decode_input, now_rfc3339, topics, Complaint, ComplaintContact, SCHEMA_VERSION,
@@ -49,19 +46,14 @@ struct ContactRequest {
 pub async fn handle(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    http: Request,
 ) -> Response {
-    app.observe("complaints", accept(&app, peer, &headers, body))
-        .await
+    app.observe("complaints", accept(&app, peer, http)).await
 }
 
-async fn accept(
-    app: &App,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn accept(app: &App, peer: SocketAddr, http: Request) -> Result<Response, ApiError> {
+    let headers = &http.headers().clone();
+    // The per-address limit first: a refused client's body is never read.
     app.per_ip.check(peer, headers).map_err(|wait| {
         ApiError::rate_limited(
             wait,
@@ -71,7 +63,8 @@ async fn accept(
             ),
         )
     })?;
-    let body = json_body(headers, body, app.config.complaints.max_body_bytes)?;
+    let _permit = app.admit()?;
+    let body = json_body(http, app.config.complaints.max_body_bytes).await?;
     let request = parse(&body)?;
     let complaint_id = match request.complaint_id {
         Some(id) => checked_id(id)?,
@@ -145,8 +138,8 @@ async fn accept(
         .publish(messages, &trace(headers))
         .await
         .map_err(|e| {
-            tracing::warn!(error = %e, "complaint not acknowledged");
-            ApiError::broker_unavailable()
+            tracing::warn!(error = %e, "complaint not written");
+            ApiError::not_published(&e, "complaint", false)
         })?;
     Ok(accepted(json!({ "complaint_id": complaint_id })))
 }

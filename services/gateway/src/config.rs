@@ -51,6 +51,14 @@ pub struct GatewayConfig {
     /// would dead-letter.
     pub max_text_bytes: usize,
     pub max_body_bytes: usize,
+    /// The producer's `message.max.bytes`: one post (or complaint) whose Kafka record (key,
+    /// value, headers, framing) is larger is refused with 413. Keep it at or below every
+    /// gateway topic's `max.message.bytes` (broker default 1,048,588).
+    pub max_message_bytes: usize,
+    /// Requests answered at once (both endpoints, including those waiting for the broker);
+    /// past it a request gets 503 with `Retry-After` instead of queueing without bound. Each
+    /// may hold its body about three times, so this also bounds memory.
+    pub max_concurrent_requests: usize,
     pub max_batch_posts: usize,
     /// Posts per key unless the key's entry sets its own; burst must cover a full batch.
     pub default_rate: Rate,
@@ -83,6 +91,9 @@ impl Default for GatewayConfig {
             contacts_topic: topics::COMPLAINT_CONTACTS.into(),
             max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
             max_body_bytes: 1024 * 1024,
+            // librdkafka's own default for `message.max.bytes`.
+            max_message_bytes: 1_000_000,
+            max_concurrent_requests: 64,
             max_batch_posts: 500,
             default_rate: Rate {
                 per_second: 1_000,
@@ -113,6 +124,21 @@ impl GatewayConfig {
                 "default_rate.burst ({}) is below max_batch_posts ({}): a full batch could never pass",
                 self.default_rate.burst, self.max_batch_posts
             ));
+        }
+        if !(1_000..=1_000_000_000).contains(&self.max_message_bytes) {
+            return Err(format!(
+                "max_message_bytes must be between 1000 and 1000000000 (librdkafka's range), not {}",
+                self.max_message_bytes
+            ));
+        }
+        if self.kafka.extra.contains_key("message.max.bytes") {
+            return Err(
+                "set max_message_bytes, not kafka.extra.\"message.max.bytes\": the gateway checks records against it"
+                    .into(),
+            );
+        }
+        if self.max_concurrent_requests == 0 {
+            return Err("max_concurrent_requests must be at least 1".into());
         }
         if self.complaints.per_ip_per_minute == 0 || self.complaints.per_ip_burst == 0 {
             return Err("complaints.per_ip_per_minute and per_ip_burst must be at least 1".into());

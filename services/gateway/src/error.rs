@@ -1,6 +1,7 @@
 //! Every non-2xx answer: a JSON body `{"error": code, "message": ..., "field": ...}` naming
 //! what to fix, plus `errors` listing each invalid post of a batch.
 
+use crate::publish::PublishError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -132,6 +133,51 @@ impl ApiError {
             "payload_too_large",
             format!("the body exceeds {limit} bytes"),
         )
+    }
+
+    /// Why the events of a request of `item`s (a batch when `indexed`) were not written:
+    /// a record too large is 413 (a retry cannot help), anything else 503.
+    pub fn not_published(error: &PublishError, item: &str, indexed: bool) -> Self {
+        const TOO_LARGE: &str = "record_too_large";
+        match error {
+            PublishError::TooLarge { index, size, max } => {
+                let what = if indexed {
+                    format!("{item} [{index}]")
+                } else {
+                    format!("the {item}")
+                };
+                let error = Self::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    TOO_LARGE,
+                    format!(
+                        "{what} would be a {size}-byte Kafka record; the broker accepts at most {max} bytes per record: shorten it (extra fields count too)"
+                    ),
+                );
+                if indexed {
+                    error.field(format!("[{index}]"))
+                } else {
+                    error
+                }
+            }
+            PublishError::RefusedAsTooLarge(_) => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                TOO_LARGE,
+                format!(
+                    "the broker refused a {item} as too large; shorten it (extra fields count too)"
+                ),
+            ),
+            PublishError::NotAcknowledged { .. } => Self::broker_unavailable(),
+        }
+    }
+
+    pub fn overloaded(limit: usize) -> Self {
+        let mut error = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            format!("the gateway is at its limit of {limit} concurrent requests; retry later"),
+        );
+        error.0.retry_after = Some(Duration::from_secs(1));
+        error
     }
 
     pub fn broker_unavailable() -> Self {

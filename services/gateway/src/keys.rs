@@ -2,6 +2,12 @@
 //! a fast hash is enough (a slow password hash like argon2 guards low-entropy secrets and
 //! would cost milliseconds on every request). The file is re-read periodically, so rotating
 //! a key is editing the file or the Kubernetes Secret behind it.
+//!
+//! While the file does not parse, the last valid keys stay in force and the file is parsed
+//! again on every reload until it does. Keeping the old set means a revocation made by a
+//! broken edit waits for the fix (the `keys_file_valid` gauge and its alert say so); the
+//! alternative, refusing every key, would turn one typo in a Secret into an outage for every
+//! partner, which an attacker who can only break the file could also cause at will.
 
 use crate::config::Rate;
 use governor::{DefaultDirectRateLimiter, Quota};
@@ -20,7 +26,19 @@ pub enum KeysError {
         source: std::io::Error,
     },
     #[error("keys file {path} is invalid: {detail}")]
-    Invalid { path: PathBuf, detail: String },
+    Invalid {
+        path: PathBuf,
+        detail: String,
+        /// This same content failed on the previous reload too.
+        repeated: bool,
+    },
+}
+
+impl KeysError {
+    /// Whether this is the same failure as last time (already reported).
+    pub fn repeated(&self) -> bool {
+        matches!(self, KeysError::Invalid { repeated: true, .. })
+    }
 }
 
 #[derive(Deserialize)]
@@ -54,6 +72,21 @@ pub struct ApiKey {
 type Digest32 = [u8; 32];
 
 #[derive(Default)]
+struct Seen {
+    loaded: Option<Digest32>,
+    failed: Option<Digest32>,
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// The file is the one already in force.
+    Unchanged,
+    /// A new valid file replaced the keys.
+    Loaded,
+}
+
+#[derive(Default)]
 struct Table {
     by_digest: HashMap<Digest32, Arc<ApiKey>>,
 }
@@ -62,9 +95,10 @@ struct Table {
 #[derive(Clone)]
 pub struct KeyStore {
     table: Arc<RwLock<Arc<Table>>>,
-    /// Content digest of the file last examined, good or bad: an unchanged file is neither
-    /// parsed nor reported again.
-    last_seen: Arc<Mutex<Option<Digest32>>>,
+    /// Content digests of the file last loaded and of the last content that failed: an
+    /// unchanged good file is not parsed again, an unchanged bad one is parsed again (it must
+    /// never stand for a loaded one) but not reported again.
+    seen: Arc<Mutex<Seen>>,
     default_rate: Rate,
 }
 
@@ -82,7 +116,7 @@ impl KeyStore {
     pub fn new(default_rate: Rate) -> Self {
         KeyStore {
             table: Arc::default(),
-            last_seen: Arc::default(),
+            seen: Arc::default(),
             default_rate,
         }
     }
@@ -100,22 +134,35 @@ impl KeyStore {
         self.len() == 0
     }
 
-    /// Re-reads `path`; returns whether the keys changed. On error the previous keys stay in
-    /// force: a half-written Secret must not lock every partner out.
-    pub fn reload(&self, path: &Path) -> Result<bool, KeysError> {
+    /// Re-reads `path`. On error the previous keys stay in force (see the module comment);
+    /// `KeysError::repeated` tells whether this exact content failed before, so a caller
+    /// reports each bad content once while it is retried on every call.
+    pub fn reload(&self, path: &Path) -> Result<Reload, KeysError> {
         let text = std::fs::read_to_string(path).map_err(|source| KeysError::Read {
             path: path.to_owned(),
             source,
         })?;
         let digest: Digest32 = Sha256::digest(text.as_bytes()).into();
-        let mut last_seen = self.last_seen.lock().unwrap_or_else(|p| p.into_inner());
-        if *last_seen == Some(digest) {
-            return Ok(false);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.loaded == Some(digest) {
+            return Ok(Reload::Unchanged);
         }
-        *last_seen = Some(digest);
-        let table = self.parse(path, &text)?;
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
-        Ok(true)
+        match self.parse(path, &text) {
+            Ok(table) => {
+                *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(table);
+                *seen = Seen {
+                    loaded: Some(digest),
+                    failed: None,
+                };
+                Ok(Reload::Loaded)
+            }
+            Err(KeysError::Invalid { path, detail, .. }) => Err(KeysError::Invalid {
+                path,
+                detail,
+                repeated: seen.failed.replace(digest) == Some(digest),
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     fn parse(&self, path: &Path, text: &str) -> Result<Table, KeysError> {
@@ -123,6 +170,7 @@ impl KeyStore {
         let invalid = |detail: String| KeysError::Invalid {
             path: path.to_owned(),
             detail,
+            repeated: false,
         };
         let file: KeysFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let mut by_digest = HashMap::new();
@@ -232,12 +280,42 @@ mod tests {
             "[[keys]]\nid = \"x-1\"\nplatform = \"x\"\nsha256 = \"abc\"\n",
         )
         .unwrap();
-        let error = store.reload(file.path()).unwrap_err().to_string();
+        let error = store.reload(file.path()).unwrap_err();
+        assert!(!error.repeated());
         assert!(
-            error.ends_with("key `x-1`: sha256 must be 64 hex digits"),
+            error
+                .to_string()
+                .ends_with("key `x-1`: sha256 must be 64 hex digits"),
             "{error}"
         );
         assert!(store.authenticate("secret-a").is_some());
+        // Parsed again on the next reload (never taken for loaded), reported as a repeat.
+        assert!(store.reload(file.path()).unwrap_err().repeated());
+    }
+
+    #[test]
+    fn a_key_revoked_by_a_broken_edit_is_refused_once_the_file_is_fixed() {
+        let a = format!(
+            "[[keys]]\nid = \"a\"\nplatform = \"x\"\nsha256 = \"{}\"\n",
+            key_digest("ka")
+        );
+        let b = format!(
+            "[[keys]]\nid = \"b\"\nplatform = \"x\"\nsha256 = \"{}\"\n",
+            key_digest("kb")
+        );
+        let (store, file) = store_with(&format!("{a}{b}"));
+        // The edit revoking `b` is broken: the last valid set (a and b) stays in force.
+        std::fs::write(file.path(), format!("{a}[[keys]]\nid = ")).unwrap();
+        assert!(store.reload(file.path()).is_err());
+        assert!(store.authenticate("kb").is_some());
+        std::fs::write(file.path(), &a).unwrap();
+        assert_eq!(store.reload(file.path()).unwrap(), Reload::Loaded);
+        assert!(store.authenticate("kb").is_none(), "revoked key refused");
+        assert!(store.authenticate("ka").is_some());
+        // Going back to content that failed before is parsed again (and fails again).
+        std::fs::write(file.path(), format!("{a}[[keys]]\nid = ")).unwrap();
+        assert!(!store.reload(file.path()).unwrap_err().repeated());
+        assert!(store.authenticate("ka").is_some());
     }
 
     #[test]
@@ -253,11 +331,11 @@ mod tests {
             key_digest("kb")
         );
         std::fs::write(file.path(), format!("{a}{b}")).unwrap();
-        assert!(store.reload(file.path()).unwrap());
+        assert_eq!(store.reload(file.path()).unwrap(), Reload::Loaded);
         assert!(Arc::ptr_eq(&before, &store.authenticate("ka").unwrap()));
         std::fs::write(file.path(), &b).unwrap();
-        assert!(store.reload(file.path()).unwrap());
-        assert!(!store.reload(file.path()).unwrap(), "unchanged file");
+        assert_eq!(store.reload(file.path()).unwrap(), Reload::Loaded);
+        assert_eq!(store.reload(file.path()).unwrap(), Reload::Unchanged);
         assert!(store.authenticate("ka").is_none());
         assert_eq!(store.authenticate("kb").unwrap().platform, "tiktok");
         assert_eq!(store.len(), 1);

@@ -14,6 +14,8 @@ pub struct Metrics {
     pub produce_failures: IntCounter,
     pub keys: IntGauge,
     pub key_reload_failures: IntCounter,
+    pub keys_file_valid: IntGauge,
+    pub in_flight: IntGauge,
 }
 
 pub const ENDPOINTS: [&str; 2] = ["posts", "complaints"];
@@ -47,12 +49,20 @@ impl Metrics {
         );
         let key_reload_failures = registrar.counter(
             "patroli_gateway_key_reload_failures_total",
-            "Failed reloads of the keys file (the previous keys stay in force).",
+            "Keys file contents that failed to parse, each counted once (the previous keys stay in force).",
+        );
+        let keys_file_valid = registrar.gauge(
+            "patroli_gateway_keys_file_valid",
+            "1 while the keys file parses, 0 while it does not (the last valid keys are in force).",
+        );
+        let in_flight = registrar.gauge(
+            "patroli_gateway_requests_in_flight",
+            "Requests admitted and not yet answered (at most max_concurrent_requests).",
         );
         let keys = registrar.gauge("patroli_gateway_keys", "Partner keys currently accepted.");
         for endpoint in ENDPOINTS {
             request_seconds.with_label_values(&[endpoint]);
-            for status in ["202", "400", "429", "503"] {
+            for status in ["202", "400", "413", "429", "503"] {
                 requests.with_label_values(&[endpoint, status]);
             }
         }
@@ -65,6 +75,8 @@ impl Metrics {
             produce_failures,
             keys,
             key_reload_failures,
+            keys_file_valid,
+            in_flight,
         }
     }
 }

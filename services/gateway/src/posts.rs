@@ -8,9 +8,7 @@ use crate::error::{ApiError, ItemError};
 use crate::keys::ApiKey;
 use crate::limits::retry_after;
 use crate::publish::{fingerprint, Outgoing};
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use patroli_contracts::{decode_input, topics, ScoringInput};
@@ -19,21 +17,16 @@ use serde_json::value::RawValue;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-pub async fn handle(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    app.observe("posts", accept(&app, &headers, body)).await
+pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    app.observe("posts", accept(&app, request)).await
 }
 
-async fn accept(
-    app: &App,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn accept(app: &App, request: Request) -> Result<Response, ApiError> {
+    let headers = &request.headers().clone();
+    // The key first: an unknown client is refused before its body is read.
     let key = authenticate(app, headers)?;
-    let body = json_body(headers, body, app.config.max_body_bytes)?;
+    let _permit = app.admit()?;
+    let body = json_body(request, app.config.max_body_bytes).await?;
     let Batch { items, indexed } = split_batch(&body)?;
     if items.len() > app.config.max_batch_posts {
         // 400, not 413: the batch limit is part of the request schema (`maxItems`).
@@ -88,8 +81,8 @@ async fn accept(
         .publish(messages, &trace(headers))
         .await
         .map_err(|e| {
-            tracing::warn!(error = %e, key = %key.id, "posts not acknowledged");
-            ApiError::broker_unavailable()
+            tracing::warn!(error = %e, key = %key.id, "posts not written");
+            ApiError::not_published(&e, "post", indexed)
         })?;
     Ok(accepted(json!({
         "accepted": ids.len(),

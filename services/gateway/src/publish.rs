@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -42,17 +43,58 @@ pub struct Published {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("the broker did not acknowledge {failed} of {total} messages: {first}")]
-pub struct PublishError {
-    pub failed: usize,
-    pub total: usize,
-    pub first: KafkaError,
+pub enum PublishError {
+    /// Found before anything was produced: the request is refused whole.
+    #[error(
+        "message {index} would be a {size}-byte Kafka record; the producer accepts at most {max}"
+    )]
+    TooLarge {
+        index: usize,
+        size: usize,
+        max: usize,
+    },
+    /// The producer or the broker refused a record as too large (a topic's own
+    /// `max.message.bytes` below the gateway's `max_message_bytes`): retrying cannot help.
+    #[error("the broker refused a message as too large: {0}")]
+    RefusedAsTooLarge(KafkaError),
+    #[error("the broker did not acknowledge {failed} of {total} messages: {first}")]
+    NotAcknowledged {
+        failed: usize,
+        total: usize,
+        first: KafkaError,
+    },
+}
+
+/// librdkafka's worst-case framing of one record (`RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD`: the
+/// length, attributes, timestamp and offset deltas, key and value lengths, header count as
+/// varints) and of one header (its key and value lengths); it refuses a record whose key,
+/// value and headers plus these exceed `message.max.bytes` (README, "Ingest gateway").
+const RECORD_OVERHEAD: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+const HEADER_OVERHEAD: usize = 5 + 5;
+
+fn record_size(message: &Outgoing, headers: &[(&str, &str)]) -> usize {
+    RECORD_OVERHEAD
+        + message.key.len()
+        + message.payload.len()
+        + headers
+            .iter()
+            .map(|(k, v)| HEADER_OVERHEAD + k.len() + v.len())
+            .sum::<usize>()
+}
+
+fn is_too_large(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge | RDKafkaErrorCode::InvalidMessageSize)
+    )
 }
 
 pub struct Publisher {
     producer: FutureProducer,
     recent: RecentIds,
     metrics: Metrics,
+    /// The producer's `message.max.bytes`: larger records are refused before producing.
+    max_message_bytes: usize,
     /// Cancelled when the producer hits a fatal error; the service then exits non-zero so it
     /// is restarted with a fresh producer instead of failing every request.
     fatal: CancellationToken,
@@ -63,6 +105,7 @@ impl Publisher {
         producer: FutureProducer,
         window: Duration,
         capacity: usize,
+        max_message_bytes: usize,
         metrics: Metrics,
         fatal: CancellationToken,
     ) -> Self {
@@ -70,6 +113,7 @@ impl Publisher {
             producer,
             recent: RecentIds::new(window, capacity),
             metrics,
+            max_message_bytes,
             fatal,
         }
     }
@@ -79,30 +123,42 @@ impl Publisher {
         messages: Vec<Outgoing>,
         trace: &Trace,
     ) -> Result<Published, PublishError> {
+        let ingest = trace.ingest_time_ms.to_string();
+        let mut header_pairs = vec![
+            ("trace_id", trace.trace_id.as_str()),
+            ("ingest_time_ms", ingest.as_str()),
+        ];
+        if let Some(traceparent) = &trace.traceparent {
+            header_pairs.push(("traceparent", traceparent));
+        }
+        // All or nothing: a record too large for the producer would otherwise fail alone
+        // after the others of its request were written.
+        for (index, message) in messages.iter().enumerate() {
+            let size = record_size(message, &header_pairs);
+            if size > self.max_message_bytes {
+                return Err(PublishError::TooLarge {
+                    index,
+                    size,
+                    max: self.max_message_bytes,
+                });
+            }
+        }
         let total = messages.len();
         let fresh: Vec<Outgoing> = messages
             .into_iter()
             .filter(|m| !self.recent.contains(&m.topic, &m.key, &m.fingerprint))
             .collect();
         let duplicates = total - fresh.len();
-        let ingest = trace.ingest_time_ms.to_string();
-        let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "trace_id",
-                value: Some(&trace.trace_id),
-            })
-            .insert(Header {
-                key: "ingest_time_ms",
-                value: Some(&ingest),
+        let headers = header_pairs
+            .iter()
+            .fold(OwnedHeaders::new(), |headers, (key, value)| {
+                headers.insert(Header {
+                    key,
+                    value: Some(*value),
+                })
             });
-        if let Some(traceparent) = &trace.traceparent {
-            headers = headers.insert(Header {
-                key: "traceparent",
-                value: Some(traceparent),
-            });
-        }
         let mut deliveries = Vec::with_capacity(fresh.len());
-        let mut first_error = None;
+        let mut errors = Errors::default();
         for message in &fresh {
             let record = FutureRecord::to(&message.topic)
                 .key(&message.key)
@@ -111,7 +167,7 @@ impl Publisher {
             match self.producer.send_result(record) {
                 Ok(delivery) => deliveries.push(Some(delivery)),
                 Err((e, _)) => {
-                    first_error.get_or_insert(e);
+                    errors.note(e);
                     deliveries.push(None);
                 }
             }
@@ -138,7 +194,7 @@ impl Publisher {
                 Err(e) => {
                     failed += 1;
                     if let Some(e) = e {
-                        first_error.get_or_insert(e);
+                        errors.note(e);
                     }
                 }
             }
@@ -155,11 +211,31 @@ impl Publisher {
             tracing::error!(?code, %reason, "fatal producer error; stopping");
             self.fatal.cancel();
         }
-        Err(PublishError {
+        if let Some(too_large) = errors.too_large {
+            return Err(PublishError::RefusedAsTooLarge(too_large));
+        }
+        Err(PublishError::NotAcknowledged {
             failed,
             total: fresh.len(),
-            first: first_error.unwrap_or(KafkaError::Canceled),
+            first: errors.first.unwrap_or(KafkaError::Canceled),
         })
+    }
+}
+
+/// The first error of a request, and the first size refusal, which decides its answer.
+#[derive(Default)]
+struct Errors {
+    first: Option<KafkaError>,
+    too_large: Option<KafkaError>,
+}
+
+impl Errors {
+    fn note(&mut self, error: KafkaError) {
+        if is_too_large(&error) {
+            self.too_large.get_or_insert(error);
+        } else {
+            self.first.get_or_insert(error);
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use crate::api::{router, App};
 use crate::config::GatewayConfig;
-use crate::keys::KeyStore;
+use crate::keys::{KeyStore, Reload};
 use crate::limits::PerIpLimiter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
@@ -73,6 +73,8 @@ pub async fn run(
         None => tracing::warn!("no keys_file configured: every POST /v1/posts gets 401"),
     }
     metrics.keys.set(keys.len() as i64);
+    // Without a keys file there is nothing to be invalid.
+    metrics.keys_file_valid.set(1);
 
     let mut producer_config = config.kafka.idempotent_producer("patroli-gateway");
     // A request must not hang for librdkafka's default minute when the broker is gone:
@@ -80,6 +82,8 @@ pub async fn run(
     producer_config.set("message.timeout.ms", config.produce_timeout_ms.to_string());
     // Each request waits for its acknowledgement; lingering only adds latency.
     producer_config.set("linger.ms", "1");
+    // The limit the publisher checks records against, so librdkafka never refuses one alone.
+    producer_config.set("message.max.bytes", config.max_message_bytes.to_string());
     let producer: FutureProducer = producer_config.create()?;
     let fatal = CancellationToken::new();
     let salt = if config.reporter_salt.is_empty() {
@@ -102,6 +106,7 @@ pub async fn run(
             producer.clone(),
             Duration::from_secs(config.dedup_window_secs),
             config.dedup_capacity,
+            config.max_message_bytes,
             metrics.clone(),
             fatal.clone(),
         ),
@@ -109,6 +114,7 @@ pub async fn run(
         per_ip: per_ip.clone(),
         metrics: metrics.clone(),
         reporter_salt: salt,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_concurrent_requests)),
         config: config.clone(),
     });
 
@@ -186,11 +192,18 @@ async fn background(
             _ = reload.tick() => {
                 if let Some(path) = &config.keys_file {
                     match keys.reload(path) {
-                        Ok(true) => tracing::info!(keys = keys.len(), "partner keys reloaded"),
-                        Ok(false) => {}
+                        Ok(reload) => {
+                            if reload == Reload::Loaded {
+                                tracing::info!(keys = keys.len(), "partner keys reloaded");
+                            }
+                            metrics.keys_file_valid.set(1);
+                        }
                         Err(e) => {
-                            metrics.key_reload_failures.inc();
-                            tracing::error!(error = %e, "keeping the previous partner keys");
+                            metrics.keys_file_valid.set(0);
+                            if !e.repeated() {
+                                metrics.key_reload_failures.inc();
+                                tracing::error!(error = %e, "keeping the last valid partner keys");
+                            }
                         }
                     }
                     metrics.keys.set(keys.len() as i64);

@@ -3,6 +3,7 @@
 //! Kept free of any one service's logic so `classifier`, `takedown`,
 //! `dashboard` and `gateway` start and stop the same way.
 
+pub mod acl;
 pub mod config;
 pub mod http;
 pub mod kafka;
@@ -14,7 +15,7 @@ pub mod telemetry;
 pub use config::{load_config, ConfigError};
 pub use http::{serve_http, Health, HttpError};
 pub use kafka::{ensure_topics, KafkaConfig};
-pub use local_broker::{find_repo_root, BrokerError, LocalBroker};
+pub use local_broker::{find_repo_root, BrokerError, LocalBroker, LOCAL_ADMIN};
 pub use metrics::Registrar;
 pub use shutdown::shutdown_on_signals;
 pub use telemetry::init_tracing;

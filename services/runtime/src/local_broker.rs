@@ -5,13 +5,18 @@
 //! the broker serves metadata, and can SIGKILL and restart it on the same data
 //! (the broker-crash tests).
 //!
+//! `start_secured` runs the same broker with SASL/SCRAM and the StandardAuthorizer: one
+//! SCRAM user per principal of `patroli_contracts::access` (random passwords, made per
+//! broker), plus an admin super user that creates the table's ACLs (`crate::acl`).
+//!
 //! The broker is spawned from a keeper thread that lives exactly as long as
 //! the `LocalBroker`, with `PR_SET_PDEATHSIG`, so the JVM dies with its owner
 //! even when the owner is SIGKILLed or is a test binary's never-dropped
 //! static (the death signal fires when the *spawning thread* ends).
 
+use crate::KafkaConfig;
+use patroli_contracts::access::Principal;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -51,7 +56,12 @@ pub enum BrokerError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("cannot create the ACLs of the local broker: {0}")]
+    Acls(#[from] crate::acl::AclError),
 }
+
+/// The SCRAM user every secured local broker has as its only (client-side) super user.
+pub const LOCAL_ADMIN: &str = "patroli-admin";
 
 /// What the keeper thread is asked to do with the broker process.
 enum Order {
@@ -65,12 +75,29 @@ pub struct LocalBroker {
     keeper: Option<std::thread::JoinHandle<()>>,
     addr: SocketAddr,
     data_dir: PathBuf,
+    /// SCRAM users and passwords, the admin first; empty for a plaintext broker.
+    users: Vec<(String, String)>,
 }
 
 impl LocalBroker {
     /// Installs Kafka if needed (`deploy/local/kafka.sh install`, Maven
-    /// Central) and starts a fresh broker in a new temporary data folder.
+    /// Central) and starts a fresh plaintext broker in a new temporary data folder.
     pub fn start(repo_root: &Path) -> Result<Self, BrokerError> {
+        Self::start_with(repo_root, Vec::new())
+    }
+
+    /// A fresh broker whose client port needs SASL/SCRAM-SHA-512 and whose authorizer allows
+    /// each of `principals` exactly its grants (and the admin everything).
+    pub fn start_secured(repo_root: &Path, principals: &[Principal]) -> Result<Self, BrokerError> {
+        let users = std::iter::once((LOCAL_ADMIN.to_owned(), hex_token()))
+            .chain(principals.iter().map(|p| (p.name.to_owned(), hex_token())))
+            .collect();
+        let broker = Self::start_with(repo_root, users)?;
+        crate::acl::create_acls(&broker.kafka_config(), principals)?;
+        Ok(broker)
+    }
+
+    fn start_with(repo_root: &Path, users: Vec<(String, String)>) -> Result<Self, BrokerError> {
         let script = repo_root.join(SCRIPT);
         install(&script)?;
         // The ports are chosen by binding port 0 and releasing it, so another
@@ -78,7 +105,7 @@ impl LocalBroker {
         let mut last_error = None;
         for _ in 0..3 {
             let data_dir = fresh_data_dir()?;
-            match Self::start_in(&script, data_dir.clone()) {
+            match Self::start_in(&script, data_dir.clone(), users.clone()) {
                 Ok(broker) => return Ok(broker),
                 Err(e @ BrokerError::Exited { .. }) => {
                     let _ = std::fs::remove_dir_all(&data_dir);
@@ -90,7 +117,11 @@ impl LocalBroker {
         Err(last_error.expect("three attempts failed"))
     }
 
-    fn start_in(script: &Path, data_dir: PathBuf) -> Result<Self, BrokerError> {
+    fn start_in(
+        script: &Path,
+        data_dir: PathBuf,
+        users: Vec<(String, String)>,
+    ) -> Result<Self, BrokerError> {
         let port = free_port()?;
         let controller_port = free_port()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -103,12 +134,16 @@ impl LocalBroker {
             .arg(port.to_string())
             .arg(controller_port.to_string())
             .stdin(Stdio::null());
+        if !users.is_empty() {
+            command.arg(write_users(&data_dir, &users)?);
+        }
         let (orders, keeper) = spawn_keeper(command, log.clone());
         let mut broker = LocalBroker {
             orders,
             keeper: Some(keeper),
             addr,
             data_dir,
+            users,
         };
         broker
             .spawn_process()
@@ -118,6 +153,31 @@ impl LocalBroker {
             })?;
         broker.wait_until_serving(START_LIMIT)?;
         Ok(broker)
+    }
+
+    /// How a client reaches this broker: plaintext, or as the admin super user when secured.
+    pub fn kafka_config(&self) -> KafkaConfig {
+        match self.users.first() {
+            Some((admin, _)) => self.kafka_config_as(admin).expect("the admin is a user"),
+            None => KafkaConfig {
+                brokers: self.bootstrap_servers(),
+                ..KafkaConfig::default()
+            },
+        }
+    }
+
+    /// How `principal` reaches this secured broker (`None` on a plaintext broker or for a
+    /// name it has no user for).
+    pub fn kafka_config_as(&self, principal: &str) -> Option<KafkaConfig> {
+        let (name, password) = self.users.iter().find(|(name, _)| name == principal)?;
+        Some(KafkaConfig {
+            brokers: self.bootstrap_servers(),
+            security_protocol: Some("sasl_plaintext".into()),
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            sasl_username: Some(name.clone()),
+            sasl_password: Some(password.clone()),
+            ..KafkaConfig::default()
+        })
     }
 
     /// `host:port` for `bootstrap.servers`.
@@ -170,7 +230,7 @@ impl LocalBroker {
         let started = Instant::now();
         loop {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok()
-                && serves_metadata(&self.bootstrap_servers())
+                && serves_metadata(&self.kafka_config())
             {
                 return Ok(());
             }
@@ -273,11 +333,9 @@ fn spawn_dying_with_this_thread(command: &mut Command, log: &Path) -> std::io::R
     command.spawn()
 }
 
-fn serves_metadata(bootstrap: &str) -> bool {
-    let consumer: Result<BaseConsumer, _> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("client.id", "patroli-local-broker-probe")
-        .create();
+fn serves_metadata(kafka: &KafkaConfig) -> bool {
+    let consumer: Result<BaseConsumer, _> =
+        kafka.client_config("patroli-local-broker-probe").create();
     let Ok(consumer) = consumer else {
         return false;
     };
@@ -285,6 +343,36 @@ fn serves_metadata(bootstrap: &str) -> bool {
         .fetch_metadata(None, Duration::from_secs(2))
         .map(|metadata| !metadata.brokers().is_empty())
         .unwrap_or(false)
+}
+
+/// 128 random bits in hex: a SCRAM password (no character the broker's config quoting or
+/// the script's `name password` lines would have to escape).
+fn hex_token() -> String {
+    rand::random::<[u8; 16]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The `name password` lines `kafka.sh run` reads, readable by this user only.
+fn write_users(data_dir: &Path, users: &[(String, String)]) -> Result<PathBuf, BrokerError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("scram-users");
+    let failed = |source| BrokerError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(failed)?;
+    for (name, password) in users {
+        writeln!(file, "{name} {password}").map_err(failed)?;
+    }
+    Ok(path)
 }
 
 fn install(script: &Path) -> Result<(), BrokerError> {
