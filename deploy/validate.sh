@@ -221,6 +221,9 @@ if deploy:
         err(deploy, f"cpu limit {cpu!r} should be whole CPUs (threads are sized to it)")
     elif threads != cpu:
         err(deploy, f"PATROLI_THREADS={threads!r} differs from the CPU limit {cpu!r}")
+    candle = env.get("CANDLE_NUM_THREADS", {}).get("value") or conf.get("CANDLE_NUM_THREADS")
+    if cpu and candle != cpu:
+        err(deploy, f"CANDLE_NUM_THREADS={candle!r} differs from the CPU limit {cpu!r}")
     drain_ms = int(conf.get("PATROLI_DRAIN_TIMEOUT_MS", "30000"))
     grace = pod.get("terminationGracePeriodSeconds", 30)
     if grace * 1000 <= drain_ms + 10000:

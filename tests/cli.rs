@@ -90,3 +90,47 @@ async fn replay_produces_every_line_with_its_partner_key() {
     keys.sort();
     assert_eq!(keys, vec![None, Some(post_key(1)), Some(post_key(2))]);
 }
+
+/// The commands that write a new model take no default directory, and stop
+/// before any work when theirs already holds a model, unless `--overwrite`
+/// says so: the shipped models cannot be replaced by accident.
+#[test]
+fn train_and_stack_refuse_to_write_over_a_model_unless_told() {
+    let model = tiny_model();
+    let spec = std::fs::read(model.path().join("patroli.json")).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_patroli"))
+            .current_dir(repo_root())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let missing = run(&["train"]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the following required arguments were not provided:\n  --out <OUT>"),
+        "{stderr}"
+    );
+    let out = model.path().to_str().unwrap();
+    for args in [
+        vec!["train", "--out", out],
+        vec!["stack", "--out", out, "--name", "x", "--version", "1"],
+    ] {
+        let refused = run(&args);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end(),
+            format!(
+                "Error: {out} already holds a model (patroli.json): choose a new --out, \
+                 or pass --overwrite to replace it"
+            ),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(model.path().join("patroli.json")).unwrap(),
+        spec
+    );
+}

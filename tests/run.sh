@@ -16,6 +16,7 @@ tests/schemathesis.sh >/dev/null   # for tests/gateway_openapi.rs
 # playwright-core for tests/dashboard_e2e.rs (drives Debian's /usr/bin/chromium; no browser download).
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 deploy/validate.sh
+tests/layout.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked "$@"

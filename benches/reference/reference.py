@@ -2,7 +2,7 @@
 
 Scores the texts `patroli bench --texts-out FILE` wrote with Hugging Face's BertModel on the
 same weights (models/base/multilingual-e5-small), the same "query: " prefix, the same
-truncation (head and tail kept 3:1, as services/model/src/text.rs does) and the same batching
+truncation (head and tail kept 3:1, as services/inference/src/text.rs does) and the same batching
 rule (length-sorted, at most 32 posts and 2,048 padded tokens per batch, dynamic padding), and
 prints one JSON line per thread count with the fields `patroli bench --json` prints.
 
@@ -24,7 +24,7 @@ from transformers import BertConfig, BertModel
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BASE = ROOT / "models/base/multilingual-e5-small"
 PREFIX = "query: "
-MAX_POSTS, MAX_TOKENS = 32, 2048  # patroli_model::TokenBudget::DEFAULT
+MAX_POSTS, MAX_TOKENS = 32, 2048  # patroli_inference::TokenBudget::DEFAULT
 BOS, EOS, PAD = 0, 2, 1
 
 

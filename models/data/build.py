@@ -351,7 +351,7 @@ def near_duplicate_clusters(keys, threshold=0.7, bands=10, rows=3):
 
 
 def split_of(key):
-    """70/15/15 by FNV-1a 64 of the key, identical to patroli_model::split_of."""
+    """70/15/15 by FNV-1a 64 of the key, identical to patroli_training::split_of."""
     h = fnv64(key.strip().lower()) % 100
     return "train" if h < 70 else "dev" if h < 85 else "test"
 

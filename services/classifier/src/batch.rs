@@ -5,7 +5,7 @@
 //! budget is spent, or when its oldest post has waited `max_wait`.
 
 use crate::config::BatchConfig;
-use patroli_model::TokenBudget;
+use patroli_inference::TokenBudget;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use patroli_contracts::ClaimRecord;
-use patroli_model::{Claim, Classifier};
+use patroli_inference::{Claim, Classifier};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ClassifierConfig;
 use crate::metrics::Metrics;
+use crate::model_wire::claim_of;
 use crate::service::ClassifierError;
 
 /// Records embedded in one model call when many arrive together (a catch-up).
@@ -160,14 +161,7 @@ fn change_of(m: &BorrowedMessage<'_>) -> Option<Change> {
         (None, Some(key)) => Some(Change::Remove(key)),
         (None, None) => None,
         (Some(payload), _) => match serde_json::from_slice::<ClaimRecord>(payload) {
-            Ok(r) => Some(Change::Upsert(Claim {
-                id: r.claim_id,
-                verdict: r.verdict,
-                source: r.source,
-                text: Some(r.text),
-                date: r.date,
-                url: r.url,
-            })),
+            Ok(r) => Some(Change::Upsert(claim_of(r))),
             Err(e) => {
                 tracing::warn!(offset = m.offset(), error = %e, "skipping a claims record that is not a claim");
                 None
@@ -218,7 +212,7 @@ async fn apply(
         let removed = model.remove_claims(&removals)? as u64;
         let added = upserts.len() as u64;
         model.upsert_claims(upserts)?;
-        Ok::<_, patroli_model::ModelError>((added, removed, rejected))
+        Ok::<_, patroli_inference::ModelError>((added, removed, rejected))
     })
     .await
     .map_err(|e| ClassifierError::Stage(e.to_string()))??;
@@ -241,12 +235,12 @@ async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use patroli_contracts::ClaimVerdict;
+    use patroli_inference::Verdict;
 
     fn upsert(id: &str, text: &str) -> Change {
         Change::Upsert(Claim {
             id: id.into(),
-            verdict: ClaimVerdict::Hoax,
+            verdict: Verdict::Hoax,
             source: "review".into(),
             text: Some(text.into()),
             date: None,

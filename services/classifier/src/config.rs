@@ -1,5 +1,5 @@
 use patroli_contracts::topics;
-use patroli_model::TokenBudget;
+use patroli_inference::TokenBudget;
 use patroli_runtime::KafkaConfig;
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -102,7 +102,7 @@ impl Default for ClassifierConfig {
             claims_topic: topics::CLAIMS.into(),
             delivery: DeliveryMode::AtLeastOnce,
             transactional_id: "patroli-classifier-0".into(),
-            model_dir: PathBuf::from(patroli_model::DEFAULT_MODEL_DIR),
+            model_dir: PathBuf::from(patroli_inference::DEFAULT_MODEL_DIR),
             max_len: 0,
             threads: None,
             max_text_bytes: 10_000,

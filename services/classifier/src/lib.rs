@@ -9,6 +9,7 @@ mod claims;
 pub mod config;
 mod lag;
 pub mod metrics;
+mod model_wire;
 pub mod output;
 mod poll;
 mod rebalance;
@@ -18,4 +19,5 @@ mod write;
 
 pub use config::{BatchConfig, ClassifierConfig, DeliveryMode};
 pub use metrics::Metrics;
+pub use model_wire::matched_claim;
 pub use service::{run, ClassifierError};

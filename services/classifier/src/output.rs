@@ -7,8 +7,10 @@ use patroli_contracts::{
     fingerprint, now_rfc3339, scored_event_id, DlqEvent, DlqReason, InvalidInput, Label, Latency,
     ModelRef, Reasons, ScoredEvent, ScoringInput, SourceOffset, SCHEMA_VERSION,
 };
-use patroli_model::{Prediction, Tokenized};
+use patroli_inference::{Prediction, Tokenized};
 use std::time::Instant;
+
+use crate::model_wire::matched_claim;
 
 /// One consumed message, decoded (or not) in the poll loop.
 pub struct Item {
@@ -112,7 +114,7 @@ pub fn scored_record(
         reasons: Reasons {
             top_tokens: prediction.top_tokens,
         },
-        matches: prediction.matches,
+        matches: prediction.matches.into_iter().map(matched_claim).collect(),
         source: item.source.clone(),
     };
     OutRecord {

@@ -8,7 +8,7 @@ use crate::metrics::Metrics;
 use crate::output::{Item, Valid};
 use crate::rebalance::{InFlight, ServiceConsumer};
 use patroli_contracts::{decode_as, DlqReason, InputKind, InvalidInput, Limits, SourceOffset};
-use patroli_model::Classifier;
+use patroli_inference::Classifier;
 use patroli_runtime::Health;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::{BorrowedMessage, Headers, Message};

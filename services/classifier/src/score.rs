@@ -7,7 +7,7 @@ use crate::output::{dead_letter_record, elapsed_ms, scored_record, OutRecord};
 use crate::poll::Batch;
 use crate::service::{panic_message, ClassifierError};
 use patroli_contracts::{DlqReason, InvalidInput, ModelRef};
-use patroli_model::{Classifier, Prediction, Tokenized};
+use patroli_inference::{Classifier, Prediction, Tokenized};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;

@@ -19,7 +19,7 @@ use crate::score::{score_batch, score_stage, ScoredBatch};
 use crate::write::{write_stage, Writer, READY_OUTPUT};
 use futures::FutureExt;
 use patroli_contracts::ModelRef;
-use patroli_model::{Classifier, InferenceOptions};
+use patroli_inference::{Classifier, InferenceOptions};
 use patroli_runtime::{serve_http, Health};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -39,7 +39,7 @@ pub enum ClassifierError {
     #[error(transparent)]
     Http(#[from] patroli_runtime::HttpError),
     #[error("cannot load the model: {0}")]
-    Model(#[from] patroli_model::ModelError),
+    Model(#[from] patroli_inference::ModelError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
     #[error("transaction failed, the batch will be re-consumed after restart: {0}")]
@@ -102,7 +102,7 @@ pub async fn run(
         .with_label_values(&[model.name.as_str(), model.version.as_str()])
         .set(1);
     health.set(READY_MODEL, true);
-    tracing::info!(model = %model.name, version = %model.version, "model loaded");
+    tracing::info!(model = %model.name, version = %model.version, threads = classifier.threads(), "model loaded");
 
     let in_flight = Arc::new(InFlight::default());
     let context = ServiceContext {

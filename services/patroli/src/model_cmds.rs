@@ -1,15 +1,16 @@
 //! Model subcommands (flattened into the top level): score, train, eval,
-//! bench, convert, tiny-model. The work lives in `patroli_model`.
+//! bench, convert, tiny-model. Scoring lives in `patroli_inference`, the
+//! rest in `patroli_training`.
 
 use std::io::{BufReader, BufWriter, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use patroli_model::{
-    Classifier, DistillOptions, InferenceOptions, Split, StackOptions, TrainOptions,
-};
+use patroli_inference::spec::SPEC_FILE;
+use patroli_inference::{Classifier, InferenceOptions};
+use patroli_training::{DistillOptions, Split, StackOptions, TrainOptions};
 
-pub(crate) const DEFAULT_MODEL: &str = patroli_model::DEFAULT_MODEL_DIR;
+pub(crate) const DEFAULT_MODEL: &str = patroli_inference::DEFAULT_MODEL_DIR;
 pub(crate) const DEFAULT_DATA: &str = "models/data/corpus";
 
 #[derive(clap::Subcommand)]
@@ -101,8 +102,13 @@ pub struct TrainArgs {
     /// reviewers' labels exported from labels.v1).
     #[arg(long, default_value = DEFAULT_DATA, num_args = 1..)]
     data: Vec<PathBuf>,
-    #[arg(long, default_value = DEFAULT_MODEL)]
+    /// The new model's directory (no default: a shipped model is never
+    /// overwritten by accident).
+    #[arg(long)]
     out: PathBuf,
+    /// Replace the model already in --out.
+    #[arg(long)]
+    overwrite: bool,
     /// Base encoder directory (models/install-base.sh).
     #[arg(long, default_value = "models/base/multilingual-e5-small")]
     base: PathBuf,
@@ -178,8 +184,12 @@ pub struct StackArgs {
     /// The fine-tuned model directory whose encoder and category head are kept.
     #[arg(long, default_value = "models/patroli-id-v2")]
     encoder: PathBuf,
+    /// The new model's directory.
     #[arg(long)]
     out: PathBuf,
+    /// Replace the model already in --out.
+    #[arg(long)]
+    overwrite: bool,
     #[arg(long)]
     name: String,
     #[arg(long)]
@@ -240,11 +250,18 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                     std::fs::File::create(&output).with_context(|| format!("creating {output}"))?,
                 )
             };
-            let stats = patroli_model::score_jsonl(
+            let stats = patroli_training::score_jsonl(
                 BufReader::new(reader),
                 BufWriter::new(writer),
                 &clf,
                 batch,
+                &|matches| {
+                    let wire: Vec<_> = matches
+                        .into_iter()
+                        .map(patroli_classifier::matched_claim)
+                        .collect();
+                    serde_json::to_value(wire).expect("matches serialise")
+                },
             )?;
             eprintln!(
                 "scored {} posts, {} error lines",
@@ -254,6 +271,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Train(args) => {
             let a = *args;
+            refuse_existing_model(&a.out, a.overwrite)?;
             if let Some(teacher) = a.teacher {
                 let d = DistillOptions::default();
                 let opts = DistillOptions {
@@ -272,7 +290,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                     keep_top_pieces: a.keep_top_pieces,
                     ..d
                 };
-                let report = patroli_model::distill(&opts)?;
+                let report = patroli_training::distill(&opts)?;
                 let best = &report.epochs[report.best_epoch - 1];
                 eprintln!(
                     "distilled {} into {} layers and {} pieces on {} texts in {:.0}s; best epoch {}: dev mse {:.5}, cosine {:.4}",
@@ -310,7 +328,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 max_dev_per_source: a.max_dev_per_source,
                 cache_dir: a.cache_dir,
             };
-            let report = patroli_model::train(&opts)?;
+            let report = patroli_training::train(&opts)?;
             eprintln!(
                 "trained on {} (dev {}, test held out {}) in {:.0}s; best epoch {}, temperature {:.2}; {}",
                 report.train_examples,
@@ -325,6 +343,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
         }
         ModelCommand::Stack(args) => {
             let a = *args;
+            refuse_existing_model(&a.out, a.overwrite)?;
             let opts = StackOptions {
                 data: a.data,
                 encoder: a.encoder,
@@ -341,7 +360,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 source_balance: a.source_balance,
                 ..StackOptions::default()
             };
-            let report = patroli_model::stack(&opts)?;
+            let report = patroli_training::stack(&opts)?;
             eprintln!(
                 "stacked on {} train rows (dev {}) in {:.0}s; dev ROC-AUC {:?}; {}",
                 report.train_examples,
@@ -382,7 +401,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 "all" => None,
                 s => Some(s.parse::<Split>().map_err(anyhow::Error::msg)?),
             };
-            let report = patroli_model::evaluate(&model, &data, split, &report)?;
+            let report = patroli_training::evaluate(&model, &data, split, &report)?;
             print!("{}", report.to_markdown());
             Ok(())
         }
@@ -405,7 +424,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 std::fs::write(&path, lines)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
-            for r in patroli_model::bench(&model, &texts, &threads, max_len, int8)? {
+            for r in patroli_training::bench(&model, &texts, &threads, max_len, int8)? {
                 if json {
                     println!("{}", serde_json::to_string(&r)?);
                     continue;
@@ -420,12 +439,12 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             Ok(())
         }
         ModelCommand::Convert { src, dest } => {
-            patroli_model::convert_e5s1(&src, &dest)?;
+            patroli_training::convert_e5s1(&src, &dest)?;
             eprintln!("converted {} into {}", src.display(), dest.display());
             Ok(())
         }
         ModelCommand::TinyModel { out, seed } => {
-            patroli_model::build_tiny_model(&out, seed)?;
+            patroli_training::build_tiny_model(&out, seed)?;
             eprintln!("wrote tiny model to {}", out.display());
             Ok(())
         }
@@ -445,11 +464,24 @@ fn parse_source_weight(s: &str) -> Result<(String, f32), String> {
     Ok((src.to_string(), w))
 }
 
+/// Stops a command that writes a new model before any work when `out`
+/// already holds one (its spec file), unless `--overwrite` names the intent:
+/// the shipped models are the repository's, and a run takes hours.
+fn refuse_existing_model(out: &Path, overwrite: bool) -> anyhow::Result<()> {
+    if !overwrite && out.join(SPEC_FILE).exists() {
+        anyhow::bail!(
+            "{} already holds a model ({SPEC_FILE}): choose a new --out, or pass --overwrite to replace it",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 /// Every k-th corpus text, so the length mix (tweets to articles) is the corpus's.
 /// `posts` texts spread evenly over the JSONL files (or directories of them) in `data`:
 /// only each line's `text` is read, so a labelled set and a bare length mix both serve.
 pub(crate) fn bench_texts(data: &[PathBuf], posts: usize) -> anyhow::Result<Vec<String>> {
-    let files = patroli_model::data_files(data)?;
+    let files = patroli_training::data_files(data)?;
     let mut all = Vec::new();
     for file in &files {
         let text =

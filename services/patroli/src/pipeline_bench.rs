@@ -72,16 +72,13 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
         args.load
     );
     anyhow::ensure!(args.posts >= 2, "--posts must be at least 2");
-    if std::env::var_os("RUST_LOG").is_none() {
-        std::env::set_var("RUST_LOG", "warn");
-    }
-    patroli_runtime::init_tracing(false);
+    patroli_runtime::init_tracing_or(false, "warn");
     let texts = bench_texts(&args.data, args.posts)?;
     eprintln!("model alone on {} texts ...", texts.len());
     let model_alone = {
         let (model, texts, threads) = (args.model.clone(), texts.clone(), args.threads);
         tokio::task::spawn_blocking(move || {
-            patroli_model::bench(&model, &texts, &[threads], 0, false)
+            patroli_training::bench(&model, &texts, &[threads], 0, false)
         })
         .await??
         .remove(0)
@@ -167,8 +164,8 @@ pub async fn run(args: PipelineBenchArgs) -> anyhow::Result<()> {
         ratio: capacity / model_alone,
         offered_posts_per_sec: offered,
         latency_posts: count,
-        produce_to_scored_p50_ms: patroli_model::percentile(&latencies, 0.50),
-        produce_to_scored_p99_ms: patroli_model::percentile(&latencies, 0.99),
+        produce_to_scored_p50_ms: patroli_training::percentile(&latencies, 0.50),
+        produce_to_scored_p99_ms: patroli_training::percentile(&latencies, 0.99),
         produce_to_scored_max_ms: *latencies.last().expect("count >= 1"),
     };
     println!("{}", serde_json::to_string(&report)?);

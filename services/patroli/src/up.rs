@@ -25,7 +25,7 @@ pub struct UpArgs {
     #[arg(
         long,
         env = "PATROLI_MODEL_DIR",
-        default_value = patroli_model::DEFAULT_MODEL_DIR
+        default_value = patroli_inference::DEFAULT_MODEL_DIR
     )]
     pub model: PathBuf,
     /// Posts per second replayed; 0 = all at once.
@@ -40,11 +40,8 @@ pub struct UpArgs {
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    if std::env::var_os("RUST_LOG").is_none() {
-        // Keep the terminal for the live view; warnings still show.
-        std::env::set_var("RUST_LOG", "warn");
-    }
-    patroli_runtime::init_tracing(false);
+    // Keep the terminal for the live view; warnings still show.
+    patroli_runtime::init_tracing_or(false, "warn");
     let shutdown = patroli_runtime::shutdown_on_signals();
 
     let (_broker, brokers) = local_or_given_broker("patroli up").await?;

@@ -18,4 +18,4 @@ pub use kafka::{ensure_topics, KafkaConfig};
 pub use local_broker::{find_repo_root, BrokerError, LocalBroker, LOCAL_ADMIN};
 pub use metrics::Registrar;
 pub use shutdown::shutdown_on_signals;
-pub use telemetry::init_tracing;
+pub use telemetry::{init_tracing, init_tracing_or};
