@@ -133,7 +133,7 @@ impl Engine {
                 continue;
             };
             let kept = first.entry(post).or_insert(complaint);
-            if order(complaint) < order(*kept) {
+            if order(complaint) < order(kept) {
                 *kept = complaint;
             }
         }

@@ -178,7 +178,7 @@ fn a_complaint_naming_a_post_with_a_confirmed_hoax_text_requests_nothing_and_is_
         .collect();
     assert_eq!(
         state,
-        [format!("complaint:c-1"), format!("narrative:{narrative}")]
+        ["complaint:c-1".to_owned(), format!("narrative:{narrative}")]
     );
     // Re-delivered: nothing.
     assert!(engine
