@@ -25,7 +25,7 @@ check() { # $1: tree depth flag ("" for all), $2...: names
     for name in "$@"; do
         if grep -qE "^${name} v" <<<"$tree"; then
             echo "layout: patroli-inference depends on ${name}${depth:+ directly}:" >&2
-            cargo tree --locked -p patroli-inference -e normal -i "$name" >&2 || true
+            [[ -n $depth ]] || cargo tree --locked -p patroli-inference -e normal -i "$name" >&2 || true
             status=1
         fi
     done
