@@ -222,7 +222,16 @@ async fn decision(
     Ok(decision)
 }
 
+/// The decision `form` asks for, signed: reviewer, narrative, action, time, and the revision and
+/// posts of the review item the desk shows now (what the reviewer decided on).
 fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDecision, Problem> {
+    let Some(signer) = &app.signer else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "decisions_disabled",
+            "this dashboard has no decision signing key; decisions cannot be made here",
+        ));
+    };
     if caller.role != Role::Reviewer {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
@@ -264,25 +273,30 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
     }
     // Narratives only move forward (pending → confirmed or rejected): a second decision, e.g.
     // from a double click or a colleague at the same time, would only confuse the audit trail.
+    // What the desk shows of the narrative now is what the decision is signed on.
     let settled = app.shared.read(|view| {
         let narrative = view.narrative_by_id(&form.narrative_id)?;
         let item = narrative.item.as_ref()?;
+        let shown = (
+            item.revision,
+            item.sample_posts.iter().map(|p| p.post.clone()).collect(),
+        );
         Some(match (&narrative.decision, item.status) {
-            (Some(d), _) => Some(format!(
+            (Some(d), _) => Err(format!(
                 "narrative {} was already {} by {}",
                 form.narrative_id,
                 decided(d.action),
                 d.reviewer
             )),
-            (None, NarrativeStatus::PendingReview) => None,
-            (None, status) => Some(format!(
+            (None, NarrativeStatus::PendingReview) => Ok(shown),
+            (None, status) => Err(format!(
                 "narrative {} is already {}",
                 form.narrative_id,
                 status.as_str()
             )),
         })
     });
-    match settled {
+    let (revision, shown_posts) = match settled {
         None => {
             return Err(Problem::new(
                 StatusCode::NOT_FOUND,
@@ -290,16 +304,16 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
                 format!("no review item for narrative {}", form.narrative_id),
             ))
         }
-        Some(Some(message)) => {
+        Some(Err(message)) => {
             return Err(Problem::new(
                 StatusCode::CONFLICT,
                 "already_decided",
                 message,
             ))
         }
-        Some(None) => {}
-    }
-    Ok(ReviewDecision {
+        Some(Ok(shown)) => shown,
+    };
+    let mut decision = ReviewDecision {
         schema_version: SCHEMA_VERSION,
         decision_id: hex::encode(rand::random::<[u8; 16]>()),
         narrative_id: form.narrative_id,
@@ -307,7 +321,12 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
         reason,
         reviewer: caller.user.clone(),
         decided_at: now_rfc3339(),
-    })
+        revision,
+        shown_posts,
+        signature: None,
+    };
+    signer.sign(&mut decision);
+    Ok(decision)
 }
 
 async fn publish(app: &App, decision: &ReviewDecision) -> Result<(), Problem> {

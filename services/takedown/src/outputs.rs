@@ -180,7 +180,7 @@ pub(crate) fn takedown_request(
     platform: &str,
     keys: &[String],
     basis: RequestBasis,
-    decision_id: Option<String>,
+    decision_id: String,
     now: &str,
 ) -> TakedownRequest {
     let posts: Vec<&PostRecord> = keys.iter().map(|key| &engine.posts[key]).collect();

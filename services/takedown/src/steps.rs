@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use patroli_contracts::{
-    audit_event_id, topics, AuditEvent, AuditSubject, NarrativeStatus, RequestBasis,
+    audit_event_id, audit_link, topics, AuditEvent, AuditSubject, NarrativeStatus, RequestBasis,
     ReviewDecision, ReviewLabel, ScoredEvent, SCHEMA_VERSION,
 };
 
-use crate::engine::{Effects, Engine, Outgoing, POLICY_ACTOR};
+use crate::engine::{Effects, Engine, Outgoing, AUDIT_PARTITION, POLICY_ACTOR};
 use crate::state::{NarrativeRecord, RequestRecord, RequestState, StateRecord};
 use crate::{outputs, time_of};
 
@@ -21,19 +21,7 @@ impl Engine {
         now: &str,
         fx: &mut Effects,
     ) {
-        self.narratives.insert(
-            id.to_owned(),
-            NarrativeRecord {
-                narrative_id: id.to_owned(),
-                status: NarrativeStatus::PendingReview,
-                revision: 0,
-                queued_at: now.to_owned(),
-                decision: None,
-                decisions_seen: BTreeSet::new(),
-                requests: BTreeMap::new(),
-            },
-        );
-        fx.dirty_narratives.insert(id.to_owned());
+        self.insert_pending(id, now, fx);
         let why = format!(
             "score {:.2} >= review threshold {review:.2} for {}/{}",
             event.score, event.post.platform, event.category
@@ -52,6 +40,22 @@ impl Engine {
                 cause: &event.event_id,
             },
         );
+    }
+
+    pub(crate) fn insert_pending(&mut self, id: &str, now: &str, fx: &mut Effects) {
+        self.narratives.insert(
+            id.to_owned(),
+            NarrativeRecord {
+                narrative_id: id.to_owned(),
+                status: NarrativeStatus::PendingReview,
+                revision: 0,
+                queued_at: now.to_owned(),
+                decision: None,
+                decisions_seen: BTreeSet::new(),
+                requests: BTreeMap::new(),
+            },
+        );
+        fx.dirty_narratives.insert(id.to_owned());
     }
 
     /// One request per platform listing every post of the narrative not requested yet.
@@ -78,13 +82,14 @@ impl Engine {
                 &platform,
                 keys,
                 RequestBasis::Confirmed,
-                Some(decision.decision_id.clone()),
+                decision,
                 now,
                 fx,
             );
         }
     }
 
+    /// A request for `keys`, resting on `decision` (verified, confirming `narrative_id`).
     #[allow(clippy::too_many_arguments)] // each argument is one field of the request
     pub(crate) fn request(
         &mut self,
@@ -92,12 +97,19 @@ impl Engine {
         platform: &str,
         keys: Vec<String>,
         basis: RequestBasis,
-        decision_id: Option<String>,
+        decision: &ReviewDecision,
         now: &str,
         fx: &mut Effects,
     ) {
-        let request =
-            outputs::takedown_request(self, narrative_id, platform, &keys, basis, decision_id, now);
+        let request = outputs::takedown_request(
+            self,
+            narrative_id,
+            platform,
+            &keys,
+            basis,
+            decision.decision_id.clone(),
+            now,
+        );
         for key in &keys {
             let post = self.posts.get_mut(key).expect("requested posts are known");
             post.requested_in = Some(request.request_id.clone());
@@ -120,7 +132,6 @@ impl Engine {
         let basis_name = match basis {
             RequestBasis::Confirmed => "confirmed",
             RequestBasis::ConfirmedNarrativeCopy => "confirmed_narrative_copy",
-            RequestBasis::AutoThreshold => "auto_threshold",
         };
         self.metrics
             .requests_created
@@ -134,15 +145,7 @@ impl Engine {
                 self.metrics.first_post_to_request_seconds.observe(seconds);
             }
         }
-        let who = request
-            .decision_id
-            .as_ref()
-            .map_or(POLICY_ACTOR.to_owned(), |_| {
-                self.narratives[narrative_id]
-                    .decision
-                    .as_ref()
-                    .map_or(POLICY_ACTOR.to_owned(), |d| d.reviewer.clone())
-            });
+        let who = decision.reviewer.clone();
         let why = format!("{basis_name}: {} post(s) on {platform}", keys.len());
         self.audit(
             fx,
@@ -229,7 +232,7 @@ impl Engine {
             .min()
     }
 
-    pub(crate) fn audit(&self, fx: &mut Effects, record: AuditRecord<'_>) {
+    pub(crate) fn audit(&mut self, fx: &mut Effects, record: AuditRecord<'_>) {
         let event = AuditEvent {
             schema_version: SCHEMA_VERSION,
             event_id: audit_event_id(record.subject_id, record.to, record.cause),
@@ -242,12 +245,19 @@ impl Engine {
             when: record.when.to_owned(),
             why: record.why.to_owned(),
             policy_version: self.policy.version.clone(),
+            prev_hash: String::new(),
         };
-        fx.out.push(Outgoing::json(
-            topics::TAKEDOWN_AUDIT,
-            record.narrative_id.to_owned(),
-            &event,
-        ));
+        self.chain_audit(fx, record.narrative_id.to_owned(), event);
+    }
+
+    /// Links `event` to the last audit record and makes it the new last one. Every audit record
+    /// goes through here, to [`AUDIT_PARTITION`], in the order the service produces them.
+    pub(crate) fn chain_audit(&mut self, fx: &mut Effects, key: String, mut event: AuditEvent) {
+        event.prev_hash = std::mem::take(&mut self.audit_tip);
+        let mut out = Outgoing::json(topics::TAKEDOWN_AUDIT, key, &event);
+        out.partition = Some(AUDIT_PARTITION);
+        self.audit_tip = audit_link(&out.payload);
+        fx.out.push(out);
     }
 
     /// Appends the state records of everything `fx` touched, after the outputs: a crash between
@@ -273,6 +283,7 @@ fn state_message(record: &StateRecord) -> Outgoing {
         topic: topics::TAKEDOWN_STATE,
         key: record.key(),
         payload: record.to_json(),
+        partition: None,
     }
 }
 
