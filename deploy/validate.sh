@@ -390,6 +390,24 @@ dlq = topics.get(conf.get("PATROLI_DLQ_TOPIC", "posts.dlq.v1"))
 if dlq and int(dlq["spec"].get("config", {}).get("retention.ms", 0)) < 30 * 86400 * 1000:
     err(dlq, "DLQ retention.ms should be at least 30 days")
 
+# ---- reviewer decision keys and the audit chain ----
+def secrets_of(d):
+    vols = d["spec"]["template"]["spec"].get("volumes", []) or []
+    return {v["secret"].get("secretName") for v in vols if "secret" in v}
+dash, td = one("Deployment", "patroli-dashboard"), one("Deployment", "patroli-takedown")
+for d in by_kind.get("Deployment", []):
+    if "patroli-decision-signing-key" in secrets_of(d) and d is not dash:
+        err(d, "mounts the decision signing key: only the dashboard may sign reviewer decisions")
+if dash and "patroli-decision-signing-key" not in secrets_of(dash):
+    err(dash, "does not mount patroli-decision-signing-key: the review desk would refuse every decision")
+if td and "patroli-decision-verifying-keys" not in secrets_of(td):
+    err(td, "does not mount patroli-decision-verifying-keys: the takedown service would not start")
+audit = topics.get("takedown.audit.v1")
+if audit and audit["spec"].get("partitions") != 1:
+    err(audit, "takedown.audit.v1 must have one partition: the takedown service writes one hash chain")
+if audit and str(audit["spec"].get("config", {}).get("retention.ms")) != "-1":
+    err(audit, "takedown.audit.v1 must keep every record (retention.ms -1): the chain starts at its genesis")
+
 # ---- KEDA ScaledObject (the cross-checks that matter) ----
 for so in by_kind.get("ScaledObject", []):
     s = so["spec"]

@@ -15,7 +15,7 @@ mod harness;
 
 use common::*;
 use gateway::{post, GatewayProcess, GatewayTopics};
-use harness::{TakedownCollector, TakedownOutputs, TakedownProcess};
+use harness::{DecisionKeys, TakedownCollector, TakedownOutputs, TakedownProcess};
 use patroli_contracts::{topics, PostRef, RequestBasis, ReviewItem, TakedownRequest};
 use rdkafka::producer::FutureProducer;
 use serde_json::json;
@@ -46,19 +46,17 @@ fn raw(platform: &str, post_id: &str, text: &str) -> (Option<String>, Option<Vec
     )
 }
 
+/// A reviewer's signed confirmation of `item`, ticking `references`.
 fn decision(
+    keys: &DecisionKeys,
     id: &str,
-    narrative: &str,
+    item: &ReviewItem,
     references: &[PostRef],
 ) -> (Option<String>, Option<Vec<u8>>) {
-    let value = json!({
-        "schema_version": 1, "decision_id": id, "narrative_id": narrative, "action": "confirm",
-        "reason": null, "reviewer": "reviewer_07", "decided_at": "2024-02-13T22:00:00Z",
-        "confirmed_references": references,
-    });
+    let decision = keys.confirming_references(id, item, references);
     (
-        Some(narrative.to_owned()),
-        Some(value.to_string().into_bytes()),
+        Some(decision.narrative_id.clone()),
+        Some(serde_json::to_vec(&decision).unwrap()),
     )
 }
 
@@ -103,7 +101,8 @@ async fn a_complaint_naming_a_post_requests_nothing_until_a_reviewer_confirms_th
     let model = tiny_model();
     let stream = Stream::standard(&brokers);
     let mut classifier = ClassifierProcess::spawn(&stream, model.path(), "classifier", &[]);
-    let mut takedown = TakedownProcess::spawn(&brokers, "takedown", policy.path());
+    let decision_keys = DecisionKeys::generate();
+    let mut takedown = TakedownProcess::spawn(&brokers, "takedown", policy.path(), &decision_keys);
     let standard = GatewayTopics {
         posts: topics::POSTS_RAW.into(),
         complaints: topics::COMPLAINTS.into(),
@@ -123,11 +122,12 @@ async fn a_complaint_naming_a_post_requests_nothing_until_a_reviewer_confirms_th
     let out = collector.wait_until("the hoax's three copies", |o| {
         item_with(o, "h1").is_some_and(|i| i.post_count == 3)
     });
-    let narrative = item_with(&out, "h1").unwrap().narrative_id;
+    let confirmed = item_with(&out, "h1").unwrap();
+    let narrative = confirmed.narrative_id.clone();
     produce(
         &producer,
         topics::REVIEW_DECISIONS,
-        &[decision("d-1", &narrative, &[])],
+        &[decision(&decision_keys, "d-1", &confirmed, &[])],
     )
     .await;
     collector.wait_until("the confirmation's requests", |o| {
@@ -184,7 +184,12 @@ async fn a_complaint_naming_a_post_requests_nothing_until_a_reviewer_confirms_th
     produce(
         &producer,
         topics::REVIEW_DECISIONS,
-        &[decision("d-2", &narrative, &[named()])],
+        &[decision(
+            &decision_keys,
+            "d-2",
+            &out.items()[&narrative],
+            &[named()],
+        )],
     )
     .await;
     let out = collector.wait_until("the confirmed reference's request", |o| {
@@ -198,7 +203,7 @@ async fn a_complaint_naming_a_post_requests_nothing_until_a_reviewer_confirms_th
             request.platform.as_str(),
             request.narrative_id.as_str(),
             request.basis,
-            request.decision_id.as_deref(),
+            Some(request.decision_id.as_str()),
             request.posts.len()
         ),
         (

@@ -1,6 +1,8 @@
 //! The takedown service end to end on the broker: near-duplicate grouping across platforms,
-//! re-deliveries and out-of-order input, review → confirm/reject → requests and labels, partner
-//! statuses, protected sources, and a SIGKILL and a restart in the middle changing nothing.
+//! re-deliveries and out-of-order input, review → signed confirm/reject → requests and labels,
+//! partner statuses, protected sources, a SIGKILL and a restart in the middle changing nothing;
+//! then forged decisions and state records changing nothing, and the audit chain checked by
+//! `patroli audit verify`.
 
 mod common;
 #[path = "common/takedown.rs"]
@@ -9,9 +11,12 @@ mod harness;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{kafka, produce, start_broker};
-use harness::{listed_by_platform, TakedownCollector, TakedownProcess, TestPost};
-use patroli_contracts::{topics, AuditSubject, NarrativeStatus, RequestBasis, ReviewLabel};
-use rdkafka::producer::FutureProducer;
+use harness::{listed_by_platform, DecisionKeys, TakedownCollector, TakedownProcess, TestPost};
+use patroli_contracts::{
+    topics, AuditSubject, DecisionAction, DecisionSigner, NarrativeStatus, RequestBasis,
+    ReviewDecision, ReviewItem, ReviewLabel,
+};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 
 const HOAX: &str = "BREAKING!!! Surat suara di TPS 05 Kelurahan Cempaka sudah dicoblos duluan untuk paslon nomor 2 sebelum pemilih datang. Petugas KPPS diam saja, Bawaslu tdk bertindak. Sebarkan sebelum dihapus!";
 const DATE: &str = "Info dari grup sebelah: pemungutan suara diundur ke tanggal 21 Februari karena logistik KPU belum siap, jadi besok gk usah ke TPS ya. Tolong teruskan ke keluarga dan tetangga kalian";
@@ -28,8 +33,6 @@ const PLATFORMS: [&str; 3] = ["x", "facebook", "tiktok"];
 const POLICY: &str = r#"version = "test-2024.02"
 [defaults]
 review = 0.7
-# On here so the test shows protected sources are exempt from it.
-auto = 0.97
 [protected]
 accounts = ["x:kpu_ri"]
 domains = ["kpu.go.id"]
@@ -89,12 +92,12 @@ fn json(value: serde_json::Value) -> Vec<u8> {
     value.to_string().into_bytes()
 }
 
-fn decision(id: &str, narrative: &str, action: &str, reason: Option<&str>) -> (String, Vec<u8>) {
-    let value = serde_json::json!({
-        "schema_version": 1, "decision_id": id, "narrative_id": narrative, "action": action,
-        "reason": reason, "reviewer": "reviewer_07", "decided_at": "2024-02-13T09:00:00Z",
-    });
-    (narrative.to_owned(), json(value))
+/// A decision as a `review.decisions.v1` message.
+fn message(decision: &ReviewDecision) -> (String, Vec<u8>) {
+    (
+        decision.narrative_id.clone(),
+        serde_json::to_vec(decision).unwrap(),
+    )
 }
 
 fn status(request: &str, platform: &str, status: &str, reason: Option<&str>) -> (String, Vec<u8>) {
@@ -115,6 +118,7 @@ async fn takedown_workflow_end_to_end() {
         .expect("create topics");
     let policy = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(policy.path(), POLICY).unwrap();
+    let keys = DecisionKeys::generate();
     let producer: FutureProducer = kafka(&brokers)
         .idempotent_producer("takedown-test")
         .create()
@@ -189,7 +193,7 @@ async fn takedown_workflow_end_to_end() {
     .await;
 
     let group = format!("takedown-{}", rand::random::<u32>());
-    let mut service = TakedownProcess::spawn(&brokers, &group, policy.path());
+    let mut service = TakedownProcess::spawn(&brokers, &group, policy.path(), &keys);
     service.wait_ready();
 
     // First 30 copies newest first (out of order), 10 of them delivered twice, plus the rest.
@@ -203,7 +207,7 @@ async fn takedown_workflow_end_to_end() {
 
     // SIGKILL mid-stream: the restarted service rebuilds its state and carries on.
     service.kill();
-    let mut service = TakedownProcess::spawn(&brokers, &group, policy.path());
+    let mut service = TakedownProcess::spawn(&brokers, &group, policy.path(), &keys);
     service.wait_ready();
     let mut rest: Vec<&TestPost> = hoax[30..].iter().collect();
     rest.extend(&hoax[20..40]);
@@ -243,34 +247,30 @@ async fn takedown_workflow_end_to_end() {
             .count(),
         3
     );
-    // Only the unprotected 0.99 post went out before review, on the auto threshold.
-    let requests = out.unique_requests();
-    assert_eq!(requests.len(), 1, "{requests:#?}");
-    let auto = requests.values().next().unwrap();
-    assert_eq!(
-        (auto.basis, auto.posts[0].post_id.as_str()),
-        (RequestBasis::AutoThreshold, "u0")
-    );
-    assert_eq!(Some(auto.narrative_id.clone()), narrative_of("u0"));
+    // Nothing goes out before a reviewer confirms, however high the score (u0 is 0.99).
+    assert!(out.unique_requests().is_empty());
+    assert!(narrative_of("u0").is_some());
 
-    // Confirm the hoax (delivered twice), reject the second narrative.
-    let date_narrative = by_count(5).narrative_id;
-    let quote_narrative = by_count(3).narrative_id;
-    let confirm = decision("d-1", &hoax_item.narrative_id, "confirm", None);
-    let reject = decision(
+    // Confirm the hoax (delivered twice), reject the second narrative: signed, as the desk does.
+    let date_item = by_count(5);
+    let date_narrative = date_item.narrative_id.clone();
+    let quote_item = by_count(3);
+    let quote_narrative = quote_item.narrative_id.clone();
+    let confirm = keys.decision("d-1", &hoax_item, DecisionAction::Confirm, None);
+    let reject = keys.decision(
         "d-2",
-        &date_narrative,
-        "reject",
+        &date_item,
+        DecisionAction::Reject,
         Some("satire account, not a hoax"),
     );
     send(
         &producer,
         topics::REVIEW_DECISIONS,
-        vec![confirm.clone(), reject, confirm],
+        vec![message(&confirm), message(&reject), message(&confirm)],
     )
     .await;
     let out = collector.wait_until("requests and labels", |o| {
-        o.unique_requests().len() == 4 && o.unique_labels().len() == 55
+        o.unique_requests().len() == 3 && o.unique_labels().len() == 55
     });
     let confirmed: Vec<_> = out
         .unique_requests()
@@ -292,7 +292,7 @@ async fn takedown_workflow_end_to_end() {
         .collect();
     assert_eq!(listed_by_platform(&confirmed), expected);
     assert!(confirmed.iter().all(|r| r.basis == RequestBasis::Confirmed
-        && r.decision_id.as_deref() == Some("d-1")
+        && r.decision_id == "d-1"
         && r.policy_version == "test-2024.02"
         && r.evidence_excerpt
             .as_deref()
@@ -328,7 +328,7 @@ async fn takedown_workflow_end_to_end() {
     .await;
     send_scored(&producer, &[&late]).await;
     let out = collector.wait_until("the late copy's request", |o| {
-        o.unique_requests().len() == 5
+        o.unique_requests().len() == 4
     });
     let copy = out
         .unique_requests()
@@ -402,7 +402,7 @@ async fn takedown_workflow_end_to_end() {
 
     // A clean restart, then every input again: nothing new comes out.
     assert!(service.terminate().success());
-    let mut service = TakedownProcess::spawn(&brokers, &group, policy.path());
+    let mut service = TakedownProcess::spawn(&brokers, &group, policy.path(), &keys);
     service.wait_ready();
     let removed =
         "patroli_takedown_requests{category=\"ballot_fraud\",platform=\"x\",state=\"removed\"}";
@@ -412,10 +412,7 @@ async fn takedown_workflow_end_to_end() {
     let mut again: Vec<&TestPost> = everything.clone();
     again.push(&late);
     send_scored(&producer, &again).await;
-    let redelivered = vec![
-        decision("d-1", &hoax_item.narrative_id, "confirm", None),
-        decision("d-2", &date_narrative, "reject", Some("again")),
-    ];
+    let redelivered = vec![message(&confirm), message(&reject)];
     send(&producer, topics::REVIEW_DECISIONS, redelivered).await;
     let started = std::time::Instant::now();
     while service.metric("patroli_takedown_ignored_total{reason=\"duplicate_decision\"}")
@@ -441,4 +438,253 @@ async fn takedown_workflow_end_to_end() {
         .unique_requests()
         .values()
         .all(|r| r.narrative_id != quote_narrative));
+
+    let quote = Forgery {
+        brokers: &brokers,
+        producer: &producer,
+        collector: &collector,
+        keys: &keys,
+        item: &quote_item,
+        other: &date_item,
+    };
+    quote.forged_decisions_change_nothing().await;
+    drop(service);
+    quote
+        .forged_state_changes_nothing(&group, policy.path())
+        .await;
+    quote.audit_chain_is_verified().await;
+}
+
+/// Forgeries against the protected narrative, still pending review after the honest flow.
+struct Forgery<'a> {
+    brokers: &'a str,
+    producer: &'a FutureProducer,
+    collector: &'a TakedownCollector,
+    keys: &'a DecisionKeys,
+    item: &'a ReviewItem,
+    /// Another narrative, whose real decision is replayed against this one.
+    other: &'a ReviewItem,
+}
+
+impl Forgery<'_> {
+    fn requested(&self) -> usize {
+        self.collector
+            .snapshot()
+            .unique_requests()
+            .values()
+            .filter(|r| r.narrative_id == self.item.narrative_id)
+            .count()
+    }
+
+    /// Waits for the input audit entries of `subjects`' rejections and returns their reasons.
+    fn rejections(&self, what: &str, count: usize, prefix: &str) -> BTreeSet<String> {
+        let reasons = |o: &harness::TakedownOutputs| -> BTreeSet<String> {
+            o.unique_audit()
+                .into_values()
+                .filter(|a| a.subject == AuditSubject::Input && a.why.starts_with(prefix))
+                .map(|a| a.why)
+                .collect()
+        };
+        let out = self
+            .collector
+            .wait_until(what, |o| reasons(o).len() >= count);
+        reasons(&out)
+    }
+
+    async fn forged_decisions_change_nothing(&self) {
+        let confirm = |id: &str| {
+            self.keys
+                .decision(id, self.item, DecisionAction::Confirm, None)
+        };
+        let mut unsigned = confirm("f-1");
+        unsigned.signature = None;
+        let mut unknown = confirm("f-2");
+        DecisionSigner::generate("stolen-laptop")
+            .unwrap()
+            .sign(&mut unknown);
+        let mut altered_action =
+            self.keys
+                .decision("f-3", self.item, DecisionAction::Reject, Some("looks fine"));
+        altered_action.action = DecisionAction::Confirm;
+        let mut altered_narrative =
+            self.keys
+                .decision("f-4", self.other, DecisionAction::Confirm, None);
+        altered_narrative.narrative_id = self.item.narrative_id.clone();
+        let forged = [unsigned, unknown, altered_action, altered_narrative];
+        send(
+            self.producer,
+            topics::REVIEW_DECISIONS,
+            forged.iter().map(message).collect(),
+        )
+        .await;
+        let mismatch = "decision signature does not match its content (key \"dashboard-test\")";
+        assert_eq!(
+            self.rejections("the forged decisions' audit", 4, "decision f-"),
+            BTreeSet::from([
+                "decision f-1 ignored: decision is not signed".to_owned(),
+                "decision f-2 ignored: decision signed by unknown key \"stolen-laptop\"".to_owned(),
+                format!("decision f-3 ignored: {mismatch}"),
+                format!("decision f-4 ignored: {mismatch}"),
+            ])
+        );
+        let items = self.collector.snapshot().items();
+        assert_eq!(
+            items[&self.item.narrative_id].status,
+            NarrativeStatus::PendingReview
+        );
+        assert_eq!(self.requested(), 0);
+    }
+
+    /// A `confirmed` state record without a decision, then a restart and a new unprotected copy
+    /// of the narrative: no request, and the rebuild says why it ignored the record.
+    async fn forged_state_changes_nothing(&self, group: &str, policy: &std::path::Path) {
+        let narrative = &self.item.narrative_id;
+        let forged = serde_json::json!({
+            "narrative_id": narrative, "status": "confirmed", "revision": 1,
+            "queued_at": "2024-02-13T08:00:00Z", "decision": null, "decisions_seen": [],
+            "requests": {},
+        });
+        send(
+            self.producer,
+            topics::TAKEDOWN_STATE,
+            vec![
+                (format!("narrative:{narrative}"), json(forged)),
+                ("post:x:garbage".into(), b"{not json".to_vec()),
+            ],
+        )
+        .await;
+        let mut service = TakedownProcess::spawn(self.brokers, group, policy, self.keys);
+        service.wait_ready();
+        assert_eq!(
+            self.rejections("the forged narrative's audit", 1, "state record for "),
+            BTreeSet::from([format!(
+                "state record for {narrative} ignored: status confirmed without a decision"
+            )])
+        );
+        self.rejections(
+            "the malformed record's audit",
+            1,
+            "post record post:x:garbage: ",
+        );
+        let copy = post(
+            "facebook",
+            "c-late".into(),
+            "anon".into(),
+            QUOTE.to_owned(),
+            30,
+            0.99,
+        );
+        send(
+            self.producer,
+            topics::POSTS_RAW,
+            vec![(copy.key(), copy.raw_json())],
+        )
+        .await;
+        send_scored(self.producer, &[&copy]).await;
+        let out = self
+            .collector
+            .wait_until("the copy joins the narrative", |o| {
+                o.items()[narrative].post_count == 4
+            });
+        assert_eq!(
+            out.items()[narrative].status,
+            NarrativeStatus::PendingReview
+        );
+        assert_eq!(self.requested(), 0);
+        assert!(service.terminate().success());
+    }
+
+    /// `patroli audit verify` passes on what the service wrote, and names a forged record
+    /// appended to the chain.
+    async fn audit_chain_is_verified(&self) {
+        let verify = || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_patroli"))
+                .args(["audit", "verify", "--brokers", self.brokers])
+                .output()
+                .expect("run patroli audit verify")
+        };
+        let honest = verify();
+        let stdout = String::from_utf8_lossy(&honest.stdout).into_owned();
+        assert!(
+            honest.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&honest.stderr)
+        );
+        let records: i64 = stdout
+            .strip_suffix(" record(s), every chain intact\n")
+            .and_then(|s| s.rsplit("takedown.audit.v1: ").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no summary in {stdout}"));
+        // Every record the service wrote (duplicates after restarts included) was checked.
+        self.collector
+            .wait_until("every audit record verified", |o| {
+                o.audit.len() as i64 == records
+            });
+        // One partition, one chain from the genesis.
+        assert!(
+            stdout.starts_with(&format!(
+                "takedown.audit.v1: partition 0: {records} record(s) from genesis, last link "
+            )),
+            "{stdout}"
+        );
+        // A record someone else appends, pretending to be the service.
+        let forged = serde_json::json!({
+            "schema_version": 1, "event_id": "x", "narrative_id": self.item.narrative_id,
+            "subject": "narrative", "subject_id": self.item.narrative_id, "from": "pending_review",
+            "to": "confirmed", "who": "reviewer_07", "when": "2024-02-13T09:00:00Z",
+            "why": "confirmed by reviewer", "policy_version": "test-2024.02",
+            "prev_hash": "0".repeat(64),
+        })
+        .to_string();
+        let appended = self
+            .producer
+            .send(
+                FutureRecord::to(topics::TAKEDOWN_AUDIT)
+                    .partition(0)
+                    .key(&self.item.narrative_id)
+                    .payload(&forged),
+                std::time::Duration::from_secs(10),
+            )
+            .await
+            .expect("append a forged record");
+        let (partition, offset) = (appended.partition, appended.offset);
+        assert_eq!(offset, records, "every audit record is in partition 0");
+        let broken = verify();
+        assert!(!broken.status.success());
+        let stderr = String::from_utf8_lossy(&broken.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "takedown.audit.v1: broken link at partition {partition} offset {offset}: prev_hash is {}, but the record before it hashes to ",
+                "0".repeat(64)
+            )),
+            "{stderr}"
+        );
+    }
+}
+
+/// No policy can send a narrative's first request without a person: `auto` is refused at
+/// start-up, with the line and the reason.
+#[test]
+fn a_policy_with_auto_is_refused() {
+    let policy = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        policy.path(),
+        POLICY.replace("review = 0.7", "review = 0.7\nauto = 0.97"),
+    )
+    .unwrap();
+    let keys = DecisionKeys::generate();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_patroli"))
+        .args(["serve", "takedown"])
+        .env("PATROLI_POLICY_FILE", policy.path())
+        .env("PATROLI_DECISION_KEYS_FILE", &keys.verifying)
+        .env("PATROLI_KAFKA__BROKERS", "127.0.0.1:1")
+        .output()
+        .expect("run patroli serve takedown");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let expected = format!(
+        "{}:4: defaults.auto is not supported: a narrative's first takedown request always needs a reviewer's signed decision (copies of a confirmed narrative are already requested without one); remove this line",
+        policy.path().display()
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
 }

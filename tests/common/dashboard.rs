@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use patroli_contracts::{topics, DecisionAction, ReviewDecision};
+use patroli_contracts::{topics, DecisionAction, DecisionSigner, DecisionVerifier, ReviewDecision};
 use patroli_runtime::ensure_topics;
 use serde_json::{json, Value};
 
@@ -76,6 +76,14 @@ impl DashboardTopics {
 pub struct DashboardProcess {
     service: ServiceProcess,
     pub web_port: u16,
+    /// The decision signing key the dashboard reads at start-up.
+    _signing_key: tempfile::NamedTempFile,
+}
+
+/// The decision signing key of every test dashboard.
+fn signer() -> &'static DecisionSigner {
+    static SIGNER: std::sync::OnceLock<DecisionSigner> = std::sync::OnceLock::new();
+    SIGNER.get_or_init(|| DecisionSigner::generate("dashboard-test").unwrap())
 }
 service_wrapper!(DashboardProcess, service);
 
@@ -99,6 +107,12 @@ impl DashboardProcess {
                 accounts.display().to_string(),
             ));
         }
+        let signing_key = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(signing_key.path(), signer().to_toml()).unwrap();
+        env.push((
+            "PATROLI_DECISION_SIGNING_KEY_FILE".into(),
+            signing_key.path().display().to_string(),
+        ));
         env.extend(
             extra_env
                 .iter()
@@ -107,6 +121,7 @@ impl DashboardProcess {
         DashboardProcess {
             service: ServiceProcess::spawn("dashboard", env),
             web_port,
+            _signing_key: signing_key,
         }
     }
 
@@ -382,5 +397,9 @@ pub fn assert_one_confirmation_of_n1(brokers: &str, topic: &str, reason: &str) -
     assert_eq!(decision.action, DecisionAction::Confirm);
     assert_eq!(decision.reviewer, "rina");
     assert_eq!(decision.reason.as_deref(), Some(reason));
+    // Signed with the dashboard's key, over what the desk showed.
+    let keys = DecisionVerifier::add_to("", signer(), "test").unwrap();
+    let verifier = DecisionVerifier::parse(&keys, "test").unwrap();
+    assert_eq!(verifier.verify(&decision), Ok(()));
     decision
 }

@@ -2,13 +2,14 @@
 //! output topics, and builders for the events it consumes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use patroli_contracts::{
-    fingerprint, topics, AuditEvent, LabelRecord, Latency, ModelRef, PostRef, Reasons, ReviewItem,
-    ScoredEvent, SourceKind, SourceOffset, TakedownRequest,
+    fingerprint, topics, AuditEvent, DecisionAction, DecisionSigner, LabelRecord, Latency,
+    ModelRef, PostRef, Reasons, ReviewDecision, ReviewItem, ScoredEvent, SourceKind, SourceOffset,
+    TakedownRequest,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
@@ -20,11 +21,15 @@ pub struct TakedownProcess(ServiceProcess);
 service_wrapper!(TakedownProcess, 0);
 
 impl TakedownProcess {
-    pub fn spawn(brokers: &str, group: &str, policy: &Path) -> Self {
+    pub fn spawn(brokers: &str, group: &str, policy: &Path, keys: &DecisionKeys) -> Self {
         let env = [
             ("PATROLI_KAFKA__BROKERS", brokers.to_owned()),
             ("PATROLI_GROUP_ID", group.to_owned()),
             ("PATROLI_POLICY_FILE", policy.display().to_string()),
+            (
+                "PATROLI_DECISION_KEYS_FILE",
+                keys.verifying.display().to_string(),
+            ),
             ("PATROLI_SESSION_TIMEOUT_MS", "6000".to_owned()),
         ];
         TakedownProcess(ServiceProcess::spawn("takedown", env))
@@ -33,6 +38,75 @@ impl TakedownProcess {
     /// Waits until `/readyz` answers 200 (state rebuilt, consuming).
     pub fn wait_ready(&mut self) {
         self.wait_readyz(200, Duration::from_secs(60));
+    }
+}
+
+/// A decision signing key pair made by `patroli keys generate`, as operators make them: the
+/// test signs with the dashboard's half, the service verifies with the other.
+pub struct DecisionKeys {
+    _dir: tempfile::TempDir,
+    pub verifying: PathBuf,
+    signer: DecisionSigner,
+}
+
+impl DecisionKeys {
+    pub fn generate() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = dir.path().join("dashboard.signing.toml");
+        let verifying = dir.path().join("takedown.verifying.toml");
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_patroli"))
+            .args(["keys", "generate", "--key-id", "dashboard-test"])
+            .arg("--signing-key")
+            .arg(&signing)
+            .arg("--verifying-keys")
+            .arg(&verifying)
+            .status()
+            .expect("run patroli keys generate");
+        assert!(status.success());
+        DecisionKeys {
+            signer: DecisionSigner::load(&signing).expect("a signing key file"),
+            _dir: dir,
+            verifying,
+        }
+    }
+
+    /// A reviewer's decision on `item` as the dashboard's desk makes it: the revision and posts
+    /// shown, signed with the dashboard's key.
+    pub fn decision(
+        &self,
+        id: &str,
+        item: &ReviewItem,
+        action: DecisionAction,
+        reason: Option<&str>,
+    ) -> ReviewDecision {
+        let mut decision = ReviewDecision {
+            schema_version: 1,
+            decision_id: id.into(),
+            narrative_id: item.narrative_id.clone(),
+            action,
+            reason: reason.map(str::to_owned),
+            reviewer: "reviewer_07".into(),
+            decided_at: "2024-02-13T09:00:00Z".into(),
+            confirmed_references: Vec::new(),
+            revision: item.revision,
+            shown_posts: item.sample_posts.iter().map(|p| p.post.clone()).collect(),
+            signature: None,
+        };
+        self.signer.sign(&mut decision);
+        decision
+    }
+
+    /// A confirmation of `item` that also confirms the complaint-referenced posts `references`.
+    pub fn confirming_references(
+        &self,
+        id: &str,
+        item: &ReviewItem,
+        references: &[PostRef],
+    ) -> ReviewDecision {
+        let mut decision = self.decision(id, item, DecisionAction::Confirm, None);
+        decision.confirmed_references = references.to_vec();
+        self.signer.sign(&mut decision);
+        decision
     }
 }
 

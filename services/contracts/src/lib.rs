@@ -16,6 +16,7 @@ mod events;
 mod fingerprint;
 mod ids;
 pub mod schema;
+mod signing;
 mod takedown;
 
 pub use claims::{ClaimRecord, ClaimVerdict, MatchedClaim};
@@ -27,11 +28,15 @@ pub use events::{
 };
 pub use fingerprint::{fingerprint, hamming, parse_fingerprint};
 pub use ids::{dlq_event_id, now_rfc3339, scored_event_id};
+pub use signing::{
+    canonical_bytes, DecisionSignature, DecisionSigner, DecisionVerifier, KeyError, SignatureError,
+};
 pub use takedown::{
-    audit_event_id, label_id, review_item_id, takedown_request_id, AuditEvent, AuditSubject,
-    ComplaintReference, CoordinatedBurst, DecisionAction, LabelRecord, NarrativeStatus,
-    PartnerStatus, Priority, RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ReviewLabel,
-    SamplePost, TakedownRequest, TakedownStatus, MAX_COMPLAINT_REFERENCES,
+    audit_event_id, audit_link, label_id, review_item_id, takedown_request_id, AuditEvent,
+    AuditSubject, ComplaintReference, CoordinatedBurst, DecisionAction, LabelRecord,
+    NarrativeStatus, PartnerStatus, Priority, RequestBasis, RequestedPost, ReviewDecision,
+    ReviewItem, ReviewLabel, SamplePost, TakedownRequest, TakedownStatus, AUDIT_GENESIS,
+    MAX_COMPLAINT_REFERENCES,
 };
 
 /// Kafka topic names. The `.v1` suffix is part of the contract: an incompatible change gets a
@@ -88,7 +93,8 @@ pub mod topics {
         (TAKEDOWN_REQUESTS, 3),
         (TAKEDOWN_STATUS, 3),
         (LABELS, 3),
-        (TAKEDOWN_AUDIT, 3),
+        // One hash chain, written by one service (docs/architecture.md, "Audit chain").
+        (TAKEDOWN_AUDIT, 1),
         // One partition: one takedown instance owns every narrative.
         (TAKEDOWN_STATE, 1),
         (COMPLAINT_CONTACTS, 1),

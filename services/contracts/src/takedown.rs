@@ -8,6 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::IdHasher;
+use crate::signing::DecisionSignature;
 use crate::{MatchedClaim, PostRef};
 
 /// Where a narrative stands with its reviewers. Only ever moves forward: `pending_review` →
@@ -162,6 +163,16 @@ pub struct ReviewDecision {
     /// complaint references. Absent in decisions written before references.
     #[serde(default)]
     pub confirmed_references: Vec<PostRef>,
+    /// The revision of the narrative's review item the reviewer saw.
+    #[serde(default)]
+    pub revision: u64,
+    /// The posts that item showed the reviewer.
+    #[serde(default)]
+    pub shown_posts: Vec<PostRef>,
+    /// The dashboard's Ed25519 signature over every other field (see `DecisionSigner`); the
+    /// takedown service ignores a decision without a valid one.
+    #[serde(default)]
+    pub signature: Option<DecisionSignature>,
 }
 
 /// Why a request went out.
@@ -172,8 +183,6 @@ pub enum RequestBasis {
     Confirmed,
     /// A new copy of a narrative a reviewer had already confirmed.
     ConfirmedNarrativeCopy,
-    /// The policy's optional `auto` threshold (off by default; never for protected sources).
-    AutoThreshold,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -203,8 +212,8 @@ pub struct TakedownRequest {
     #[serde(default)]
     pub matched_claims: Vec<MatchedClaim>,
     pub basis: RequestBasis,
-    /// The confirming decision; `None` only for [`RequestBasis::AutoThreshold`].
-    pub decision_id: Option<String>,
+    /// The verified reviewer decision that confirmed the narrative: every request has one.
+    pub decision_id: String,
     pub coordinated: Option<CoordinatedBurst>,
     pub policy_version: String,
     /// RFC 3339.
@@ -293,6 +302,20 @@ pub struct AuditEvent {
     pub when: String,
     pub why: String,
     pub policy_version: String,
+    /// SHA-256 (hex) of the previous record's value in this partition, or [`AUDIT_GENESIS`] for
+    /// the first: rewriting, dropping or inserting a record breaks the chain after it. Absent
+    /// in records written before the chain (`patroli audit verify` reports them).
+    #[serde(default)]
+    pub prev_hash: String,
+}
+
+/// What the first audit record of a partition links to.
+pub const AUDIT_GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The link the record after a message with value `payload` carries.
+pub fn audit_link(payload: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(payload))
 }
 
 /// Id of the request for `posts` (post ids) of `narrative_id` on `platform`.

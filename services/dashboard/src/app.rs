@@ -6,6 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use patroli_contracts::DecisionSigner;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
@@ -22,6 +23,8 @@ pub struct App {
     pub accounts: AccountStore,
     pub sessions: Sessions,
     pub producer: FutureProducer,
+    /// Signs every decision; `None` = decisions are refused (no key configured).
+    pub signer: Option<DecisionSigner>,
     pub csrf_secret: [u8; 32],
     /// Password checks at once: each argon2 check holds ~19 MiB, so a burst of sign-ins (or a
     /// guessing attack) queues here instead of exhausting the pod's memory.

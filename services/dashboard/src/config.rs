@@ -77,6 +77,10 @@ pub struct DashboardConfig {
     pub cookie_secure: bool,
     /// How long a decision waits for the broker's acknowledgement before the reviewer sees an error.
     pub produce_timeout_ms: u64,
+    /// The Ed25519 key every decision is signed with (`patroli keys generate`; a Secret only
+    /// the dashboard reads). Without it the desk refuses decisions: the takedown service would
+    /// ignore them unsigned.
+    pub decision_signing_key_file: Option<PathBuf>,
     pub log_json: bool,
 }
 
@@ -98,6 +102,7 @@ impl Default for DashboardConfig {
             session_ttl_secs: 8 * 3600,
             cookie_secure: false,
             produce_timeout_ms: 10_000,
+            decision_signing_key_file: None,
             log_json: false,
         }
     }

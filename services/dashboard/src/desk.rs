@@ -227,7 +227,16 @@ async fn decision(
     Ok(decision)
 }
 
+/// The decision `form` asks for, signed: reviewer, narrative, action, time, and the revision and
+/// posts of the review item the desk shows now (what the reviewer decided on).
 fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDecision, Problem> {
+    let Some(signer) = &app.signer else {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "decisions_disabled",
+            "this dashboard has no decision signing key; decisions cannot be made here",
+        ));
+    };
     if caller.role != Role::Reviewer {
         return Err(Problem::new(
             StatusCode::FORBIDDEN,
@@ -279,9 +288,16 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
     // from a double click or a colleague at the same time, would only confuse the audit trail.
     // The one exception: confirming complaint references of a confirmed narrative, which came
     // in after (or were not ticked at) its confirmation.
+    // What the desk shows of the narrative now is what the decision is signed on.
     let settled = app.shared.read(|view| {
         let narrative = view.narrative_by_id(&form.narrative_id)?;
         let item = narrative.item.as_ref()?;
+        let shown = || {
+            (
+                item.revision,
+                item.sample_posts.iter().map(|p| p.post.clone()).collect(),
+            )
+        };
         let more_references = !confirmed_references.is_empty()
             && item.status != NarrativeStatus::Rejected
             && narrative
@@ -290,24 +306,26 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
                 .map_or(item.status == NarrativeStatus::Confirmed, |d| {
                     d.action == DecisionAction::Confirm
                 });
+        let checked = || match unknown_references(item, &confirmed_references) {
+            Some(problem) => Err(problem),
+            None => Ok(shown()),
+        };
         let conflict = |message| {
-            Some(Problem::new(
+            Err(Problem::new(
                 StatusCode::CONFLICT,
                 "already_decided",
                 message,
             ))
         };
         Some(match (&narrative.decision, item.status) {
-            _ if more_references => unknown_references(item, &confirmed_references),
+            _ if more_references => checked(),
             (Some(d), _) => conflict(format!(
                 "narrative {} was already {} by {}",
                 form.narrative_id,
                 decided(d.action),
                 d.reviewer
             )),
-            (None, NarrativeStatus::PendingReview) => {
-                unknown_references(item, &confirmed_references)
-            }
+            (None, NarrativeStatus::PendingReview) => checked(),
             (None, status) => conflict(format!(
                 "narrative {} is already {}",
                 form.narrative_id,
@@ -315,7 +333,7 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
             )),
         })
     });
-    match settled {
+    let (revision, shown_posts) = match settled {
         None => {
             return Err(Problem::new(
                 StatusCode::NOT_FOUND,
@@ -323,10 +341,10 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
                 format!("no review item for narrative {}", form.narrative_id),
             ))
         }
-        Some(Some(problem)) => return Err(problem),
-        Some(None) => {}
-    }
-    Ok(ReviewDecision {
+        Some(Err(problem)) => return Err(problem),
+        Some(Ok(shown)) => shown,
+    };
+    let mut decision = ReviewDecision {
         schema_version: SCHEMA_VERSION,
         decision_id: hex::encode(rand::random::<[u8; 16]>()),
         narrative_id: form.narrative_id,
@@ -335,7 +353,12 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
         reviewer: caller.user.clone(),
         decided_at: now_rfc3339(),
         confirmed_references,
-    })
+        revision,
+        shown_posts,
+        signature: None,
+    };
+    signer.sign(&mut decision);
+    Ok(decision)
 }
 
 /// The posts of the ticked reference boxes, in box order.

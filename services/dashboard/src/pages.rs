@@ -439,6 +439,9 @@ mod reference_tests {
             reviewer: "budi".into(),
             decided_at: "2024-02-14T09:30:00Z".into(),
             confirmed_references: Vec::new(),
+            revision: 1,
+            shown_posts: Vec::new(),
+            signature: None,
         }
     }
 

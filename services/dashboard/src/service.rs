@@ -32,6 +32,8 @@ pub enum DashboardError {
     #[error(transparent)]
     Accounts(#[from] AccountsError),
     #[error(transparent)]
+    SigningKey(#[from] patroli_contracts::KeyError),
+    #[error(transparent)]
     Http(#[from] patroli_runtime::HttpError),
     #[error("cannot bind the dashboard to {addr}: {source}")]
     Bind {
@@ -61,6 +63,19 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), DashboardError> {
     config.validate().map_err(DashboardError::Config)?;
+    let signer = match &config.decision_signing_key_file {
+        Some(path) => {
+            let signer = patroli_contracts::DecisionSigner::load(path)?;
+            tracing::info!(key_id = signer.key_id(), "decision signing key loaded");
+            Some(signer)
+        }
+        None => {
+            tracing::warn!(
+                "no decision_signing_key_file configured: the review desk refuses decisions"
+            );
+            None
+        }
+    };
     let accounts = match &config.accounts_file {
         Some(path) => {
             let accounts = AccountStore::load(path)?;
@@ -117,6 +132,7 @@ pub async fn run(
         shared,
         accounts,
         producer: producer.clone(),
+        signer,
         csrf_secret: rand::random(),
         password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
         stop: stop.clone(),

@@ -7,6 +7,7 @@ mod model_cmds;
 mod pipeline_bench;
 mod replay;
 mod takedown_view;
+mod trust_cmds;
 mod up;
 
 use anyhow::Context;
@@ -48,6 +49,13 @@ enum Command {
     GatewayKey(gateway_cmds::KeyArgs),
     /// Make a dashboard account entry (password read from stdin) for the accounts file.
     DashboardUser(dashboard_cmds::UserArgs),
+    /// Decision signing keys: the dashboard signs reviewer decisions, the takedown service
+    /// verifies them.
+    #[command(subcommand)]
+    Keys(trust_cmds::KeysCommand),
+    /// The takedown audit trail's hash chains.
+    #[command(subcommand)]
+    Audit(trust_cmds::AuditCommand),
     #[command(flatten)]
     Model(model_cmds::ModelCommand),
 }
@@ -139,6 +147,8 @@ fn main() -> anyhow::Result<()> {
         Command::BenchPipeline(args) => runtime()?.block_on(pipeline_bench::run(args)),
         Command::GatewayKey(args) => gateway_cmds::key(args),
         Command::DashboardUser(args) => dashboard_cmds::user(args),
+        Command::Keys(command) => trust_cmds::keys(command),
+        Command::Audit(command) => trust_cmds::audit(command),
         Command::Replay(args) => {
             patroli_runtime::init_tracing(false);
             runtime()?.block_on(async {

@@ -57,6 +57,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut takedown_config: patroli_takedown::TakedownConfig =
         patroli_runtime::load_config(None, std::env::vars())?;
     takedown_config.kafka = config.kafka.clone();
+    let mut dashboard_config: patroli_dashboard::DashboardConfig =
+        patroli_runtime::load_config(None, std::env::vars())?;
+    dashboard_config.kafka = config.kafka.clone();
+    if takedown_config.decision_keys_file.is_none()
+        && dashboard_config.decision_signing_key_file.is_none()
+    {
+        let (signing, verifying) = dev_decision_keys()?;
+        dashboard_config.decision_signing_key_file = Some(signing);
+        takedown_config.decision_keys_file = Some(verifying);
+    }
     eprintln!(
         "takedown:   http://{}/metrics  (review items on {}, requests on {})",
         takedown_config.http_addr,
@@ -87,9 +97,6 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "metrics:    http://{}/metrics  (readiness: /readyz)",
         args.http_addr
     );
-    let mut dashboard_config: patroli_dashboard::DashboardConfig =
-        patroli_runtime::load_config(None, std::env::vars())?;
-    dashboard_config.kafka = config.kafka.clone();
     if dashboard_config.accounts_file.is_none() {
         eprintln!(
             "review desk: set PATROLI_ACCOUNTS_FILE to sign in (entries: `patroli dashboard-user`)"
@@ -143,6 +150,28 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         Err(e) => anyhow::bail!("dashboard task failed: {e}"),
     }
     outcome
+}
+
+/// A decision signing key pair for local runs under `.local/decision-keys/` (made once, then
+/// reused so decisions already on the local topics still verify): the dashboard signs with one
+/// file, the takedown service verifies with the other. Production keys come from Secrets.
+fn dev_decision_keys() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let cwd = std::env::current_dir()?;
+    let dir = find_repo_root(&cwd)
+        .unwrap_or(cwd)
+        .join(".local")
+        .join("decision-keys");
+    let signing = dir.join("dev.signing.toml");
+    let verifying = dir.join("dev.verifying.toml");
+    if !signing.exists() {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        crate::trust_cmds::generate("dev", &signing, &verifying)?;
+        eprintln!(
+            "decisions:  signed with a new local dev key in {}",
+            dir.display()
+        );
+    }
+    Ok((signing, verifying))
 }
 
 /// `KAFKA_BROKERS` when set; otherwise a local Apache Kafka broker started

@@ -279,12 +279,12 @@ impl Engine {
                 fx.dirty_complaints.insert(id.clone());
             }
         }
-        self.send_request(narrative_id, request, fx, now);
+        self.send_request(narrative_id, request, &decision.reviewer, fx, now);
         true
     }
 
     fn audit_ignored_references(
-        &self,
+        &mut self,
         decision: &ReviewDecision,
         status: NarrativeStatus,
         ignored: &[String],

@@ -11,6 +11,10 @@ pub struct TakedownConfig {
     pub group_id: String,
     /// The policy TOML; unset = the bundled `policy.default.toml`.
     pub policy_file: Option<PathBuf>,
+    /// The dashboard's public keys reviewer decisions are verified with (`[keys]`, key id =
+    /// base64 public key; `patroli keys generate` writes it). Required: without it no decision
+    /// could be believed.
+    pub decision_keys_file: Option<PathBuf>,
     /// Raw post texts remembered for joining with their scored events.
     pub text_cache_posts: usize,
     /// At start-up, the texts of this many of the latest messages per raw-topic partition are
@@ -29,6 +33,7 @@ impl Default for TakedownConfig {
             kafka: KafkaConfig::default(),
             group_id: "patroli-takedown".into(),
             policy_file: None,
+            decision_keys_file: None,
             text_cache_posts: 200_000,
             text_rebuild_per_partition: 20_000,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9467)),

@@ -5,15 +5,21 @@
 //! Idempotence: a post joins a narrative once, a decision id applies once, a request state only
 //! moves forward, and every id is derived from its content, so replaying any input after a crash
 //! yields nothing new or the very same messages again.
+//!
+//! Trust: a decision counts only with a valid signature by a dashboard key the service holds,
+//! and a state record's decision is checked again at start-up; nothing else (a policy setting,
+//! a state record, a partner) can make a narrative's first request.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use patroli_contracts::{
-    audit_event_id, topics, AuditEvent, AuditSubject, DecisionAction, NarrativeStatus, PostRef,
-    RequestBasis, ReviewDecision, ScoredEvent, SourceKind, TakedownStatus, SCHEMA_VERSION,
+    audit_event_id, AuditEvent, AuditSubject, DecisionVerifier, NarrativeStatus, PostRef,
+    RequestBasis, ReviewDecision, ScoredEvent, SourceKind, TakedownStatus, AUDIT_GENESIS,
+    SCHEMA_VERSION,
 };
 
 use crate::steps::AuditRecord;
+use crate::trust::decided_status;
 
 use crate::metrics::Metrics;
 use crate::narrative::{narrative_id, NarrativeIndex};
@@ -23,6 +29,12 @@ use crate::time_of;
 
 /// Who automatic steps are attributed to in the audit trail.
 pub const POLICY_ACTOR: &str = "policy";
+/// Who the service's own judgements (unusable input, repaired state) are attributed to.
+pub const TAKEDOWN_ACTOR: &str = "takedown";
+
+/// The one partition of `takedown.audit.v1` the service writes: one hash chain in one total
+/// order, whose tail a restart reads back (docs/architecture.md, "Audit chain").
+pub const AUDIT_PARTITION: i32 = 0;
 
 /// One message to produce.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,6 +42,8 @@ pub struct Outgoing {
     pub topic: &'static str,
     pub key: String,
     pub payload: Vec<u8>,
+    /// Set where the partition must not depend on the key (the audit chain).
+    pub partition: Option<i32>,
 }
 
 impl Outgoing {
@@ -38,12 +52,16 @@ impl Outgoing {
             topic,
             key,
             payload: serde_json::to_vec(value).expect("contract types serialise"),
+            partition: None,
         }
     }
 }
 
 pub struct Engine {
     pub(crate) policy: Policy,
+    pub(crate) verifier: DecisionVerifier,
+    /// The link the next audit record carries: the hash of the last one written.
+    pub(crate) audit_tip: String,
     pub(crate) narratives: BTreeMap<String, NarrativeRecord>,
     pub(crate) posts: HashMap<String, PostRecord>,
     pub(crate) members: HashMap<String, BTreeSet<String>>,
@@ -69,9 +87,16 @@ pub(crate) struct Effects {
 }
 
 impl Engine {
-    pub fn new(policy: Policy, text_cache: usize, metrics: Metrics) -> Self {
+    pub fn new(
+        policy: Policy,
+        verifier: DecisionVerifier,
+        text_cache: usize,
+        metrics: Metrics,
+    ) -> Self {
         Engine {
             policy,
+            verifier,
+            audit_tip: AUDIT_GENESIS.to_owned(),
             narratives: BTreeMap::new(),
             posts: HashMap::new(),
             members: HashMap::new(),
@@ -89,9 +114,23 @@ impl Engine {
         &self.policy
     }
 
+    /// Continues the audit chain after the record whose value hashes to `tip` (read back from
+    /// the topic at start-up).
+    pub fn set_audit_tip(&mut self, tip: String) {
+        self.audit_tip = tip;
+    }
+
     /// Applies a state-topic record read at start-up (later records replace earlier ones);
-    /// call [`Engine::refresh_gauges`] once all are in.
-    pub fn restore(&mut self, record: StateRecord) {
+    /// call [`Engine::reopen_orphans`] once all are in. A narrative record whose status or
+    /// decision does not rest on a verified decision is ignored, with an audit entry naming
+    /// `subject` (where it was read).
+    pub fn restore(&mut self, record: StateRecord, subject: &str, now: &str) -> Vec<Outgoing> {
+        if let StateRecord::Narrative(narrative) = &record {
+            if let Err(why) = self.check_narrative_record(narrative) {
+                let why = format!("state record for {} ignored: {why}", narrative.narrative_id);
+                return self.reject_input(subject, &why, now);
+            }
+        }
         match record {
             StateRecord::Post(post) => {
                 let key = post.post.key();
@@ -125,6 +164,7 @@ impl Engine {
             }
             StateRecord::Complaint(complaint) => self.restore_complaint(*complaint),
         }
+        Vec::new()
     }
 
     /// Remembers a raw post's text; a post already in a narrative gets it (and, once decided,
@@ -164,18 +204,18 @@ impl Engine {
             let why = format!("fingerprint {:?} is not 16 hex chars", event.fingerprint);
             return self.reject_input(&event.source.key(), &why, now);
         };
-        let thresholds = self
+        let review = self
             .policy
-            .thresholds(&event.post.platform, &event.category);
+            .review_threshold(&event.post.platform, &event.category);
         let found = self
             .index
             .find(fingerprint, self.policy.max_distance)
             .map(str::to_owned);
         let narrative_id = match found {
             Some(id) => id,
-            None if event.score >= thresholds.review => {
+            None if event.score >= review => {
                 let id = narrative_id(fingerprint, &key);
-                self.open_narrative(&id, &event, thresholds.review, now, &mut fx);
+                self.open_narrative(&id, &event, review, now, &mut fx);
                 id
             }
             None => {
@@ -215,52 +255,48 @@ impl Engine {
         self.posts.insert(key.clone(), post);
         fx.dirty_posts.insert(key.clone());
 
-        let status = self.narratives[&narrative_id].status;
-        match status {
-            NarrativeStatus::Confirmed if !protected => {
-                let decision_id = self.narratives[&narrative_id]
-                    .decision
-                    .as_ref()
-                    .map(|d| d.decision_id.clone());
+        // A copy of a confirmed narrative is requested on the confirming (verified) decision;
+        // protected copies wait for a person to confirm again, pending and rejected narratives
+        // request nothing.
+        let narrative = &self.narratives[&narrative_id];
+        if narrative.status == NarrativeStatus::Confirmed && !protected {
+            if let Some(decision) = narrative.decision.clone() {
                 self.request(
                     &narrative_id,
                     &event.post.platform,
                     vec![key.clone()],
                     RequestBasis::ConfirmedNarrativeCopy,
-                    decision_id,
+                    &decision,
                     now,
                     &mut fx,
                 );
             }
-            NarrativeStatus::PendingReview => {
-                if let Some(auto) = thresholds.auto {
-                    if event.score >= auto && !protected {
-                        self.request(
-                            &narrative_id,
-                            &event.post.platform,
-                            vec![key.clone()],
-                            RequestBasis::AutoThreshold,
-                            None,
-                            now,
-                            &mut fx,
-                        );
-                    }
-                }
-            }
-            // Protected copies of a confirmed narrative wait for a person to confirm again;
-            // rejected narratives request nothing.
-            NarrativeStatus::Confirmed | NarrativeStatus::Rejected => {}
         }
         self.label_post(&key, &mut fx);
         self.bump_review_item(&narrative_id, now, &mut fx);
         self.finish(fx)
     }
 
-    pub fn on_decision(&mut self, decision: ReviewDecision, now: &str) -> Vec<Outgoing> {
+    /// A reviewer's decision, read at `subject` (`topic:partition:offset`). Believed only if
+    /// its signature verifies and it is about posts of a narrative as reviewers saw it.
+    pub fn on_decision(
+        &mut self,
+        decision: ReviewDecision,
+        subject: &str,
+        now: &str,
+    ) -> Vec<Outgoing> {
         let mut fx = Effects::default();
+        if let Err(why) = self.check_decision(&decision) {
+            self.metrics
+                .ignored
+                .with_label_values(&["unverified_decision"])
+                .inc();
+            let why = format!("decision {} ignored: {why}", decision.decision_id);
+            return self.reject_input(subject, &why, now);
+        }
         let Some(narrative) = self.narratives.get_mut(&decision.narrative_id) else {
             return self.reject_input(
-                &format!("decision:{}", decision.decision_id),
+                subject,
                 &format!("decision for unknown narrative {}", decision.narrative_id),
                 now,
             );
@@ -277,10 +313,7 @@ impl Engine {
         }
         fx.dirty_narratives.insert(decision.narrative_id.clone());
         let from = narrative.status;
-        let to = match decision.action {
-            DecisionAction::Confirm => NarrativeStatus::Confirmed,
-            DecisionAction::Reject => NarrativeStatus::Rejected,
-        };
+        let to = decided_status(decision.action);
         let narrative_id = decision.narrative_id.clone();
         match (from, to) {
             (NarrativeStatus::PendingReview, _) => {
@@ -426,16 +459,13 @@ impl Engine {
             subject_id: subject_id.to_owned(),
             from: None,
             to: "rejected".into(),
-            who: "takedown".into(),
+            who: TAKEDOWN_ACTOR.into(),
             when: now.to_owned(),
             why: why.to_owned(),
             policy_version: self.policy.version.clone(),
+            prev_hash: String::new(),
         };
-        fx.out.push(Outgoing::json(
-            topics::TAKEDOWN_AUDIT,
-            subject_id.to_owned(),
-            &event,
-        ));
+        self.chain_audit(&mut fx, subject_id.to_owned(), event);
         fx.out
     }
 

@@ -2,6 +2,7 @@
 //! per-platform takedown requests once a reviewer confirmed, partner statuses tracked to the
 //! end, reviewers' decisions turned into training labels, and every state change audited.
 
+pub mod audit_chain;
 pub mod burst;
 mod complaints;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod service;
 pub mod state;
 mod steps;
+mod trust;
 
 pub use config::TakedownConfig;
 pub use engine::{Engine, Outgoing};

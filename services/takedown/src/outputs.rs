@@ -185,7 +185,7 @@ pub(crate) fn takedown_request(
     platform: &str,
     keys: &[String],
     basis: RequestBasis,
-    decision_id: Option<String>,
+    decision_id: String,
     now: &str,
 ) -> TakedownRequest {
     let posts: Vec<&PostRecord> = keys.iter().map(|key| &engine.posts[key]).collect();
@@ -237,7 +237,7 @@ pub(crate) fn reference_request(
         listed,
         evidence,
         RequestBasis::Confirmed,
-        Some(decision_id.to_owned()),
+        decision_id.to_owned(),
         now,
     ))
 }
@@ -257,7 +257,7 @@ fn request(
     mut listed: Vec<RequestedPost>,
     evidence: Evidence<'_>,
     basis: RequestBasis,
-    decision_id: Option<String>,
+    decision_id: String,
     now: &str,
 ) -> TakedownRequest {
     listed.sort_by(|a, b| a.post_id.cmp(&b.post_id));

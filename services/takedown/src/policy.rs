@@ -1,5 +1,4 @@
-//! The versioned takedown policy: review (and optional auto) thresholds per category and
-//! platform, protected accounts and domains, near-duplicate distance and what counts as a
+//! The versioned takedown policy: review thresholds per category and platform, protected accounts and domains, near-duplicate distance and what counts as a
 //! coordinated burst. Loaded once at start-up; every error names the file's line.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,17 +26,11 @@ pub enum PolicyError {
     },
 }
 
-/// A threshold pair. `auto` is absent unless a policy sets it on purpose.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Thresholds {
-    pub review: f32,
-    pub auto: Option<f32>,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub version: String,
-    defaults: Thresholds,
+    /// The `review` threshold of `[defaults]`.
+    review: f32,
     categories: BTreeMap<String, Level>,
     platforms: BTreeMap<String, PlatformLevel>,
     protected_accounts: BTreeSet<String>,
@@ -56,7 +49,6 @@ pub struct BurstPolicy {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 struct Level {
     review: Option<f32>,
-    auto: Option<f32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -98,11 +90,12 @@ impl Policy {
                 }
             };
         let level = |raw: &RawLevel, at: &str| -> Result<Level, PolicyError> {
-            let level = Level {
+            if let Some(auto) = &raw.auto {
+                return Err(invalid(Some(auto.span()), no_auto(at)));
+            }
+            Ok(Level {
                 review: check(&raw.review, &format!("{at}.review"))?,
-                auto: check(&raw.auto, &format!("{at}.auto"))?,
-            };
-            Ok(level)
+            })
         };
         if file.version.get_ref().trim().is_empty() {
             return Err(invalid(
@@ -117,10 +110,6 @@ impl Policy {
                 line: table_line(text, "[defaults]"),
                 message: "[defaults] needs a review threshold".into(),
             });
-        };
-        let defaults = Thresholds {
-            review,
-            auto: defaults.auto,
         };
         let mut categories = BTreeMap::new();
         for (name, raw) in &file.categories {
@@ -215,7 +204,7 @@ impl Policy {
         }
         let policy = Policy {
             version: file.version.into_inner(),
-            defaults,
+            review,
             categories,
             platforms,
             protected_accounts,
@@ -223,33 +212,28 @@ impl Policy {
             max_distance,
             burst,
         };
-        policy.check_auto_above_review(text, origin)?;
         Ok(policy)
     }
 
-    /// Thresholds for a post: the most specific level that sets a value wins, in the order
-    /// platform+category, category, platform, defaults (each of `review` and `auto` resolved
-    /// on its own, so a category can lower `review` without switching `auto` on).
-    pub fn thresholds(&self, platform: &str, category: &str) -> Thresholds {
+    /// The review threshold for a post: the most specific level that sets one wins, in the
+    /// order platform+category, category, platform, defaults.
+    pub fn review_threshold(&self, platform: &str, category: &str) -> f32 {
         let platform_level = self.platforms.get(platform);
-        let levels = [
+        [
             platform_level
                 .and_then(|p| p.categories.get(category))
                 .copied(),
             self.categories.get(category).copied(),
             platform_level.map(|p| p.level),
-        ];
-        let pick = |get: fn(&Level) -> Option<f32>, default: Option<f32>| {
-            levels.iter().flatten().find_map(get).or(default)
-        };
-        Thresholds {
-            review: pick(|l| l.review, Some(self.defaults.review)).unwrap_or(self.defaults.review),
-            auto: pick(|l| l.auto, self.defaults.auto),
-        }
+        ]
+        .iter()
+        .flatten()
+        .find_map(|l| l.review)
+        .unwrap_or(self.review)
     }
 
-    /// News outlets and official election bodies: their posts are never requested on a
-    /// threshold alone, only with a person's confirmation.
+    /// News outlets and official election bodies: their posts are requested only in a
+    /// confirmation's request, never as a copy of an already confirmed narrative.
     pub fn is_protected(&self, platform: &str, author: &str, url: Option<&str>) -> bool {
         if self
             .protected_accounts
@@ -264,48 +248,22 @@ impl Policy {
             .iter()
             .any(|domain| host == *domain || host.ends_with(&format!(".{domain}")))
     }
-
-    /// An `auto` below `review` would request posts reviewers never see queued: reject it,
-    /// naming the line of the offending table's key.
-    fn check_auto_above_review(&self, text: &str, origin: &str) -> Result<(), PolicyError> {
-        let mut pairs: Vec<(String, String)> = vec![(String::new(), String::new())];
-        pairs.extend(self.categories.keys().map(|c| (String::new(), c.clone())));
-        for (platform, level) in &self.platforms {
-            pairs.push((platform.clone(), String::new()));
-            pairs.extend(
-                level
-                    .categories
-                    .keys()
-                    .map(|c| (platform.clone(), c.clone())),
-            );
-        }
-        for (platform, category) in pairs {
-            let t = self.thresholds(&platform, &category);
-            if let Some(auto) = t.auto.filter(|auto| *auto < t.review) {
-                let table = match (platform.as_str(), category.as_str()) {
-                    ("", "") => "[defaults]".to_owned(),
-                    ("", c) => format!("[categories.{c}]"),
-                    (p, "") => format!("[platforms.{p}]"),
-                    (p, c) => format!("[platforms.{p}.categories.{c}]"),
-                };
-                return Err(PolicyError::Invalid {
-                    origin: origin.to_owned(),
-                    line: table_line(text, &table),
-                    message: format!(
-                        "{table}: auto threshold {auto} is below the review threshold {}",
-                        t.review
-                    ),
-                });
-            }
-        }
-        Ok(())
-    }
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy::parse(DEFAULT_POLICY, "default policy").expect("the bundled policy is valid")
     }
+}
+
+/// Why a policy may not set `auto` (requests before any review): a first request must trace back
+/// to a person's signed decision, whatever the configuration says.
+fn no_auto(at: &str) -> String {
+    format!(
+        "{at}.auto is not supported: a narrative's first takedown request always needs a \
+         reviewer's signed decision (copies of a confirmed narrative are already requested \
+         without one); remove this line"
+    )
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -351,14 +309,15 @@ struct PolicyFile {
 #[serde(deny_unknown_fields)]
 struct RawLevel {
     review: Option<Spanned<f32>>,
-    auto: Option<Spanned<f32>>,
+    /// Refused with a reason (see [`no_auto`]) rather than as an unknown key.
+    auto: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawPlatform {
     review: Option<Spanned<f32>>,
-    auto: Option<Spanned<f32>>,
+    auto: Option<Spanned<toml::Value>>,
     #[serde(default)]
     categories: BTreeMap<String, RawLevel>,
 }

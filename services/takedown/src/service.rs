@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use futures::future::try_join_all;
 use patroli_contracts::{
-    decode_input, now_rfc3339, topics, Limits, ReviewDecision, ScoredEvent, TakedownStatus,
-    SCHEMA_VERSION,
+    audit_link, decode_input, now_rfc3339, topics, DecisionVerifier, KeyError, Limits,
+    ReviewDecision, ScoredEvent, TakedownStatus, SCHEMA_VERSION,
 };
-use patroli_runtime::{serve_http, Health};
+use patroli_runtime::{serve_http, Health, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -18,7 +18,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, Outgoing};
+use crate::engine::{Engine, Outgoing, AUDIT_PARTITION};
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError};
 use crate::state::StateRecord;
@@ -42,6 +42,10 @@ pub enum TakedownError {
     #[error(transparent)]
     Policy(#[from] PolicyError),
     #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("decision_keys_file is not set: without the dashboard's public keys no reviewer decision can be verified")]
+    NoDecisionKeys,
+    #[error(transparent)]
     Http(#[from] patroli_runtime::HttpError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
@@ -57,6 +61,13 @@ pub async fn run(config: TakedownConfig, shutdown: CancellationToken) -> Result<
         None => Policy::default(),
     };
     tracing::info!(version = %policy.version, "takedown policy loaded");
+    let verifier = DecisionVerifier::load(
+        config
+            .decision_keys_file
+            .as_deref()
+            .ok_or(TakedownError::NoDecisionKeys)?,
+    )?;
+    tracing::info!(keys = ?verifier.key_ids().collect::<Vec<_>>(), "decision keys loaded");
     let metrics = Metrics::new();
     let health = Health::new(&[READY_STATE, READY_CONSUMING]);
     let (_, http) = serve_http(
@@ -67,17 +78,20 @@ pub async fn run(config: TakedownConfig, shutdown: CancellationToken) -> Result<
     )
     .await?;
 
-    let mut engine = Engine::new(policy, config.text_cache_posts, metrics.clone());
+    let mut engine = Engine::new(policy, verifier, config.text_cache_posts, metrics.clone());
     let engine_config = config.clone();
-    engine = tokio::task::spawn_blocking(move || rebuild(&engine_config, engine))
+    let (rebuilt, repairs) = tokio::task::spawn_blocking(move || rebuild(&engine_config, engine))
         .await
         .expect("the rebuild task does not panic")?;
-    health.set(READY_STATE, true);
+    engine = rebuilt;
 
     let producer: FutureProducer = config
         .kafka
         .idempotent_producer("patroli-takedown")
         .create()?;
+    // What the rebuild refused or repaired, audited before anything else is consumed.
+    produce_all(&producer, &repairs).await?;
+    health.set(READY_STATE, true);
     let consumer: StreamConsumer = config
         .kafka
         .client_config("patroli-takedown")
@@ -153,7 +167,7 @@ fn handle(engine: &mut Engine, message: &BorrowedMessage<'_>) -> Vec<Outgoing> {
                 let why = format!("unsupported schema_version {}", decision.schema_version);
                 engine.reject_input(&subject, &why, &now)
             }
-            Ok(decision) => engine.on_decision(decision, &now),
+            Ok(decision) => engine.on_decision(decision, &subject, &now),
             Err(why) => engine.reject_input(&subject, &why, &now),
         },
         topics::TAKEDOWN_STATUS => match decode::<TakedownStatus>(payload) {
@@ -175,13 +189,14 @@ pub async fn produce_all(
     outgoing: &[Outgoing],
 ) -> Result<(), TakedownError> {
     let sends = outgoing.iter().map(|out| async move {
+        let mut record = FutureRecord::to(out.topic)
+            .key(&out.key)
+            .payload(&out.payload);
+        if let Some(partition) = out.partition {
+            record = record.partition(partition);
+        }
         producer
-            .send(
-                FutureRecord::to(out.topic)
-                    .key(&out.key)
-                    .payload(&out.payload),
-                Duration::from_secs(30),
-            )
+            .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
             .map_err(|(source, _)| TakedownError::Produce {
@@ -192,19 +207,63 @@ pub async fn produce_all(
     try_join_all(sends).await.map(|_| ())
 }
 
-/// Reads the state topic to its end into `engine`, then the tail of the raw posts for texts.
-fn rebuild(config: &TakedownConfig, mut engine: Engine) -> Result<Engine, TakedownError> {
+/// Learns the audit chain's tip, reads the state topic to its end into `engine`, then the tail
+/// of the raw topics for texts. Returns the engine and the audit entries (and repaired state) of
+/// state records it refused.
+fn rebuild(
+    config: &TakedownConfig,
+    mut engine: Engine,
+) -> Result<(Engine, Vec<Outgoing>), TakedownError> {
+    // Only the last record's bytes matter; no control records are written to this
+    // partition (the producer is not transactional), so its last offset is a record.
+    let group = format!("{}-rebuild", config.group_id);
+    let mut tip = None;
+    read_to_end(
+        &config.kafka,
+        &group,
+        topics::TAKEDOWN_AUDIT,
+        Some(1),
+        |_, _| {},
+        |message| {
+            if message.partition() == AUDIT_PARTITION {
+                tip = Some(audit_link(message.payload().unwrap_or_default()));
+            }
+            Ok(())
+        },
+    )?;
+    if let Some(tip) = tip {
+        tracing::info!(%tip, "audit chain continues");
+        engine.set_audit_tip(tip);
+    }
+    let now = now_rfc3339();
+    let mut repairs = Vec::new();
     let mut records = 0usize;
-    read_to_end(config, topics::TAKEDOWN_STATE, None, |message| {
-        let (Some(key), Some(value)) = (message.key(), message.payload()) else {
-            return Ok(());
-        };
-        let key = String::from_utf8_lossy(key);
-        let record = StateRecord::from_message(&key, value)?;
-        engine.restore(record);
-        records += 1;
-        Ok(())
-    })?;
+    read_to_end(
+        &config.kafka,
+        &group,
+        topics::TAKEDOWN_STATE,
+        None,
+        |_, _| {},
+        |message| {
+            let subject = format!(
+                "{}:{}:{}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            );
+            let (Some(key), Some(value)) = (message.key(), message.payload()) else {
+                return Ok(());
+            };
+            let key = String::from_utf8_lossy(key);
+            match StateRecord::from_message(&key, value) {
+                Ok(record) => repairs.extend(engine.restore(record, &subject, &now)),
+                Err(why) => repairs.extend(engine.reject_input(&subject, &why, &now)),
+            }
+            records += 1;
+            Ok(())
+        },
+    )?;
+    repairs.extend(engine.reopen_orphans(&now));
     engine.refresh_gauges(time::OffsetDateTime::now_utc());
     tracing::info!(
         records,
@@ -212,39 +271,42 @@ fn rebuild(config: &TakedownConfig, mut engine: Engine) -> Result<Engine, Takedo
         "state rebuilt"
     );
     read_to_end(
-        config,
+        &config.kafka,
+        &group,
         topics::POSTS_RAW,
         Some(config.text_rebuild_per_partition),
+        |_, _| {},
         |message| {
-            let payload = message.payload();
-            if let Ok(input) = decode_input(topics::POSTS_RAW, payload, &Limits::default()) {
+            if let Ok(input) =
+                decode_input(topics::POSTS_RAW, message.payload(), &Limits::default())
+            {
                 // Only the cache is refilled here; texts of known posts are in their records.
                 engine.on_text(input.post.key(), input.text);
             }
             Ok(())
         },
     )?;
-    Ok(engine)
+    Ok((engine, repairs))
 }
 
 /// Reads every partition of `topic` from the start (or its last `tail` messages) up to the high
-/// watermark seen when it began. A missing topic reads as empty.
-fn read_to_end(
-    config: &TakedownConfig,
+/// watermark seen when it began, with a client of `group` that never commits. `on_partition`
+/// learns each partition's first readable offset before its records. A missing topic reads as
+/// empty.
+pub fn read_to_end(
+    kafka: &KafkaConfig,
+    group: &str,
     topic: &str,
     tail: Option<i64>,
+    mut on_partition: impl FnMut(i32, i64),
     mut apply: impl FnMut(&BorrowedMessage<'_>) -> Result<(), String>,
 ) -> Result<(), TakedownError> {
     let failed = |detail: String| TakedownError::Rebuild {
         topic: topic.to_owned(),
         detail,
     };
-    let consumer: BaseConsumer = config
-        .kafka
-        .whole_topic_reader(
-            "patroli-takedown-rebuild",
-            &format!("{}-rebuild", config.group_id),
-        )
+    let consumer: BaseConsumer = kafka
+        .whole_topic_reader("patroli-takedown-rebuild", group)
         .create()?;
     let timeout = Duration::from_secs(30);
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
@@ -261,6 +323,7 @@ fn read_to_end(
     let mut ends = std::collections::HashMap::new();
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        on_partition(partition, low);
         if high <= low {
             continue;
         }

@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use patroli_contracts::{
-    audit_event_id, topics, AuditEvent, AuditSubject, NarrativeStatus, RequestBasis,
+    audit_event_id, audit_link, topics, AuditEvent, AuditSubject, NarrativeStatus, RequestBasis,
     ReviewDecision, ReviewLabel, ScoredEvent, TakedownRequest, SCHEMA_VERSION,
 };
 
-use crate::engine::{Effects, Engine, Outgoing, POLICY_ACTOR};
+use crate::engine::{Effects, Engine, Outgoing, AUDIT_PARTITION, POLICY_ACTOR};
 use crate::state::{NarrativeRecord, RequestRecord, RequestState, StateRecord};
 use crate::{outputs, time_of};
 
@@ -21,19 +21,7 @@ impl Engine {
         now: &str,
         fx: &mut Effects,
     ) {
-        self.narratives.insert(
-            id.to_owned(),
-            NarrativeRecord {
-                narrative_id: id.to_owned(),
-                status: NarrativeStatus::PendingReview,
-                revision: 0,
-                queued_at: now.to_owned(),
-                decision: None,
-                decisions_seen: BTreeSet::new(),
-                requests: BTreeMap::new(),
-            },
-        );
-        fx.dirty_narratives.insert(id.to_owned());
+        self.insert_pending(id, now, fx);
         let why = format!(
             "score {:.2} >= review threshold {review:.2} for {}/{}",
             event.score, event.post.platform, event.category
@@ -52,6 +40,22 @@ impl Engine {
                 cause: &event.event_id,
             },
         );
+    }
+
+    pub(crate) fn insert_pending(&mut self, id: &str, now: &str, fx: &mut Effects) {
+        self.narratives.insert(
+            id.to_owned(),
+            NarrativeRecord {
+                narrative_id: id.to_owned(),
+                status: NarrativeStatus::PendingReview,
+                revision: 0,
+                queued_at: now.to_owned(),
+                decision: None,
+                decisions_seen: BTreeSet::new(),
+                requests: BTreeMap::new(),
+            },
+        );
+        fx.dirty_narratives.insert(id.to_owned());
     }
 
     /// One request per platform listing every post of the narrative not requested yet.
@@ -78,7 +82,7 @@ impl Engine {
                 &platform,
                 keys,
                 RequestBasis::Confirmed,
-                Some(decision.decision_id.clone()),
+                decision,
                 now,
                 fx,
             );
@@ -86,7 +90,8 @@ impl Engine {
     }
 
     /// A request for the narrative's posts `keys` not requested yet (a post is requested at
-    /// most once, whichever way it was confirmed); nothing when none is left.
+    /// most once, whichever way it was confirmed), resting on `decision` (verified, confirming
+    /// `narrative_id`); nothing when none is left.
     #[allow(clippy::too_many_arguments)] // each argument is one field of the request
     pub(crate) fn request(
         &mut self,
@@ -94,7 +99,7 @@ impl Engine {
         platform: &str,
         mut keys: Vec<String>,
         basis: RequestBasis,
-        decision_id: Option<String>,
+        decision: &ReviewDecision,
         now: &str,
         fx: &mut Effects,
     ) {
@@ -102,21 +107,30 @@ impl Engine {
         if keys.is_empty() {
             return;
         }
-        let request =
-            outputs::takedown_request(self, narrative_id, platform, &keys, basis, decision_id, now);
+        let request = outputs::takedown_request(
+            self,
+            narrative_id,
+            platform,
+            &keys,
+            basis,
+            decision.decision_id.clone(),
+            now,
+        );
         for key in &keys {
             let post = self.posts.get_mut(key).expect("requested posts are known");
             post.requested_in = Some(request.request_id.clone());
             fx.dirty_posts.insert(key.clone());
         }
-        self.send_request(narrative_id, request, fx, now);
+        self.send_request(narrative_id, request, &decision.reviewer, fx, now);
     }
 
-    /// Records `request` as sent (state, metrics, audit) and queues it for its platform.
+    /// Records `request` as sent (state, metrics, audit) and queues it for its platform; `who`
+    /// is the reviewer whose verified decision it rests on.
     pub(crate) fn send_request(
         &mut self,
         narrative_id: &str,
         request: TakedownRequest,
+        who: &str,
         fx: &mut Effects,
         now: &str,
     ) {
@@ -139,7 +153,6 @@ impl Engine {
         let basis_name = match basis {
             RequestBasis::Confirmed => "confirmed",
             RequestBasis::ConfirmedNarrativeCopy => "confirmed_narrative_copy",
-            RequestBasis::AutoThreshold => "auto_threshold",
         };
         self.metrics
             .requests_created
@@ -153,15 +166,6 @@ impl Engine {
                 self.metrics.first_post_to_request_seconds.observe(seconds);
             }
         }
-        let who = request
-            .decision_id
-            .as_ref()
-            .map_or(POLICY_ACTOR.to_owned(), |_| {
-                self.narratives[narrative_id]
-                    .decision
-                    .as_ref()
-                    .map_or(POLICY_ACTOR.to_owned(), |d| d.reviewer.clone())
-            });
         let why = format!(
             "{basis_name}: {} post(s) on {platform}",
             request.posts.len()
@@ -174,7 +178,7 @@ impl Engine {
                 subject_id: &request.request_id,
                 from: None,
                 to: RequestState::Sent.as_str(),
-                who: &who,
+                who,
                 when: now,
                 why: &why,
                 cause: basis_name,
@@ -251,7 +255,7 @@ impl Engine {
             .min()
     }
 
-    pub(crate) fn audit(&self, fx: &mut Effects, record: AuditRecord<'_>) {
+    pub(crate) fn audit(&mut self, fx: &mut Effects, record: AuditRecord<'_>) {
         let event = AuditEvent {
             schema_version: SCHEMA_VERSION,
             event_id: audit_event_id(record.subject_id, record.to, record.cause),
@@ -264,12 +268,19 @@ impl Engine {
             when: record.when.to_owned(),
             why: record.why.to_owned(),
             policy_version: self.policy.version.clone(),
+            prev_hash: String::new(),
         };
-        fx.out.push(Outgoing::json(
-            topics::TAKEDOWN_AUDIT,
-            record.narrative_id.to_owned(),
-            &event,
-        ));
+        self.chain_audit(fx, record.narrative_id.to_owned(), event);
+    }
+
+    /// Links `event` to the last audit record and makes it the new last one. Every audit record
+    /// goes through here, to [`AUDIT_PARTITION`], in the order the service produces them.
+    pub(crate) fn chain_audit(&mut self, fx: &mut Effects, key: String, mut event: AuditEvent) {
+        event.prev_hash = std::mem::take(&mut self.audit_tip);
+        let mut out = Outgoing::json(topics::TAKEDOWN_AUDIT, key, &event);
+        out.partition = Some(AUDIT_PARTITION);
+        self.audit_tip = audit_link(&out.payload);
+        fx.out.push(out);
     }
 
     /// Appends the state records of everything `fx` touched, after the outputs: a crash between
@@ -299,6 +310,7 @@ fn state_message(record: &StateRecord) -> Outgoing {
         topic: topics::TAKEDOWN_STATE,
         key: record.key(),
         payload: record.to_json(),
+        partition: None,
     }
 }
 

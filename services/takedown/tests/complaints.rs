@@ -9,6 +9,7 @@ use patroli_contracts::{
     LabelRecord, Latency, ModelRef, NarrativeStatus, PostRef, Reasons, RequestBasis, RequestedPost,
     ReviewDecision, ReviewItem, ScoredEvent, SourceKind, SourceOffset, TakedownRequest,
 };
+use patroli_contracts::{DecisionSigner, DecisionVerifier};
 use patroli_takedown::state::StateRecord;
 use patroli_takedown::{Engine, Metrics, Outgoing, Policy};
 
@@ -17,10 +18,21 @@ const GENUINE: &str = "Jadwal pemungutan suara 14 Februari 2024 pukul 07.00 samp
 const NOW: &str = "2024-02-14T10:00:00Z";
 const NAMED: &str = "1999999999999999999";
 
+/// Where the decisions of these tests were "read".
+const AT: &str = "review.decisions.v1:0:7";
+
+/// The dashboard's key in these tests; the engines hold its public key only.
+fn signer() -> &'static DecisionSigner {
+    static SIGNER: std::sync::OnceLock<DecisionSigner> = std::sync::OnceLock::new();
+    SIGNER.get_or_init(|| DecisionSigner::generate("dashboard-1").unwrap())
+}
+
 fn engine() -> Engine {
     let policy = "version = \"test-1\"\n[defaults]\nreview = 0.7\n[protected]\naccounts = [\"x:kpu_ri\"]\ndomains = [\"kpu.go.id\"]\n";
+    let keys = DecisionVerifier::add_to("", signer(), "test").unwrap();
     Engine::new(
         Policy::parse(policy, "test").expect("valid policy"),
+        DecisionVerifier::parse(&keys, "test").unwrap(),
         1000,
         Metrics::new(),
     )
@@ -92,7 +104,7 @@ fn complaint(id: &str, text: &str, named: Option<PostRef>, url: Option<&str>) ->
 }
 
 fn decide(id: &str, narrative: &str, action: DecisionAction, refs: Vec<PostRef>) -> ReviewDecision {
-    ReviewDecision {
+    let mut decision = ReviewDecision {
         schema_version: 1,
         decision_id: id.into(),
         narrative_id: narrative.into(),
@@ -101,7 +113,13 @@ fn decide(id: &str, narrative: &str, action: DecisionAction, refs: Vec<PostRef>)
         reviewer: "reviewer_07".into(),
         decided_at: NOW.into(),
         confirmed_references: refs,
-    }
+        // Every narrative here is founded by x:h1, the post reviewers are shown.
+        revision: 1,
+        shown_posts: vec![x("h1")],
+        signature: None,
+    };
+    signer().sign(&mut decision);
+    decision
 }
 
 fn of<T: serde::de::DeserializeOwned>(out: &[Outgoing], topic: &str) -> Vec<T> {
@@ -126,6 +144,7 @@ fn confirmed_hoax(engine: &mut Engine) -> String {
     let narrative = format!("n-{}", fingerprint(HOAX));
     let out = engine.on_decision(
         decide("d1", &narrative, DecisionAction::Confirm, vec![]),
+        AT,
         NOW,
     );
     assert_eq!(
@@ -222,7 +241,7 @@ fn confirming_the_reference_requests_exactly_that_post_once() {
     );
     engine.on_scored(complaint("c-2", HOAX, Some(x(NAMED)), None), NOW);
     let decision = decide("d2", &narrative, DecisionAction::Confirm, vec![x(NAMED)]);
-    let out = engine.on_decision(decision.clone(), NOW);
+    let out = engine.on_decision(decision.clone(), AT, NOW);
     let requests: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
     assert_eq!(requests.len(), 1, "{requests:#?}");
     let request = &requests[0];
@@ -230,7 +249,7 @@ fn confirming_the_reference_requests_exactly_that_post_once() {
         (
             request.platform.as_str(),
             request.basis,
-            request.decision_id.as_deref()
+            Some(request.decision_id.as_str())
         ),
         ("x", RequestBasis::Confirmed, Some("d2"))
     );
@@ -256,9 +275,10 @@ fn confirming_the_reference_requests_exactly_that_post_once() {
     );
     // The same decision again, another decision naming it, and the post itself arriving as a
     // copy of the confirmed narrative: no second request.
-    assert!(engine.on_decision(decision, NOW).is_empty());
+    assert!(engine.on_decision(decision, AT, NOW).is_empty());
     let again = engine.on_decision(
         decide("d3", &narrative, DecisionAction::Confirm, vec![x(NAMED)]),
+        AT,
         NOW,
     );
     assert!(of::<TakedownRequest>(&again, topics::TAKEDOWN_REQUESTS).is_empty());
@@ -275,6 +295,7 @@ fn references_confirmed_at_the_first_decision_go_out_with_it() {
     engine.on_scored(complaint("c-1", HOAX, Some(x(NAMED)), None), NOW);
     let out = engine.on_decision(
         decide("d1", &narrative, DecisionAction::Confirm, vec![x(NAMED)]),
+        AT,
         NOW,
     );
     let mut listed: Vec<String> = of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS)
@@ -313,6 +334,7 @@ fn only_recorded_unprotected_references_of_a_confirmed_narrative_are_requested()
             DecisionAction::Confirm,
             vec![x("kpu"), x("other")],
         ),
+        AT,
         NOW,
     );
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
@@ -330,6 +352,7 @@ fn only_recorded_unprotected_references_of_a_confirmed_narrative_are_requested()
     engine.on_scored(complaint("c-1", HOAX, Some(x(NAMED)), None), NOW);
     let out = engine.on_decision(
         decide("d1", &narrative, DecisionAction::Reject, vec![x(NAMED)]),
+        AT,
         NOW,
     );
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
@@ -353,6 +376,7 @@ fn a_known_protected_post_is_a_protected_reference() {
     assert!(last_item(&out).complaint_references[0].protected);
     let out = engine.on_decision(
         decide("d2", &narrative, DecisionAction::Confirm, vec![x("p-kpu")]),
+        AT,
         NOW,
     );
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
@@ -393,14 +417,20 @@ fn references_and_their_requests_survive_a_rebuild() {
     let narrative = format!("n-{}", fingerprint(HOAX));
     let mut out = original.on_scored(post("h1", HOAX, 0.9), NOW);
     let first = decide("d1", &narrative, DecisionAction::Confirm, vec![]);
-    out.extend(original.on_decision(first, NOW));
+    out.extend(original.on_decision(first, AT, NOW));
     out.extend(original.on_scored(complaint("c-1", HOAX, Some(x(NAMED)), None), NOW));
     out.extend(original.on_scored(complaint("c-2", HOAX, Some(x("later")), None), NOW));
     let second = decide("d2", &narrative, DecisionAction::Confirm, vec![x(NAMED)]);
-    out.extend(original.on_decision(second, NOW));
+    out.extend(original.on_decision(second, AT, NOW));
     let mut rebuilt = engine();
     for o in out.iter().filter(|o| o.topic == topics::TAKEDOWN_STATE) {
-        rebuilt.restore(StateRecord::from_message(&o.key, &o.payload).expect("valid record"));
+        let record = StateRecord::from_message(&o.key, &o.payload).expect("valid record");
+        assert!(
+            rebuilt
+                .restore(record, "takedown.state.v1:0:0", NOW)
+                .is_empty(),
+            "an honest record restores without repair"
+        );
     }
     assert!(rebuilt
         .on_scored(complaint("c-1", HOAX, Some(x(NAMED)), None), NOW)
@@ -408,7 +438,7 @@ fn references_and_their_requests_survive_a_rebuild() {
     let copy = rebuilt.on_scored(post(NAMED, HOAX, 0.9), NOW);
     assert!(of::<TakedownRequest>(&copy, topics::TAKEDOWN_REQUESTS).is_empty());
     let third = decide("d3", &narrative, DecisionAction::Confirm, vec![x("later")]);
-    let out = rebuilt.on_decision(third, NOW);
+    let out = rebuilt.on_decision(third, AT, NOW);
     let requests: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].posts[0].post_id, "later");

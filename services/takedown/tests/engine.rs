@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use patroli_contracts::{audit_link, DecisionSigner, DecisionVerifier};
 use patroli_contracts::{
     fingerprint, topics, AuditEvent, ClaimRecord, ClaimVerdict, DecisionAction, LabelRecord,
     Latency, MatchedClaim, ModelRef, NarrativeStatus, PartnerStatus, PostRef, Priority, Reasons,
     RequestBasis, ReviewDecision, ReviewItem, ReviewLabel, ScoredEvent, SourceKind, SourceOffset,
-    TakedownRequest, TakedownStatus,
+    TakedownRequest, TakedownStatus, AUDIT_GENESIS,
 };
 use patroli_takedown::state::StateRecord;
 use patroli_takedown::{Engine, Metrics, Outgoing, Policy};
@@ -15,6 +16,19 @@ use patroli_takedown::{Engine, Metrics, Outgoing, Policy};
 const HOAX: &str = "Surat suara di TPS 05 Kelurahan Cempaka sudah dicoblos duluan untuk paslon nomor 2 sebelum pemilih datang. Petugas KPPS diam saja, Bawaslu tdk bertindak. Sebarkan sebelum dihapus!";
 const OTHER: &str = "Info dari grup sebelah: pemungutan suara diundur ke tanggal 21 Februari karena logistik KPU belum siap, jadi besok gk usah ke TPS ya. Tolong teruskan ke keluarga dan tetangga kalian";
 const NOW: &str = "2024-02-14T10:00:00Z";
+/// Where the decisions of these tests were "read".
+const AT: &str = "review.decisions.v1:0:7";
+
+/// The dashboard's key in these tests; the engines hold its public key only.
+fn signer() -> &'static DecisionSigner {
+    static SIGNER: std::sync::OnceLock<DecisionSigner> = std::sync::OnceLock::new();
+    SIGNER.get_or_init(|| DecisionSigner::generate("dashboard-1").unwrap())
+}
+
+fn verifier() -> DecisionVerifier {
+    let keys = DecisionVerifier::add_to("", signer(), "test").unwrap();
+    DecisionVerifier::parse(&keys, "test").unwrap()
+}
 
 fn policy(extra: &str) -> Policy {
     let text = format!(
@@ -24,7 +38,7 @@ fn policy(extra: &str) -> Policy {
 }
 
 fn engine(extra: &str) -> Engine {
-    Engine::new(policy(extra), 1000, Metrics::new())
+    Engine::new(policy(extra), verifier(), 1000, Metrics::new())
 }
 
 fn scored(
@@ -76,8 +90,14 @@ fn scored(
     }
 }
 
-fn decision(id: &str, narrative: &str, action: DecisionAction) -> ReviewDecision {
-    ReviewDecision {
+/// A decision signed by the dashboard's key, made on revision 1 showing post `x:p<shown>`.
+fn decision_showing(
+    id: &str,
+    narrative: &str,
+    action: DecisionAction,
+    shown: usize,
+) -> ReviewDecision {
+    let mut decision = ReviewDecision {
         schema_version: 1,
         decision_id: id.into(),
         narrative_id: narrative.into(),
@@ -86,7 +106,20 @@ fn decision(id: &str, narrative: &str, action: DecisionAction) -> ReviewDecision
         reviewer: "reviewer_07".into(),
         decided_at: NOW.into(),
         confirmed_references: Vec::new(),
-    }
+        revision: 1,
+        shown_posts: vec![PostRef {
+            platform: "x".into(),
+            post_id: format!("p{shown}"),
+        }],
+        signature: None,
+    };
+    signer().sign(&mut decision);
+    decision
+}
+
+/// A signed decision showing `x:p0`, the founding post of most narratives here.
+fn decision(id: &str, narrative: &str, action: DecisionAction) -> ReviewDecision {
+    decision_showing(id, narrative, action, 0)
 }
 
 fn of<T: serde::de::DeserializeOwned>(out: &[Outgoing], topic: &str) -> Vec<T> {
@@ -196,7 +229,7 @@ fn below_review_founds_nothing_but_joins_a_known_narrative() {
 fn confirm_requests_every_post_once_per_platform_then_copies_automatically() {
     let mut engine = engine("");
     let (_, narrative) = twelve_variants(&mut engine);
-    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW);
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW);
     let requests: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
     assert_eq!(requests.len(), 3);
     let listed: BTreeMap<String, Vec<String>> = requests
@@ -214,7 +247,7 @@ fn confirm_requests_every_post_once_per_platform_then_copies_automatically() {
     for r in &requests {
         assert_eq!(r.matched_claims, expected_claims());
         assert_eq!(r.basis, RequestBasis::Confirmed);
-        assert_eq!(r.decision_id.as_deref(), Some("d1"));
+        assert_eq!(r.decision_id, "d1");
         assert_eq!(r.policy_version, "test-1");
         assert!(r.evidence_excerpt.as_deref().unwrap().contains("TPS 05"));
     }
@@ -259,21 +292,21 @@ fn confirm_requests_every_post_once_per_platform_then_copies_automatically() {
     assert_eq!(audit[0].why, "checked with Bawaslu");
 
     assert!(engine
-        .on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW)
+        .on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW)
         .is_empty());
     let out = engine.on_scored(scored("x", 99, &variant(5), "late", 600, 0.4), NOW);
     let copies: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
     assert_eq!(copies.len(), 1);
     assert_eq!(copies[0].basis, RequestBasis::ConfirmedNarrativeCopy);
     assert_eq!(copies[0].posts[0].post_id, "p99");
-    assert_eq!(copies[0].decision_id.as_deref(), Some("d1"));
+    assert_eq!(copies[0].decision_id, "d1");
 }
 
 #[test]
 fn reject_labels_not_hoax_and_requests_nothing() {
     let mut engine = engine("");
     let (_, narrative) = twelve_variants(&mut engine);
-    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Reject), NOW);
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Reject), AT, NOW);
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
     let labels: Vec<LabelRecord> = of(&out, topics::LABELS);
     assert_eq!(labels.len(), 12);
@@ -285,7 +318,7 @@ fn reject_labels_not_hoax_and_requests_nothing() {
     let out = engine.on_scored(scored("x", 99, HOAX, "late", 0, 0.99), NOW);
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
     // A later confirm cannot undo the rejection; it is audited as ignored.
-    let out = engine.on_decision(decision("d2", &narrative, DecisionAction::Confirm), NOW);
+    let out = engine.on_decision(decision("d2", &narrative, DecisionAction::Confirm), AT, NOW);
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
     let audit: Vec<AuditEvent> = of(&out, topics::TAKEDOWN_AUDIT);
     assert_eq!(
@@ -296,7 +329,7 @@ fn reject_labels_not_hoax_and_requests_nothing() {
 
 #[test]
 fn protected_sources_are_never_requested_without_confirmation() {
-    let mut engine = engine("[platforms.x]\nauto = 0.95\n");
+    let mut engine = engine("");
     let mut official = scored("x", 1, HOAX, "kpu_ri", 0, 0.99);
     official.url = None;
     let mut news = scored("x", 2, HOAX, "anon", 1, 0.99);
@@ -310,21 +343,19 @@ fn protected_sources_are_never_requested_without_confirmation() {
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
     let item = &of::<ReviewItem>(&out, topics::REVIEW_QUEUE)[0];
     assert!(item.sample_posts.iter().all(|p| p.protected));
-    // An unprotected copy above `auto` is requested before review.
+    // Nor is anything else, however high its score, before a person confirms.
     let out = engine.on_scored(scored("x", 3, HOAX, "anon", 2, 0.99), NOW);
-    let auto: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
-    assert_eq!(auto.len(), 1);
-    assert_eq!(auto[0].basis, RequestBasis::AutoThreshold);
-    assert_eq!(auto[0].decision_id, None);
+    assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
     // Confirming requests the protected posts a person has now seen.
-    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW);
+    let confirm = |id| decision_showing(id, &narrative, DecisionAction::Confirm, 1);
+    let out = engine.on_decision(confirm("d1"), AT, NOW);
     let confirmed: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
     assert_eq!(confirmed.len(), 1);
-    assert_eq!(confirmed[0].posts.len(), 2);
+    assert_eq!(confirmed[0].posts.len(), 3);
     // A protected copy after confirmation waits for another confirmation.
     let out = engine.on_scored(scored("x", 4, HOAX, "kpu_ri", 3, 0.99), NOW);
     assert!(of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).is_empty());
-    let out = engine.on_decision(decision("d2", &narrative, DecisionAction::Confirm), NOW);
+    let out = engine.on_decision(confirm("d2"), AT, NOW);
     let released: Vec<TakedownRequest> = of(&out, topics::TAKEDOWN_REQUESTS);
     assert_eq!(released.len(), 1);
     assert_eq!(released[0].posts[0].post_id, "p4");
@@ -334,7 +365,7 @@ fn protected_sources_are_never_requested_without_confirmation() {
 fn partner_statuses_drive_the_request_state() {
     let mut engine = engine("");
     let (_, narrative) = twelve_variants(&mut engine);
-    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW);
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW);
     let x = of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS)
         .into_iter()
         .find(|r| r.platform == "x")
@@ -393,6 +424,7 @@ fn a_burst_of_distinct_authors_raises_priority() {
     assert_eq!((burst.distinct_authors, burst.window_minutes), (5, 60));
     let out = engine.on_decision(
         decision("d1", &item.narrative_id, DecisionAction::Confirm),
+        AT,
         NOW,
     );
     let request = &of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS)[0];
@@ -403,10 +435,13 @@ fn a_burst_of_distinct_authors_raises_priority() {
 fn state_records_rebuild_an_engine_that_continues_identically() {
     let mut original = engine("");
     let (mut out, narrative) = twelve_variants(&mut original);
-    out.extend(original.on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW));
+    out.extend(original.on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW));
     let mut rebuilt = engine("");
     for o in out.iter().filter(|o| o.topic == topics::TAKEDOWN_STATE) {
-        rebuilt.restore(StateRecord::from_message(&o.key, &o.payload).expect("valid record"));
+        let record = StateRecord::from_message(&o.key, &o.payload).expect("valid record");
+        assert!(rebuilt
+            .restore(record, "takedown.state.v1:0:0", NOW)
+            .is_empty());
     }
     // Replays after the rebuild change nothing ...
     for i in 0..12 {
@@ -416,7 +451,7 @@ fn state_records_rebuild_an_engine_that_continues_identically() {
             .is_empty());
     }
     assert!(rebuilt
-        .on_decision(decision("d1", &narrative, DecisionAction::Confirm), NOW)
+        .on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW)
         .is_empty());
     // ... and new input gives what the original gives.
     let late = scored("tiktok", 50, &variant(2), "late", 700, 0.8);
@@ -439,6 +474,7 @@ fn unusable_inputs_are_audited_not_dropped() {
     let mut engine = engine("");
     let out = engine.on_decision(
         decision("d9", "n-0000000000000000", DecisionAction::Confirm),
+        AT,
         NOW,
     );
     let audit: Vec<AuditEvent> = of(&out, topics::TAKEDOWN_AUDIT);
@@ -446,7 +482,7 @@ fn unusable_inputs_are_audited_not_dropped() {
         audit[0].why,
         "decision for unknown narrative n-0000000000000000"
     );
-    assert_eq!(audit[0].subject_id, "decision:d9");
+    assert_eq!(audit[0].subject_id, AT);
     let mut bad = scored("x", 1, HOAX, "a", 0, 0.9);
     bad.fingerprint = "xyz".into();
     let audit: Vec<AuditEvent> = of(&engine.on_scored(bad, NOW), topics::TAKEDOWN_AUDIT);
@@ -468,4 +504,207 @@ fn posts_without_words_stand_alone() {
         })
         .collect();
     assert_eq!(ids, ["n-post-x:p1", "n-post-x:p2"]);
+}
+
+/// The audit entries of `out`, each as (`why`, its subject id).
+fn audited(out: &[Outgoing]) -> Vec<(String, String)> {
+    of::<AuditEvent>(out, topics::TAKEDOWN_AUDIT)
+        .into_iter()
+        .map(|a| (a.why, a.subject_id))
+        .collect()
+}
+
+#[test]
+fn forged_and_misplaced_decisions_change_nothing_and_are_audited() {
+    let mut engine = engine("");
+    let (_, narrative) = twelve_variants(&mut engine);
+    let mut unsigned = decision("d1", &narrative, DecisionAction::Confirm);
+    unsigned.signature = None;
+    let mut foreign = decision("d2", &narrative, DecisionAction::Confirm);
+    DecisionSigner::generate("dashboard-1")
+        .unwrap()
+        .sign(&mut foreign);
+    let mut unknown = decision("d3", &narrative, DecisionAction::Confirm);
+    DecisionSigner::generate("stolen")
+        .unwrap()
+        .sign(&mut unknown);
+    // A reviewer's real rejection, turned into a confirmation.
+    let mut altered = decision("d4", &narrative, DecisionAction::Reject);
+    altered.action = DecisionAction::Confirm;
+    // A real confirmation of another narrative, pointed at this one.
+    let mut retargeted = decision("d5", "n-elsewhere", DecisionAction::Confirm);
+    retargeted.narrative_id = narrative.clone();
+    let mut future = ReviewDecision {
+        revision: 99,
+        ..decision("d6", &narrative, DecisionAction::Confirm)
+    };
+    signer().sign(&mut future);
+    let elsewhere = decision_showing("d7", &narrative, DecisionAction::Confirm, 77);
+    let mut silent = decision("d8", &narrative, DecisionAction::Confirm);
+    silent.shown_posts.clear();
+    signer().sign(&mut silent);
+    let cases = [
+        (unsigned, "decision d1 ignored: decision is not signed".to_owned()),
+        (
+            foreign,
+            "decision d2 ignored: decision signature does not match its content (key \"dashboard-1\")".to_owned(),
+        ),
+        (unknown, "decision d3 ignored: decision signed by unknown key \"stolen\"".to_owned()),
+        (
+            altered,
+            "decision d4 ignored: decision signature does not match its content (key \"dashboard-1\")".to_owned(),
+        ),
+        (
+            retargeted,
+            "decision d5 ignored: decision signature does not match its content (key \"dashboard-1\")".to_owned(),
+        ),
+        (
+            future,
+            format!("decision d6 ignored: it was made on revision 99 of {narrative}, which is at revision 12"),
+        ),
+        (
+            elsewhere,
+            format!("decision d7 ignored: it names post x:p77, not a post of {narrative}"),
+        ),
+        (
+            silent,
+            "decision d8 ignored: it names no post the reviewer was shown".to_owned(),
+        ),
+    ];
+    for (forged, why) in cases {
+        let out = engine.on_decision(forged, AT, NOW);
+        assert_eq!(audited(&out), [(why, AT.to_owned())]);
+        assert_eq!(out.len(), 1, "only the audit entry: {out:?}");
+    }
+    // The real decision still applies: none of the forgeries used up its id or the narrative.
+    let out = engine.on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW);
+    assert_eq!(
+        of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).len(),
+        3
+    );
+}
+
+#[test]
+fn a_state_record_cannot_confirm_on_its_own() {
+    let mut original = engine("");
+    let (out, narrative) = twelve_variants(&mut original);
+    let state: Vec<&Outgoing> = out
+        .iter()
+        .filter(|o| o.topic == topics::TAKEDOWN_STATE)
+        .collect();
+    let narrative_key = format!("narrative:{narrative}");
+    let latest = state.iter().rev().find(|o| o.key == narrative_key).unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&latest.payload).unwrap();
+    let mut forge = |status: &str, decision: Option<ReviewDecision>| {
+        record["status"] = status.into();
+        record["decision"] = serde_json::to_value(decision).unwrap();
+        serde_json::to_vec(&record).unwrap()
+    };
+    let mut unsigned = decision("d1", &narrative, DecisionAction::Confirm);
+    unsigned.signature = None;
+    let forgeries = [
+        (
+            forge("confirmed", None),
+            "status confirmed without a decision".to_owned(),
+        ),
+        (
+            forge("confirmed", Some(unsigned)),
+            "decision is not signed".to_owned(),
+        ),
+        (
+            forge(
+                "confirmed",
+                Some(decision("d1", "n-other", DecisionAction::Confirm)),
+            ),
+            "its decision d1 is for narrative n-other".to_owned(),
+        ),
+        (
+            forge(
+                "confirmed",
+                Some(decision("d1", &narrative, DecisionAction::Reject)),
+            ),
+            "status confirmed but its decision d1 says rejected".to_owned(),
+        ),
+        (b"{not json".to_vec(), String::new()),
+    ];
+    for (i, (payload, why)) in forgeries.into_iter().enumerate() {
+        let mut rebuilt = engine("");
+        for o in &state {
+            let record = StateRecord::from_message(&o.key, &o.payload).unwrap();
+            assert!(rebuilt
+                .restore(record, "takedown.state.v1:0:1", NOW)
+                .is_empty());
+        }
+        let at = format!("takedown.state.v1:0:{}", 100 + i);
+        match StateRecord::from_message(&narrative_key, &payload) {
+            Ok(record) => assert_eq!(
+                audited(&rebuilt.restore(record, &at, NOW)),
+                [(
+                    format!("state record for {narrative} ignored: {why}"),
+                    at.clone()
+                )]
+            ),
+            // The service audits what does not decode at all (see service::rebuild).
+            Err(e) => assert!(e.starts_with(&format!("narrative record {narrative_key}: "))),
+        }
+        assert!(rebuilt.reopen_orphans(NOW).is_empty());
+        // Still pending: a new copy is not requested, a real decision still applies.
+        let copy = rebuilt.on_scored(scored("x", 99, &variant(5), "late", 600, 0.9), NOW);
+        assert!(of::<TakedownRequest>(&copy, topics::TAKEDOWN_REQUESTS).is_empty());
+        let out = rebuilt.on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW);
+        assert_eq!(
+            of::<TakedownRequest>(&out, topics::TAKEDOWN_REQUESTS).len(),
+            3
+        );
+    }
+}
+
+#[test]
+fn posts_of_an_ignored_narrative_are_queued_again() {
+    let mut original = engine("");
+    let (out, narrative) = twelve_variants(&mut original);
+    let mut rebuilt = engine("");
+    for o in out.iter().filter(|o| o.key.starts_with("post:")) {
+        let record = StateRecord::from_message(&o.key, &o.payload).unwrap();
+        assert!(rebuilt
+            .restore(record, "takedown.state.v1:0:1", NOW)
+            .is_empty());
+    }
+    let out = rebuilt.reopen_orphans(NOW);
+    assert_eq!(
+        audited(&out),
+        [(
+            "narrative record missing or ignored at start-up: queued for review again".to_owned(),
+            narrative.clone()
+        )]
+    );
+    let item = &of::<ReviewItem>(&out, topics::REVIEW_QUEUE)[0];
+    assert_eq!(
+        (item.status, item.post_count),
+        (NarrativeStatus::PendingReview, 12)
+    );
+}
+
+#[test]
+fn every_audit_record_links_to_the_one_before() {
+    let mut restarted = engine("");
+    let tip = audit_link(b"the last record already on the topic");
+    restarted.set_audit_tip(tip.clone());
+    let (mut out, narrative) = twelve_variants(&mut restarted);
+    out.extend(restarted.on_decision(decision("d1", &narrative, DecisionAction::Confirm), AT, NOW));
+    let audit: Vec<&Outgoing> = out
+        .iter()
+        .filter(|o| o.topic == topics::TAKEDOWN_AUDIT)
+        .collect();
+    assert_eq!(audit.len(), 5, "opened, confirmed, three requests");
+    let mut expected = tip;
+    for record in audit {
+        assert_eq!(record.partition, Some(0));
+        let event: AuditEvent = serde_json::from_slice(&record.payload).unwrap();
+        assert_eq!(event.prev_hash, expected);
+        expected = audit_link(&record.payload);
+    }
+    let first = engine("").on_scored(scored("x", 1, HOAX, "a", 0, 0.9), NOW);
+    let opened: Vec<AuditEvent> = of(&first, topics::TAKEDOWN_AUDIT);
+    assert_eq!(opened[0].prev_hash, AUDIT_GENESIS);
 }

@@ -1,4 +1,4 @@
-use patroli_takedown::policy::{Policy, Thresholds};
+use patroli_takedown::policy::Policy;
 
 const BASE: &str = r#"version = "2024.02.1"
 
@@ -10,7 +10,7 @@ review = 0.6
 
 [platforms.tiktok]
 review = 0.8
-auto = 0.99
+# (an auto threshold here is refused)
 
 [platforms.tiktok.categories.ballot_fraud]
 review = 0.5
@@ -29,47 +29,34 @@ fn error(text: &str) -> String {
 #[test]
 fn the_most_specific_level_wins() {
     let policy = Policy::parse(BASE, "policy.toml").expect("valid");
-    let t = |platform, category| policy.thresholds(platform, category);
-    assert_eq!(
-        t("x", "other_hoax"),
-        Thresholds {
-            review: 0.7,
-            auto: None
-        }
-    );
-    assert_eq!(
-        t("x", "ballot_fraud"),
-        Thresholds {
-            review: 0.6,
-            auto: None
-        }
-    );
-    assert_eq!(
-        t("tiktok", "other_hoax"),
-        Thresholds {
-            review: 0.8,
-            auto: Some(0.99)
-        }
-    );
-    assert_eq!(
-        t("tiktok", "ballot_fraud"),
-        Thresholds {
-            review: 0.5,
-            auto: Some(0.99)
-        }
-    );
+    let t = |platform, category| policy.review_threshold(platform, category);
+    assert_eq!(t("x", "other_hoax"), 0.7);
+    assert_eq!(t("x", "ballot_fraud"), 0.6);
+    assert_eq!(t("tiktok", "other_hoax"), 0.8);
+    assert_eq!(t("tiktok", "ballot_fraud"), 0.5);
     assert_eq!(policy.version, "2024.02.1");
     assert_eq!(policy.max_distance, 10);
 }
 
+/// No setting lets a request go out before a person confirmed: `auto` is refused wherever it
+/// appears, with the reason.
 #[test]
-fn auto_is_off_by_default() {
-    let policy = Policy::default();
-    for platform in ["x", "facebook", "tiktok", "instagram"] {
-        for category in ["ballot_fraud", "fake_official", "other_hoax"] {
-            assert_eq!(policy.thresholds(platform, category).auto, None);
-        }
-    }
+fn auto_is_refused_with_the_reason() {
+    let why = "is not supported: a narrative's first takedown request always needs a reviewer's \
+               signed decision (copies of a confirmed narrative are already requested without \
+               one); remove this line";
+    let text = BASE.replace("# (an auto threshold here is refused)", "auto = 0.99");
+    assert_eq!(
+        error(&text),
+        format!("policy.toml:11: platforms.tiktok.auto {why}")
+    );
+    let text = BASE.replace("review = 0.7", "review = 0.7\nauto = 0.95");
+    assert_eq!(error(&text), format!("policy.toml:5: defaults.auto {why}"));
+    let text = BASE.replace("review = 0.6", "auto = 1");
+    assert_eq!(
+        error(&text),
+        format!("policy.toml:7: categories.ballot_fraud.auto {why}")
+    );
 }
 
 #[test]
@@ -111,15 +98,6 @@ fn syntax_error_names_its_line() {
 }
 
 #[test]
-fn auto_below_review_names_its_table() {
-    let text = BASE.replace("auto = 0.99", "auto = 0.75");
-    assert_eq!(
-        error(&text),
-        "policy.toml:9: [platforms.tiktok]: auto threshold 0.75 is below the review threshold 0.8"
-    );
-}
-
-#[test]
 fn bad_protected_entries_name_their_line() {
     let text = BASE.replace("\"x:kpu_ri\"", "\"kpu_ri\"");
     assert_eq!(
@@ -138,7 +116,7 @@ fn missing_version_and_defaults_are_errors() {
     let message = error("[defaults]\nreview = 0.5\n");
     assert!(message.contains("missing field `version`"), "{message}");
     assert_eq!(
-        error("version = \"v\"\n[defaults]\nauto = 0.9\n"),
+        error("version = \"v\"\n[defaults]\n"),
         "policy.toml:2: [defaults] needs a review threshold"
     );
     assert_eq!(
