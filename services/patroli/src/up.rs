@@ -93,6 +93,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let mut dashboard_config: patroli_dashboard::DashboardConfig =
         patroli_runtime::load_config(None, std::env::vars())?;
     dashboard_config.kafka = config.kafka.clone();
+    // The local demo shows its overview without an account unless told otherwise.
+    if std::env::var_os("PATROLI_PUBLIC_AGGREGATES").is_none() {
+        dashboard_config.public_aggregates = true;
+    }
     if dashboard_config.accounts_file.is_none() {
         eprintln!(
             "review desk: set PATROLI_ACCOUNTS_FILE to sign in (entries: `patroli dashboard-user`)"
