@@ -184,14 +184,36 @@ impl DashboardProcess {
         answer(request).await
     }
 
+    /// POSTs the sign-in form from local address `from` (any of 127.0.0.0/8 reaches the
+    /// dashboard), so the dashboard sees another client address.
+    pub async fn login_from(
+        &self,
+        from: std::net::IpAddr,
+        cookie: Option<&str>,
+        fields: &[(&str, &str)],
+    ) -> Answer {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .local_address(from)
+            .build()
+            .expect("http client");
+        let mut request = client
+            .post(self.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(fields));
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        answer(request).await
+    }
+
     /// Signs `user` in; returns the `Cookie` header value of the session.
     pub async fn sign_in(&self, user: &str, password: &str) -> String {
         let answer = self
             .post_form("/login", None, &[("user", user), ("password", password)])
             .await;
         assert_eq!(answer.status, 303, "sign-in of {user}: {}", answer.text);
-        let set_cookie = answer.header("set-cookie").expect("a session cookie");
-        set_cookie.split(';').next().unwrap().to_owned()
+        answer.cookie("patroli_session").expect("a session cookie")
     }
 
     /// Polls `path` until `done` holds for its JSON; returns it.
@@ -253,6 +275,17 @@ impl Answer {
 
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    /// The `name=value` part of the `Set-Cookie` header setting cookie `name`.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or_default())
+            .find(|pair| pair.starts_with(&format!("{name}=")))
+            .map(str::to_owned)
     }
 }
 

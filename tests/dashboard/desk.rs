@@ -9,10 +9,10 @@ use serde_json::json;
 use crate::common::{produce, shared_brokers, Stream};
 use crate::harness::*;
 
-const REVIEWER: (&str, &str, &str) = ("rina", "rina-password-1", "reviewer");
-const VIEWER: (&str, &str, &str) = ("vino", "vino-password-1", "viewer");
+pub(crate) const REVIEWER: (&str, &str, &str) = ("rina", "rina-password-1", "reviewer");
+pub(crate) const VIEWER: (&str, &str, &str) = ("vino", "vino-password-1", "viewer");
 
-async fn desk(
+pub(crate) async fn desk(
     test: &str,
     extra_env: &[(&str, &str)],
 ) -> (DashboardTopics, DashboardProcess, tempfile::NamedTempFile) {
@@ -197,7 +197,7 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     );
     assert_eq!(items["items"][1]["decision"]["reviewer"], "rina");
     assert_eq!(items["items"][1]["awaiting_review"], false);
-    let overview = dash.json("/api/v1/overview").await;
+    let overview = dash.get("/api/v1/overview", Some(&rina)).await.json();
     assert_eq!(
         overview["review"],
         json!({"awaiting": 1, "high_priority": 0, "decided": 1})
@@ -212,8 +212,17 @@ async fn reviewers_decide_and_everyone_else_is_refused() {
     );
 
     // A changed accounts file applies to running sessions: rina is now a viewer, vino is gone.
-    let rewritten = accounts_file(&[(REVIEWER.0, REVIEWER.1, "viewer")]);
-    std::fs::copy(rewritten.path(), accounts.path()).unwrap();
+    // (Rina's entry as it was, password hash and all, but for the role.)
+    let entries = std::fs::read_to_string(accounts.path()).unwrap();
+    let rina_entry = entries
+        .split("\n\n")
+        .find(|e| e.contains("user = \"rina\""))
+        .unwrap();
+    std::fs::write(
+        accounts.path(),
+        rina_entry.replace("\"reviewer\"", "\"viewer\""),
+    )
+    .unwrap();
     dash.wait_for_metric(
         "patroli_dashboard_accounts",
         |n| n == 1.0,

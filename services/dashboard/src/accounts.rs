@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,6 +35,14 @@ pub struct Account {
     /// Argon2 PHC string, as `patroli dashboard-user` prints it.
     pub password_hash: String,
     pub role: Role,
+}
+
+impl Account {
+    /// Identifies the password in force: a session remembers it, so a changed password (a new
+    /// hash in the file) ends the sessions signed in with the old one.
+    pub fn credential(&self) -> [u8; 32] {
+        Sha256::digest(self.password_hash.as_bytes()).into()
+    }
 }
 
 #[derive(Debug, Deserialize)]

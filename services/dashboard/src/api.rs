@@ -1,5 +1,6 @@
-//! The read-only JSON API (documented in openapi.yaml). Aggregates need no sign-in; review
-//! items do, because sample posts carry authors' pseudonyms and full texts.
+//! The read-only JSON API (documented in openapi.yaml). Aggregates need a sign-in unless
+//! `public_aggregates` is on; post texts (narratives' `sample_text`) and review items (authors'
+//! pseudonyms, full texts) always do.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::app::App;
-use crate::auth::{caller, Problem};
+use crate::auth::{caller, Problem, Reader};
 use crate::report;
 use crate::shared::{now_minute, READY_REBUILT};
 use crate::state::Dimension;
@@ -38,15 +39,22 @@ impl App {
     }
 }
 
-pub async fn overview(State(app): State<Arc<App>>) -> Response {
-    Json(app.overview()).into_response()
+pub async fn overview(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match Reader::of(&app, &headers) {
+        Ok(_) => Json(app.overview()).into_response(),
+        Err(problem) => problem.json(),
+    }
 }
 
 /// `?bucket=1m|5m|1h&dimension=platform|category|region|label`, both required.
 pub async fn series(
     State(app): State<Arc<App>>,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
+    if let Err(problem) = Reader::of(&app, &headers) {
+        return problem.json();
+    }
     let bucket = query.get("bucket").map(String::as_str);
     let Some(&(bucket, minutes)) = report::BUCKETS.iter().find(|(b, _)| Some(*b) == bucket) else {
         return bad_query("bucket must be one of 1m, 5m, 1h");
@@ -65,21 +73,41 @@ fn bad_query(message: &str) -> Response {
     Problem::new(StatusCode::BAD_REQUEST, "bad_query", message).json()
 }
 
-pub async fn histogram(State(app): State<Arc<App>>) -> Response {
-    Json(app.shared.read(report::histogram)).into_response()
+pub async fn histogram(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    aggregate(&app, &headers, report::histogram)
 }
 
-pub async fn narratives(State(app): State<Arc<App>>) -> Response {
+pub async fn narratives(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let reader = match Reader::of(&app, &headers) {
+        Ok(reader) => reader,
+        Err(problem) => return problem.json(),
+    };
     let top = app.config.top_narratives;
-    Json(app.shared.read(|view| report::narratives(view, top))).into_response()
+    let mut narratives = app.shared.read(|view| report::narratives(view, top));
+    if !reader.sees_texts() {
+        narratives.withhold_texts();
+    }
+    Json(narratives).into_response()
 }
 
-pub async fn requests(State(app): State<Arc<App>>) -> Response {
-    Json(app.shared.read(report::requests)).into_response()
+pub async fn requests(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    aggregate(&app, &headers, report::requests)
 }
 
-pub async fn dlq(State(app): State<Arc<App>>) -> Response {
-    Json(app.shared.read(report::dlq)).into_response()
+pub async fn dlq(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    aggregate(&app, &headers, report::dlq)
+}
+
+/// An aggregate of the view, for whoever may read aggregates.
+fn aggregate<T: serde::Serialize>(
+    app: &App,
+    headers: &HeaderMap,
+    of: impl FnOnce(&crate::state::View) -> T,
+) -> Response {
+    match Reader::of(app, headers) {
+        Ok(_) => Json(app.shared.read(of)).into_response(),
+        Err(problem) => problem.json(),
+    }
 }
 
 pub async fn review_items(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -15,7 +15,9 @@ use crate::auth::Problem;
 use crate::config::DashboardConfig;
 use crate::sessions::Sessions;
 use crate::shared::Shared;
-use crate::{api, assets, desk, stream};
+use crate::stream::Feed;
+use crate::throttle::Throttle;
+use crate::{api, assets, desk, signin, stream};
 
 pub struct App {
     pub config: DashboardConfig,
@@ -27,8 +29,10 @@ pub struct App {
     pub signer: Option<DecisionSigner>,
     pub csrf_secret: [u8; 32],
     /// Password checks at once: each argon2 check holds ~19 MiB, so a burst of sign-ins (or a
-    /// guessing attack) queues here instead of exhausting the pod's memory.
+    /// guessing attack) is refused (503) past it instead of exhausting the pod's memory.
     pub password_checks: tokio::sync::Semaphore,
+    pub throttle: Throttle,
+    pub feed: Feed,
     /// Ends live streams on shutdown (they would otherwise hold the server open).
     pub stop: CancellationToken,
 }
@@ -37,7 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/", get(desk::overview_page))
         .route("/review", get(desk::review_page))
-        .route("/login", get(desk::login_page).post(desk::login))
+        .route("/login", get(signin::login_page).post(signin::login))
         .route("/logout", post(desk::logout))
         .route("/review/decisions", post(desk::decide))
         .route("/api/v1/overview", get(api::overview))

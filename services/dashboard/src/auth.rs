@@ -78,8 +78,14 @@ pub fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, Problem> {
         .ok_or_else(Problem::sign_in_first)?;
     match app.sessions.lookup(token) {
         Lookup::Valid(session) => {
-            // An account removed from the file ends its sessions; a changed role applies at once.
-            let Some(role) = app.accounts.current().get(&session.user).map(|a| a.role) else {
+            // An account removed from the file, or given a new password, ends its sessions; a
+            // changed role applies at once.
+            let accounts = app.accounts.current();
+            let Some(role) = accounts
+                .get(&session.user)
+                .filter(|a| a.credential() == session.credential)
+                .map(|a| a.role)
+            else {
                 app.sessions.remove(token);
                 return Err(Problem::sign_in_first());
             };
@@ -92,6 +98,27 @@ pub fn caller(app: &App, headers: &HeaderMap) -> Result<Caller, Problem> {
         }
         Lookup::Expired => Err(Problem::session_expired()),
         Lookup::Unknown => Err(Problem::sign_in_first()),
+    }
+}
+
+/// Who reads the overview and the aggregates: anyone when `public_aggregates` is on, otherwise
+/// only the signed in. Post texts go to the signed in only.
+pub enum Reader {
+    SignedIn,
+    Anonymous,
+}
+
+impl Reader {
+    pub fn of(app: &App, headers: &HeaderMap) -> Result<Self, Problem> {
+        match caller(app, headers) {
+            Ok(_) => Ok(Reader::SignedIn),
+            Err(_) if app.config.public_aggregates => Ok(Reader::Anonymous),
+            Err(problem) => Err(problem),
+        }
+    }
+
+    pub fn sees_texts(&self) -> bool {
+        matches!(self, Reader::SignedIn)
     }
 }
 

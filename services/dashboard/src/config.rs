@@ -81,7 +81,49 @@ pub struct DashboardConfig {
     /// the dashboard reads). Without it the desk refuses decisions: the takedown service would
     /// ignore them unsigned.
     pub decision_signing_key_file: Option<PathBuf>,
+    /// Whether the aggregates (overview, series, histogram, narratives without their texts,
+    /// requests, DLQ and the live stream) answer readers who have not signed in. Off by
+    /// default: what the patrol sees and how much of it is itself sensitive during an election.
+    pub public_aggregates: bool,
+    /// Behind an ingress, take the client address (for the sign-in limits) from the last
+    /// `X-Forwarded-For` entry, the one the ingress itself appended. Off, the socket peer is the
+    /// client. Anyone who reaches the dashboard without the ingress could pick their own address.
+    pub trust_forwarded_for: bool,
+    pub sign_in: SignInLimits,
+    /// Live overview pages (`/api/v1/stream`) connected at once; one more is refused with 503.
+    pub max_stream_clients: usize,
     pub log_json: bool,
+}
+
+/// Longest refill period: a day (a longer one is a lock-out, not a limit).
+const MAX_REFILL_SECS: u64 = 86_400;
+
+/// How fast sign-in attempts are answered (see README "Sign-in limits"). Each limit is a token
+/// bucket: `*_burst` attempts at once, then one more every `*_refill_secs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SignInLimits {
+    /// Per client address (IPv6: per /64, what one subscriber usually holds).
+    pub address_burst: u32,
+    pub address_refill_secs: u64,
+    /// Per typed user name, from all addresses together; a browser that signed in as that user
+    /// before (it holds the device cookie) is exempt, so a flood cannot lock a reviewer out.
+    pub user_burst: u32,
+    pub user_refill_secs: u64,
+    /// Argon2 checks at once (~19 MiB each); a sign-in finding them all busy gets 503 at once.
+    pub max_password_checks: usize,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        SignInLimits {
+            address_burst: 10,
+            address_refill_secs: 6,
+            user_burst: 10,
+            user_refill_secs: 30,
+            max_password_checks: 4,
+        }
+    }
 }
 
 impl Default for DashboardConfig {
@@ -103,6 +145,10 @@ impl Default for DashboardConfig {
             cookie_secure: false,
             produce_timeout_ms: 10_000,
             decision_signing_key_file: None,
+            public_aggregates: false,
+            trust_forwarded_for: false,
+            sign_in: SignInLimits::default(),
+            max_stream_clients: 200,
             log_json: false,
         }
     }
@@ -129,6 +175,54 @@ impl DashboardConfig {
         {
             return Err("trusted_user_header is not a valid header name".into());
         }
+        let limits = &self.sign_in;
+        if limits.address_burst == 0 || limits.user_burst == 0 {
+            return Err("sign_in.address_burst and sign_in.user_burst must be at least 1".into());
+        }
+        let refills = [limits.address_refill_secs, limits.user_refill_secs];
+        if refills
+            .iter()
+            .any(|secs| !(1..=MAX_REFILL_SECS).contains(secs))
+        {
+            return Err(format!(
+                "sign_in.address_refill_secs and sign_in.user_refill_secs must be 1 to {MAX_REFILL_SECS}"
+            ));
+        }
+        if limits.max_password_checks == 0 || self.max_stream_clients == 0 {
+            return Err(
+                "sign_in.max_password_checks and max_stream_clients must be at least 1".into(),
+            );
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_in_limits_that_would_lock_everyone_out_or_never_refill_are_refused() {
+        assert_eq!(DashboardConfig::default().validate(), Ok(()));
+        let mut config = DashboardConfig::default();
+        config.sign_in.user_burst = 0;
+        assert_eq!(
+            config.validate().unwrap_err(),
+            "sign_in.address_burst and sign_in.user_burst must be at least 1"
+        );
+        let mut config = DashboardConfig::default();
+        config.sign_in.address_refill_secs = 86_401;
+        assert_eq!(
+            config.validate().unwrap_err(),
+            "sign_in.address_refill_secs and sign_in.user_refill_secs must be 1 to 86400"
+        );
+        let config = DashboardConfig {
+            max_stream_clients: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            config.validate().unwrap_err(),
+            "sign_in.max_password_checks and max_stream_clients must be at least 1"
+        );
     }
 }

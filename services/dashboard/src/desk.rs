@@ -1,4 +1,4 @@
-//! The pages people use: the live overview, sign-in, and the review desk where reviewers
+//! The pages people use: the live overview and the review desk (sign-in: signin.rs) where reviewers
 //! confirm or reject narratives; each decision goes to review.decisions.v1 under their name.
 
 use std::sync::Arc;
@@ -18,78 +18,18 @@ use serde::Deserialize;
 
 use crate::accounts::Role;
 use crate::app::App;
-use crate::auth::{caller, check_csrf, clear_cookie, session_cookie, Caller, Problem};
+use crate::auth::{caller, check_csrf, clear_cookie, Caller, Problem, Reader};
 use crate::pages;
 
 /// Longest reason a reviewer may give.
 pub const MAX_REASON_CHARS: usize = 2_000;
 
-pub async fn overview_page() -> Html<String> {
-    Html(pages::overview())
-}
-
-pub async fn login_page() -> Html<String> {
-    Html(pages::login(None))
-}
-
-#[derive(Deserialize)]
-pub struct LoginForm {
-    user: String,
-    password: String,
-}
-
-pub async fn login(
-    State(app): State<Arc<App>>,
-    headers: HeaderMap,
-    form: Result<Form<LoginForm>, FormRejection>,
-) -> Response {
-    // The sign-in form has no session, so no CSRF token, to protect it: a browser's Origin
-    // header tells a forged cross-site sign-in (into the forger's account) from our own form.
-    if let Err(problem) = same_origin(&headers) {
-        return refuse(&app, problem);
+/// The overview shell; without public aggregates, people who have not signed in go to sign-in.
+pub async fn overview_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match Reader::of(&app, &headers) {
+        Ok(_) => Html(pages::overview()).into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
     }
-    let Ok(Form(form)) = form else {
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad_form",
-            "the sign-in form needs a user and a password",
-        )
-        .html();
-    };
-    // Held until the check ends; the semaphore is never closed, so this always gets a permit.
-    let _permit = app.password_checks.acquire().await;
-    let checker = app.clone();
-    let user = form.user.clone();
-    let verified = tokio::task::spawn_blocking(move || {
-        checker
-            .accounts
-            .current()
-            .verify(&user, &form.password)
-            .map(|a| (a.user.clone(), a.role))
-    })
-    .await
-    .ok()
-    .flatten();
-    let metrics = &app.shared.metrics;
-    let Some((user, role)) = verified else {
-        metrics
-            .sign_ins
-            .with_label_values(&["wrong_password"])
-            .inc();
-        tracing::info!(user = %form.user, "sign-in refused");
-        let page = pages::login(Some("wrong user name or password"));
-        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
-    };
-    metrics.sign_ins.with_label_values(&["ok"]).inc();
-    let (token, _) = app.sessions.create(&user);
-    metrics.sessions.set(app.sessions.active() as i64);
-    tracing::info!(%user, role = role.as_str(), "signed in");
-    let cookie = session_cookie(
-        &token,
-        app.sessions.ttl().as_secs(),
-        app.config.cookie_secure,
-    );
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/review")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -157,35 +97,7 @@ pub async fn decide(
     }
 }
 
-/// Refuses a request whose `Origin` (browsers send it with every POST) is another site. Behind
-/// an ingress that rewrites `Host`, `X-Forwarded-Host` names the public one; a cross-site form
-/// can set neither.
-fn same_origin(headers: &HeaderMap) -> Result<(), Problem> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let Some(origin) = header("origin") else {
-        return Ok(());
-    };
-    let origin_host = origin
-        .split_once("://")
-        .map_or(origin, |(_, rest)| rest)
-        .trim_end_matches('/');
-    let ours = [header("host"), header("x-forwarded-host")];
-    if ours
-        .into_iter()
-        .flatten()
-        .any(|host| origin_host.eq_ignore_ascii_case(host))
-    {
-        Ok(())
-    } else {
-        Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "cross_site",
-            "cross-site sign-in refused",
-        ))
-    }
-}
-
-fn refuse(app: &App, problem: Problem) -> Response {
+pub(crate) fn refuse(app: &App, problem: Problem) -> Response {
     app.shared
         .metrics
         .refusals

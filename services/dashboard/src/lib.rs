@@ -19,8 +19,10 @@ mod requests;
 mod service;
 mod sessions;
 mod shared;
+mod signin;
 pub mod state;
 mod stream;
+mod throttle;
 
 pub use accounts::{hash_password, Accounts, Role};
 pub use api::OPENAPI;

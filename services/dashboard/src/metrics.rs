@@ -14,6 +14,7 @@ pub struct Metrics {
     pub refusals: IntCounterVec,
     pub sessions: IntGauge,
     pub stream_clients: IntGauge,
+    pub stream_refusals: IntCounter,
     pub accounts: IntGauge,
     pub accounts_reload_failures: IntCounter,
 }
@@ -41,7 +42,8 @@ impl Metrics {
         );
         let sign_ins = registrar.counter_vec(
             "patroli_dashboard_sign_ins_total",
-            "Sign-in attempts, by outcome (ok, wrong_password).",
+            "Sign-in attempts, by outcome: ok, wrong_password, or refused unchecked: \
+             address_limited, user_limited (too many attempts), busy (all password checks running).",
             &["outcome"],
         );
         let decisions = registrar.counter_vec(
@@ -59,6 +61,10 @@ impl Metrics {
             "patroli_dashboard_stream_clients",
             "Browsers connected to the live stream.",
         );
+        let stream_refusals = registrar.counter(
+            "patroli_dashboard_stream_refusals_total",
+            "Live-stream connections refused because max_stream_clients were connected.",
+        );
         let accounts = registrar.gauge(
             "patroli_dashboard_accounts",
             "Accounts that may sign in (from the accounts file).",
@@ -67,7 +73,13 @@ impl Metrics {
             "patroli_dashboard_accounts_reload_failures_total",
             "Failed reloads of the accounts file (the previous accounts stay in force).",
         );
-        for outcome in ["ok", "wrong_password"] {
+        for outcome in [
+            "ok",
+            "wrong_password",
+            "address_limited",
+            "user_limited",
+            "busy",
+        ] {
             sign_ins.with_label_values(&[outcome]);
         }
         for action in ["confirm", "reject"] {
@@ -84,6 +96,7 @@ impl Metrics {
             refusals,
             sessions,
             stream_clients,
+            stream_refusals,
             accounts,
             accounts_reload_failures,
         }

@@ -177,12 +177,24 @@ pub struct NarrativeSummary {
     pub platforms: Vec<String>,
     pub first_seen: String,
     pub last_seen: String,
-    pub sample_text: Option<String>,
+    /// A sample post's text, `Some(None)` when no sample's text was seen; left out (`None`)
+    /// for readers who have not signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_text: Option<Option<String>>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Narratives {
     pub narratives: Vec<NarrativeSummary>,
+}
+
+impl Narratives {
+    /// For readers who have not signed in: post texts are the authors' words, not aggregates.
+    pub fn withhold_texts(&mut self) {
+        for narrative in &mut self.narratives {
+            narrative.sample_text = None;
+        }
+    }
 }
 
 /// The `top` narratives with the most posts (latest first among equals).
@@ -211,7 +223,7 @@ pub fn narratives(view: &View, top: usize) -> Narratives {
                 platforms: item.platforms.clone(),
                 first_seen: item.first_seen.clone(),
                 last_seen: item.last_seen.clone(),
-                sample_text: item.sample_posts.iter().find_map(|p| p.text.clone()),
+                sample_text: Some(item.sample_posts.iter().find_map(|p| p.text.clone())),
             })
             .collect(),
     }

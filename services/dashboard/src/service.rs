@@ -17,10 +17,10 @@ use crate::consume::{self, ConsumeError};
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
 use crate::shared::{Shared, READY_REBUILT};
+use crate::signin;
 use crate::state::{Limits, View};
-
-/// Concurrent argon2 password checks (~19 MiB each; the pod has 512 MiB).
-const PASSWORD_CHECKS: usize = 4;
+use crate::stream::{self, Feed};
+use crate::throttle::Throttle;
 
 /// A consumer thread silent this long (it beats every poll) is wedged: `/healthz` fails.
 const HEARTBEAT_MAX_AGE: Duration = Duration::from_secs(60);
@@ -134,11 +134,15 @@ pub async fn run(
         producer: producer.clone(),
         signer,
         csrf_secret: rand::random(),
-        password_checks: tokio::sync::Semaphore::new(PASSWORD_CHECKS),
+        password_checks: tokio::sync::Semaphore::new(config.sign_in.max_password_checks),
+        throttle: Throttle::new(&config.sign_in, config.trust_forwarded_for),
+        feed: Feed::new(config.max_stream_clients),
         stop: stop.clone(),
     });
 
     let reloading = tokio::spawn(reload_accounts(app.clone(), stop.clone()));
+    let forgetting = tokio::spawn(signin::forget_idle(app.clone(), stop.clone()));
+    let publishing = tokio::spawn(stream::publish(app.clone(), stop.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| DashboardError::Bind {
@@ -156,7 +160,9 @@ pub async fn run(
         web,
         http: http_addr,
     });
-    let served = axum::serve(listener, router(app))
+    // The socket peer is the client the sign-in limits count (see `trust_forwarded_for`).
+    let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service)
         .with_graceful_shutdown({
             let stop = stop.clone();
             async move { stop.cancelled().await }
@@ -164,6 +170,8 @@ pub async fn run(
         .await;
     stop.cancel();
     let _ = reloading.await;
+    let _ = forgetting.await;
+    let _ = publishing.await;
     let read = reading
         .await
         .map_err(|_| DashboardError::ConsumerPanicked)?;
@@ -194,9 +202,21 @@ async fn reload_accounts(app: Arc<App>, stop: CancellationToken) {
         let reloaded = tokio::task::spawn_blocking(move || reader.accounts.reload(&file)).await;
         match reloaded {
             Ok(Ok(true)) => {
-                let count = app.accounts.current().len();
-                metrics.accounts.set(count as i64);
-                tracing::info!(accounts = count, "dashboard accounts reloaded");
+                let accounts = app.accounts.current();
+                metrics.accounts.set(accounts.len() as i64);
+                // Sessions of removed accounts and of changed passwords end now, not only at
+                // their next request (which refuses them too), so the gauge is true at once.
+                let ended = app.sessions.end_unless(|session| {
+                    accounts
+                        .get(&session.user)
+                        .is_some_and(|a| a.credential() == session.credential)
+                });
+                metrics.sessions.set(app.sessions.active() as i64);
+                tracing::info!(
+                    accounts = accounts.len(),
+                    sessions_ended = ended,
+                    "dashboard accounts reloaded"
+                );
             }
             Ok(Ok(false)) => {}
             Ok(Err(e)) => {

@@ -12,6 +12,8 @@ pub const COOKIE: &str = "patroli_session";
 pub struct Session {
     /// The account; its role is looked up on every request, so a changed role applies at once.
     pub user: String,
+    /// The account's [`crate::accounts::Account::credential`] at sign-in.
+    pub credential: [u8; 32],
     pub csrf: String,
     expires: Instant,
 }
@@ -40,10 +42,11 @@ impl Sessions {
     }
 
     /// A new session; returns its cookie token.
-    pub fn create(&self, user: &str) -> (String, Session) {
+    pub fn create(&self, user: &str, credential: [u8; 32]) -> (String, Session) {
         let token = random_token();
         let session = Session {
             user: user.to_owned(),
+            credential,
             csrf: random_token(),
             expires: Instant::now() + self.ttl,
         };
@@ -63,6 +66,14 @@ impl Sessions {
 
     pub fn remove(&self, token: &str) {
         self.lock().remove(token);
+    }
+
+    /// Ends every session `still_good` refuses; returns how many ended.
+    pub fn end_unless(&self, still_good: impl Fn(&Session) -> bool) -> usize {
+        let mut sessions = self.lock();
+        let before = sessions.len();
+        sessions.retain(|_, s| still_good(s));
+        before - sessions.len()
     }
 
     /// Sessions not yet expired.
@@ -111,13 +122,24 @@ mod tests {
     #[test]
     fn a_session_expires_after_its_ttl() {
         let sessions = Sessions::new(Duration::from_millis(50));
-        let (token, session) = sessions.create("ana");
+        let (token, session) = sessions.create("ana", [1; 32]);
         assert_eq!(session.csrf.len(), 64);
         assert!(matches!(sessions.lookup(&token), Lookup::Valid(s) if s.user == "ana"));
         std::thread::sleep(Duration::from_millis(80));
         assert!(matches!(sessions.lookup(&token), Lookup::Expired));
         assert!(matches!(sessions.lookup("nope"), Lookup::Unknown));
         assert_eq!(sessions.active(), 0);
+    }
+
+    #[test]
+    fn sessions_end_when_their_credential_is_refused() {
+        let sessions = Sessions::new(Duration::from_secs(60));
+        let (ana, _) = sessions.create("ana", [1; 32]);
+        let (bob, _) = sessions.create("bob", [2; 32]);
+        assert_eq!(sessions.end_unless(|s| s.credential != [1; 32]), 1);
+        assert!(matches!(sessions.lookup(&ana), Lookup::Unknown));
+        assert!(matches!(sessions.lookup(&bob), Lookup::Valid(s) if s.user == "bob"));
+        assert_eq!(sessions.active(), 1);
     }
 
     #[test]

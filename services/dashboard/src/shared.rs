@@ -48,6 +48,11 @@ impl Shared {
         self.changes.send_modify(|version| *version += 1);
     }
 
+    /// Counts changes: equal versions mean the same view.
+    pub fn version(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()
     }

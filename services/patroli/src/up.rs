@@ -97,6 +97,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "metrics:    http://{}/metrics  (readiness: /readyz)",
         args.http_addr
     );
+    // The local demo shows its overview without an account unless told otherwise.
+    if std::env::var_os("PATROLI_PUBLIC_AGGREGATES").is_none() {
+        dashboard_config.public_aggregates = true;
+    }
     if dashboard_config.accounts_file.is_none() {
         eprintln!(
             "review desk: set PATROLI_ACCOUNTS_FILE to sign in (entries: `patroli dashboard-user`)"
