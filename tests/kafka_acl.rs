@@ -119,6 +119,7 @@ async fn the_gateway_publishes_under_its_own_principal(broker: &LocalBroker, kaf
         "post_id": "acl-1",
         "text": "Surat suara sudah dicoblos duluan!",
         "created_at": "2024-02-13T21:04:05+07:00",
+        "author": "anon-1",
     });
     let answer = post(
         &gw.url("/v1/posts"),
