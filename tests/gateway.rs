@@ -586,7 +586,7 @@ async fn bodies_are_read_only_when_admitted_and_records_must_fit(brokers: &str) 
         json!({"error": "record_too_large", "message": format!("the post would be a {size}-byte Kafka record; the broker accepts at most 1000000 bytes per record: shorten it (extra fields count too)")})
     );
     let mut big = raw_post("big2");
-    big["partner_extra"] = json!({"blob": "a".repeat(999_000)});
+    big["partner_extra"] = json!({"blob": "a".repeat(1_000_000)});
     let batch = json!([raw_post("small"), big]).to_string();
     let answer = post(&url, Some(KEY_X), JSON, batch).await;
     assert_eq!(answer.status, 413);
