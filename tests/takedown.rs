@@ -6,6 +6,7 @@
 
 mod common;
 #[path = "common/takedown.rs"]
+#[allow(dead_code)] // tests/complaints.rs uses the rest
 mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
