@@ -95,7 +95,7 @@ impl Metrics {
                 "1 while fetching is paused because scoring is behind.",
             ),
             model_info: registrar.gauge_vec(
-                "patroli_inference_info",
+                "patroli_model_info",
                 "The loaded model (value is always 1).",
                 &["name", "version"],
             ),
