@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# size: one render-then-check pass over the same rendered objects; each check is a numbered section.
 # Renders every kustomize target under deploy/k8s and validates the result:
 #   1. `kubectl kustomize` (kustomize v5) renders base and each overlay;
 #   2. core Kubernetes kinds: schema-checked by PyPI kubernetes-validate (strict,

@@ -117,8 +117,18 @@ fn train_and_stack_refuse_to_write_over_a_model_unless_told() {
     );
     let out = model.path().to_str().unwrap();
     for args in [
-        vec!["train", "--out", out],
-        vec!["stack", "--out", out, "--name", "x", "--version", "1"],
+        vec!["train", "--out", out, "--name", "x"],
+        vec![
+            "stack",
+            "--encoder",
+            out,
+            "--out",
+            out,
+            "--name",
+            "x",
+            "--version",
+            "1",
+        ],
     ] {
         let refused = run(&args);
         let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -1,3 +1,5 @@
+//! size: one test per answer the gateway gives; the shared setup is tests/common/gateway.rs.
+//!
 //! The gateway against a real broker: every status a client can get, exact bodies, and what
 //! lands on the topics (and what never does).
 

@@ -40,4 +40,22 @@ if cargo tree --locked -p patroli-classifier -e normal --prefix none --format '{
     status=1
 fi
 [[ $status == 0 ]] && echo "layout: patroli-inference reaches no training crate or training-only dependency"
+
+# One idea per file: a source file past LIMIT lines (not counting a trailing
+# `#[cfg(test)]` module: unit tests live beside what they test) states in its
+# first ten lines, after `size:`, why it is still one idea.
+LIMIT=400
+long=0
+while IFS= read -r file; do
+    code=$(awk '/^#\[cfg\(test\)\]/ { exit } { n++ } END { print n + 0 }' "$file")
+    if (( code > LIMIT )) && ! head -n 10 "$file" | grep -q 'size:'; then
+        echo "layout: $file has $code lines (limit $LIMIT): split it, or say why it is one idea in a 'size:' line at its top" >&2
+        long=1
+    fi
+done < <(git ls-files '*.rs' '*.sh' '*.py' '*.js' '*.mjs')
+if [[ $long == 0 ]]; then
+    echo "layout: every source file is within $LIMIT lines or says why not"
+else
+    status=1
+fi
 exit $status

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Char-n-gram TF-IDF + logistic regression on the built training set: the
-baseline patroli-id-v2 must beat, and a measure of how much each source can
+baseline every model must beat, and a measure of how much each source can
 be told apart by form alone.
 
     python3 models/data/baseline.py [--data models/data/build] [--out FILE.json]

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Rebuilds the patroli-id-v2 training set from the pinned public sources.
+# size: one pipeline over the pinned sources, one reader per source format sharing the cleaning and split.
+"""Rebuilds the real-data training set (first used by patroli-id-v2) from the pinned public sources.
 
     python3 models/data/build.py [--mirror DIR] [--out models/data/build]
 

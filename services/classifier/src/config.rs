@@ -105,7 +105,7 @@ impl Default for ClassifierConfig {
             model_dir: PathBuf::from(patroli_inference::DEFAULT_MODEL_DIR),
             max_len: 0,
             threads: None,
-            max_text_bytes: 10_000,
+            max_text_bytes: patroli_contracts::DEFAULT_MAX_TEXT_BYTES,
             batch: BatchConfig::default(),
             session_timeout_ms: 10_000,
             max_poll_interval_ms: 300_000,

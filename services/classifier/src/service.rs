@@ -91,6 +91,14 @@ pub async fn run(
     let classifier = tokio::task::spawn_blocking(move || Classifier::load(&model_dir, &options))
         .await
         .map_err(|e| ClassifierError::Stage(e.to_string()))??;
+    let spec = classifier.spec();
+    patroli_contracts::taxonomy::check_model_categories(
+        &spec.categories,
+        &spec.disinformation_categories,
+    )
+    .map_err(|why| {
+        ClassifierError::Config(format!("model {}: {why}", config.model_dir.display()))
+    })?;
     let classifier = Arc::new(classifier);
     let info = classifier.info();
     let model = ModelRef {

@@ -1,3 +1,5 @@
+//! size: one encoder (embeddings, attention, layers, pooling) whose parts training swaps one by one.
+//!
 //! A plain BERT encoder over candle tensors. Written out (rather than using
 //! `candle_transformers::models::bert::BertModel`, which loads the same
 //! weights) because training needs to run the lower and upper layers

@@ -1,3 +1,5 @@
+//! size: the argument structs of six commands and their one-call dispatch; no logic of its own.
+//!
 //! Model subcommands (flattened into the top level): score, train, eval,
 //! bench, convert, tiny-model. Scoring lives in `patroli_inference`, the
 //! rest in `patroli_training`.
@@ -112,7 +114,8 @@ pub struct TrainArgs {
     /// Base encoder directory (models/install-base.sh).
     #[arg(long, default_value = "models/base/multilingual-e5-small")]
     base: PathBuf,
-    #[arg(long, default_value = "patroli-id-v1")]
+    /// The new model's name, stamped in its `patroli.json` and every report.
+    #[arg(long)]
     name: String,
     #[arg(long, default_value = "1.0.0")]
     version: String,
@@ -181,8 +184,9 @@ pub struct TrainArgs {
 pub struct StackArgs {
     #[arg(long, default_value = "models/data/build/all.jsonl", num_args = 1..)]
     data: Vec<PathBuf>,
-    /// The fine-tuned model directory whose encoder and category head are kept.
-    #[arg(long, default_value = "models/patroli-id-v2")]
+    /// The model directory whose encoder and category head are kept (e.g. the output of
+    /// step 1 in models/patroli-id-v7/MODEL_CARD.md).
+    #[arg(long)]
     encoder: PathBuf,
     /// The new model's directory.
     #[arg(long)]

@@ -1,3 +1,5 @@
+//! size: one broker process's lifecycle (ports, start, SASL, kill, restart on the same data).
+//!
 //! A throwaway Apache Kafka broker (single-node KRaft) on free loopback ports,
 //! for `patroli up` and the integration tests. How the broker is installed,
 //! configured and formatted lives in one place, `deploy/local/kafka.sh`; this

@@ -111,8 +111,23 @@ impl Policy {
                 message: "[defaults] needs a review threshold".into(),
             });
         };
+        // A misspelt category would otherwise fall back to the defaults without a word.
+        let known = |category: &str, at: &str| -> Result<(), PolicyError> {
+            if patroli_contracts::taxonomy::is_category(category) {
+                return Ok(());
+            }
+            Err(PolicyError::Invalid {
+                origin: origin.to_owned(),
+                line: table_line(text, &format!("[{at}]")),
+                message: format!(
+                    "{at}: unknown category {category:?} (one of {})",
+                    patroli_contracts::taxonomy::CATEGORIES.join(", ")
+                ),
+            })
+        };
         let mut categories = BTreeMap::new();
         for (name, raw) in &file.categories {
+            known(name, &format!("categories.{name}"))?;
             categories.insert(name.clone(), level(raw, &format!("categories.{name}"))?);
         }
         let mut platforms = BTreeMap::new();
@@ -120,6 +135,7 @@ impl Policy {
             let mut by_category = BTreeMap::new();
             for (category, raw) in &raw.categories {
                 let at = format!("platforms.{name}.categories.{category}");
+                known(category, &at)?;
                 by_category.insert(category.clone(), level(raw, &at)?);
             }
             let platform = PlatformLevel {

@@ -145,3 +145,27 @@ fn the_bundled_policy_is_valid() {
     assert_eq!(policy.version, "2024.02-local");
     assert!(policy.is_protected("x", "anon", Some("https://www.kpu.go.id/")));
 }
+
+/// A category key the taxonomy does not know would silently fall back to the defaults: it is
+/// refused, naming the table and its line.
+#[test]
+fn an_unknown_category_key_is_refused() {
+    let known = patroli_contracts::taxonomy::CATEGORIES.join(", ");
+    let text = BASE.replace("[categories.ballot_fraud]", "[categories.balot_fraud]");
+    assert_eq!(
+        error(&text),
+        format!(
+            "policy.toml:6: categories.balot_fraud: unknown category \"balot_fraud\" (one of {known})"
+        )
+    );
+    let text = BASE.replace(
+        "[platforms.tiktok.categories.ballot_fraud]",
+        "[platforms.tiktok.categories.satir]",
+    );
+    assert_eq!(
+        error(&text),
+        format!(
+            "policy.toml:13: platforms.tiktok.categories.satir: unknown category \"satir\" (one of {known})"
+        )
+    );
+}

@@ -9,32 +9,10 @@ use serde::{Deserialize, Serialize};
 use crate::ModelError;
 use patroli_inference::fnv::{fnv1a, FNV_OFFSET};
 
-/// Head output order: the six hoax categories, then the five others.
-pub const CATEGORIES: [&str; 11] = [
-    "ballot_fraud",
-    "fake_official",
-    "procedure_misinfo",
-    "fabricated_quote",
-    "sara_provocation",
-    "other_hoax",
-    "election_news",
-    "official_info",
-    "fact_check",
-    "satire",
-    "non_election",
-];
-pub const DISINFO_CATEGORIES: [&str; 6] = [
-    "ballot_fraud",
-    "fake_official",
-    "procedure_misinfo",
-    "fabricated_quote",
-    "sara_provocation",
-    "other_hoax",
-];
-
-/// Non-hoax categories and genres whose false positives would be takedowns of
-/// genuine journalism or official information: the threshold is set on them.
-const PROTECTED_CATEGORIES: [&str; 2] = ["election_news", "official_info"];
+use patroli_contracts::taxonomy::PROTECTED_CATEGORIES;
+pub use patroli_contracts::taxonomy::{CATEGORIES, DISINFO_CATEGORIES};
+/// Genres whose false positives would be takedowns of genuine journalism or official
+/// information: the threshold is set on them, with the protected categories.
 const PROTECTED_GENRES: [&str; 2] = ["news", "official"];
 
 /// One labelled text. The corpus carries a category for every example; most

@@ -1,3 +1,5 @@
+//! size: one training loop; teacher targets, student initialisation and the loop share its state.
+//!
 //! `patroli train --teacher DIR --student-layers N`: a shallower encoder
 //! taught to reproduce a teacher model's pooled output, so every view built
 //! on that output (the category head, the stacked head's dense block, claim

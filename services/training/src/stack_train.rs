@@ -93,10 +93,11 @@ impl Default for StackOptions {
     fn default() -> Self {
         Self {
             data: vec![PathBuf::from("models/data/build/all.jsonl")],
-            encoder: PathBuf::from("models/patroli-id-v3"),
-            out: PathBuf::from("models/patroli-id-v4"),
-            name: "patroli-id-v4".into(),
-            version: "4.0.0".into(),
+            // Set by every caller: no default may point into a shipped model.
+            encoder: PathBuf::new(),
+            out: PathBuf::new(),
+            name: "patroli-id-dev".into(),
+            version: "0.0.0".into(),
             seed: 13,
             epochs: 30,
             lr: 0.1,

@@ -1,3 +1,5 @@
+//! size: one training loop with its calibration and dev-chosen threshold, which share its state.
+//!
 //! `patroli train`: fine-tunes the top encoder layers and an 11-way head on
 //! the train split of labelled JSONL (the corpus, public data, reviewers'
 //! decisions), early-stops, calibrates and sets the threshold on the dev
@@ -86,9 +88,10 @@ impl Default for TrainOptions {
     fn default() -> Self {
         Self {
             data: vec![PathBuf::from("models/data/corpus")],
-            out: PathBuf::from("models/patroli-id-v1"),
+            // Set by every caller: no default may point into a shipped model.
+            out: PathBuf::new(),
             base_dir: PathBuf::from("models/base/multilingual-e5-small"),
-            name: "patroli-id-v1".into(),
+            name: "patroli-id-dev".into(),
             version: "1.0.0".into(),
             epochs: 6,
             lr: 5e-5,

@@ -1,3 +1,5 @@
+//! size: independent tests over one shared tiny model and data builder.
+//!
 //! The whole inference/training pipeline on the tiny random model.
 
 use std::io::Cursor;
