@@ -110,7 +110,7 @@ async fn decisions_sent_at_once_on_one_narrative_get_exactly_one_out() {
                 let form = decision_form("n1", action, csrf);
                 (
                     action,
-                    dash.post_form("/review/decisions", Some(cookie), &form)
+                    dash.post_form("/review/decisions", Some(cookie.as_str()), &form)
                         .await,
                 )
             }
@@ -147,7 +147,7 @@ async fn decisions_sent_at_once_on_one_narrative_get_exactly_one_out() {
     assert_eq!((sent.narrative_id.as_str(), sent.action), ("n1", action));
 
     // Sent, and the takedown service has not acted on it yet.
-    let cookie = &sessions[0].0;
+    let cookie = sessions[0].0.as_str();
     let n1 = entry(&dash, cookie, "n1", |_| true).await;
     assert_eq!(n1["decision"]["decision_id"], sent.decision_id);
     assert_eq!(
@@ -234,7 +234,7 @@ async fn held_copies_of_a_confirmed_narrative_are_released_once() {
         async move {
             dash.post_form(
                 "/review/decisions",
-                Some(rina),
+                Some(rina.as_str()),
                 &decision_form(narrative, action, csrf),
             )
             .await

@@ -118,7 +118,7 @@ async fn review_items_and_decisions_older_than_the_lookback_survive_a_restart() 
                 ("reason", "KPU says these ballots are fake"),
                 ("csrf", csrf.as_str()),
             ];
-            dash.post_form("/review/decisions", Some(rina), &fields)
+            dash.post_form("/review/decisions", Some(rina.as_str()), &fields)
                 .await
         }
     };
