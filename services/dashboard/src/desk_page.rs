@@ -291,7 +291,6 @@ fn confirmable_references(item: &ReviewItem) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use patroli_contracts::ReviewDecision;
 
     #[test]
     fn a_known_claim_names_its_checker_and_links_only_web_addresses() {
@@ -324,6 +323,7 @@ mod tests {
 #[cfg(test)]
 mod reference_tests {
     use super::*;
+    use patroli_contracts::ReviewDecision;
     use patroli_contracts::{PostRef, Priority};
 
     fn reference(post_id: &str, protected: bool, request_id: Option<&str>) -> ComplaintReference {
@@ -371,7 +371,7 @@ mod reference_tests {
         }
     }
 
-    fn page(item: ReviewItem, decision: Option<ReviewDecision>, caller: &Caller) -> String {
+    fn render(item: ReviewItem, decision: Option<ReviewDecision>, caller: &Caller) -> String {
         let mut narrative = Narrative::default();
         narrative.item = Some(item.clone());
         narrative.decision = decision;
@@ -409,7 +409,7 @@ mod reference_tests {
 
     #[test]
     fn only_unrequested_unprotected_references_get_a_checkbox() {
-        let page = page(item(NarrativeStatus::PendingReview), None, &reviewer());
+        let page = render(item(NarrativeStatus::PendingReview), None, &reviewer());
         assert_eq!(page.matches("type=\"checkbox\"").count(), 1, "{page}");
         assert!(page.contains(TICK), "{page}");
         assert!(page.contains(
@@ -424,7 +424,7 @@ mod reference_tests {
 
     #[test]
     fn a_confirmed_narrative_offers_its_unconfirmed_references_only_to_reviewers() {
-        let page = page(
+        let page = render(
             item(NarrativeStatus::Confirmed),
             Some(confirmed()),
             &reviewer(),
@@ -437,11 +437,11 @@ mod reference_tests {
             role: Role::Viewer,
             ..reviewer()
         };
-        let page = page(item(NarrativeStatus::Confirmed), Some(confirmed()), &viewer);
+        let page = render(item(NarrativeStatus::Confirmed), Some(confirmed()), &viewer);
         assert!(!page.contains("<form method=\"post\" action=\"/review/decisions\""));
         let mut all_done = item(NarrativeStatus::Confirmed);
         all_done.complaint_references.remove(0);
-        let page = page(all_done, Some(confirmed()), &reviewer());
+        let page = render(all_done, Some(confirmed()), &reviewer());
         assert!(!page.contains("Confirm ticked posts"));
     }
 }
