@@ -1,10 +1,14 @@
 //! The dashboard on Apache Kafka: known events on its six topics give exactly the expected
 //! numbers on every API endpoint, new events show up live, and a restarted dashboard (which
 //! rebuilds its view from the topics) shows the very same numbers. In the same binary (one
-//! broker): the review desk (dashboard/desk.rs), sign-in limits and who sees post texts
-//! (dashboard/signin.rs) and the OpenAPI document checked by schemathesis (dashboard/openapi.rs).
+//! broker): the review desk (dashboard/desk.rs), one decision per narrative and releasing held
+//! copies (dashboard/decisions.rs), sign-in limits and who sees post texts
+//! (dashboard/signin.rs), the OpenAPI document checked by schemathesis (dashboard/openapi.rs)
+//! and state older than the look-back surviving a restart (dashboard/restart.rs).
 
 mod common;
+#[path = "dashboard/decisions.rs"]
+mod decisions;
 #[path = "dashboard/desk.rs"]
 mod desk;
 #[path = "common/gateway.rs"]
@@ -13,6 +17,8 @@ mod gateway;
 mod harness;
 #[path = "dashboard/openapi.rs"]
 mod openapi;
+#[path = "dashboard/restart.rs"]
+mod restart;
 #[path = "dashboard/signin.rs"]
 mod signin;
 

@@ -431,8 +431,13 @@ pub fn assert_one_confirmation_of_n1(brokers: &str, topic: &str, reason: &str) -
     assert_eq!(decision.reviewer, "rina");
     assert_eq!(decision.reason.as_deref(), Some(reason));
     // Signed with the dashboard's key, over what the desk showed.
+    assert!(signed_by_the_dashboard(&decision));
+    decision
+}
+
+/// Whether `decision` carries a valid signature of the test dashboards' key.
+pub fn signed_by_the_dashboard(decision: &ReviewDecision) -> bool {
     let keys = DecisionVerifier::add_to("", signer(), "test").unwrap();
     let verifier = DecisionVerifier::parse(&keys, "test").unwrap();
-    assert_eq!(verifier.verify(&decision), Ok(()));
-    decision
+    verifier.verify(decision).is_ok()
 }

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::accounts::AccountStore;
 use crate::auth::Problem;
 use crate::config::DashboardConfig;
+use crate::rules::Claims;
 use crate::sessions::Sessions;
 use crate::shared::Shared;
 use crate::stream::Feed;
@@ -33,6 +34,8 @@ pub struct App {
     pub password_checks: tokio::sync::Semaphore,
     pub throttle: Throttle,
     pub feed: Feed,
+    /// Narratives a decision is under way for: at most one at a time each.
+    pub deciding: Claims,
     /// Ends live streams on shutdown (they would otherwise hold the server open).
     pub stop: CancellationToken,
 }

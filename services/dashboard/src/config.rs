@@ -1,5 +1,5 @@
 use patroli_contracts::topics;
-use patroli_runtime::KafkaConfig;
+use patroli_runtime::{KafkaConfig, DEFAULT_DRAIN_TIMEOUT_SECS};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -30,15 +30,27 @@ impl Default for DashboardTopics {
     }
 }
 
+/// Where the dashboard starts reading a topic (README "Dashboard", "What it reads").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A stream of events counted per minute: only the look-back matters.
+    Lookback,
+    /// State the view needs whole, however old: a pending review item last updated days ago
+    /// still awaits a person, and a decision or request made then still stands.
+    Beginning,
+}
+
 impl DashboardTopics {
-    pub fn all(&self) -> [&str; 6] {
+    /// Every topic read, with where reading starts: the one table of what is a stream and
+    /// what is state.
+    pub fn reading(&self) -> [(&str, Start); 6] {
         [
-            &self.scored,
-            &self.dlq,
-            &self.review_queue,
-            &self.review_decisions,
-            &self.takedown_requests,
-            &self.takedown_status,
+            (&self.scored, Start::Lookback),
+            (&self.dlq, Start::Lookback),
+            (&self.review_queue, Start::Beginning),
+            (&self.review_decisions, Start::Beginning),
+            (&self.takedown_requests, Start::Beginning),
+            (&self.takedown_status, Start::Beginning),
         ]
     }
 }
@@ -92,6 +104,9 @@ pub struct DashboardConfig {
     pub sign_in: SignInLimits,
     /// Live overview pages (`/api/v1/stream`) connected at once; one more is refused with 503.
     pub max_stream_clients: usize,
+    /// After SIGTERM, how long the dashboard may take to stop (pages answered, decisions
+    /// flushed) before it exits non-zero naming what still ran; below the pod's grace period.
+    pub drain_timeout_secs: u64,
     pub log_json: bool,
 }
 
@@ -149,6 +164,7 @@ impl Default for DashboardConfig {
             trust_forwarded_for: false,
             sign_in: SignInLimits::default(),
             max_stream_clients: 200,
+            drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
             log_json: false,
         }
     }
@@ -160,8 +176,8 @@ impl DashboardConfig {
         if self.lookback_secs < 60 {
             return Err("lookback_secs must be at least 60 (one minute bucket)".into());
         }
-        if self.session_ttl_secs == 0 {
-            return Err("session_ttl_secs must be at least 1".into());
+        if self.session_ttl_secs == 0 || self.drain_timeout_secs == 0 {
+            return Err("session_ttl_secs and drain_timeout_secs must be at least 1".into());
         }
         if self.max_review_items == 0 || self.max_requests == 0 || self.top_narratives == 0 {
             return Err(

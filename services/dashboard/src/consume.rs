@@ -1,6 +1,7 @@
 //! Rebuilds the view from the topics and keeps it current: every partition is assigned (no
-//! group membership, no commits) at the offset of `now - lookback`, so each replica and each
-//! restart sees the same events and shows the same numbers.
+//! group membership, no commits), streams at the offset of `now - lookback` and state topics
+//! from their beginning ([`DashboardTopics::reading`]), so each replica and each restart sees
+//! the same events and shows the same numbers.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -18,7 +19,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{DashboardConfig, DashboardTopics};
+use crate::config::{DashboardConfig, DashboardTopics, Start};
 use crate::shared::{now_ms, Shared, READY_REBUILT};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,36 +58,42 @@ fn plan(
     since_ms: i64,
 ) -> Result<Plan, ConsumeError> {
     let metadata = consumer.fetch_metadata(None, REQUEST_TIMEOUT)?;
-    let mut wanted = TopicPartitionList::new();
-    for topic in config.topics.all() {
+    let mut by_time = TopicPartitionList::new();
+    let mut start = BTreeMap::new();
+    let mut end = BTreeMap::new();
+    for (topic, from) in config.topics.reading() {
         let found = metadata
             .topics()
             .iter()
             .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
             .ok_or_else(|| ConsumeError::MissingTopic(topic.to_owned()))?;
         for partition in found.partitions() {
-            wanted.add_partition_offset(topic, partition.id(), Offset::Offset(since_ms))?;
+            let (low, high) = consumer.fetch_watermarks(topic, partition.id(), REQUEST_TIMEOUT)?;
+            end.insert((topic.to_owned(), partition.id()), high);
+            match from {
+                Start::Beginning => {
+                    start.insert((topic.to_owned(), partition.id()), low);
+                }
+                Start::Lookback => {
+                    by_time.add_partition_offset(topic, partition.id(), Offset::Offset(since_ms))?
+                }
+            }
         }
     }
-    let mut end = BTreeMap::new();
-    for e in wanted.elements() {
-        let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), REQUEST_TIMEOUT)?;
-        end.insert((e.topic().to_owned(), e.partition()), high);
-    }
-    let found = consumer.offsets_for_times(wanted, REQUEST_TIMEOUT)?;
-    let start = found
-        .elements()
-        .iter()
-        .map(|e| {
+    if by_time.count() > 0 {
+        for e in consumer
+            .offsets_for_times(by_time, REQUEST_TIMEOUT)?
+            .elements()
+        {
             let partition = (e.topic().to_owned(), e.partition());
             // No message at or after the time: nothing to rebuild there.
             let offset = match e.offset() {
                 Offset::Offset(offset) => offset,
                 _ => end[&partition],
             };
-            (partition, offset)
-        })
-        .collect();
+            start.insert(partition, offset);
+        }
+    }
     Ok(Plan { start, end })
 }
 

@@ -1,5 +1,6 @@
 //! The pages people use: the live overview and the review desk (sign-in: signin.rs) where reviewers
-//! confirm or reject narratives; each decision goes to review.decisions.v1 under their name.
+//! confirm or reject narratives, or release a confirmed narrative's held copies (rules.rs: which
+//! decision may go out); each decision goes to review.decisions.v1 under their name.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,8 +11,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Form;
 use patroli_contracts::{
-    now_rfc3339, DecisionAction, NarrativeStatus, PostRef, ReviewDecision, ReviewItem,
-    MAX_COMPLAINT_REFERENCES, SCHEMA_VERSION,
+    now_rfc3339, PostRef, ReviewDecision, MAX_COMPLAINT_REFERENCES, SCHEMA_VERSION,
 };
 use rdkafka::producer::FutureRecord;
 use serde::Deserialize;
@@ -19,7 +19,8 @@ use serde::Deserialize;
 use crate::accounts::Role;
 use crate::app::App;
 use crate::auth::{caller, check_csrf, clear_cookie, Caller, Problem, Reader};
-use crate::pages;
+use crate::rules::{self, Ask, RELEASE_REASON};
+use crate::{desk_page, pages};
 
 /// Longest reason a reviewer may give.
 pub const MAX_REASON_CHARS: usize = 2_000;
@@ -63,7 +64,9 @@ pub async fn logout(
 
 pub async fn review_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     match caller(&app, &headers) {
-        Ok(caller) => Html(app.shared.read(|view| pages::review(view, &caller))).into_response(),
+        Ok(caller) => {
+            Html(app.shared.read(|view| desk_page::review(view, &caller))).into_response()
+        }
         // A person without a session belongs on the sign-in page, told why.
         Err(problem) => {
             (problem.status, Html(pages::login(Some(&problem.message)))).into_response()
@@ -77,7 +80,7 @@ pub struct DecisionForm {
     action: String,
     reason: Option<String>,
     csrf: Option<String>,
-    /// The ticked complaint references (`reference.<n>`, see [`pages::REFERENCE_FIELD`]) and
+    /// The ticked complaint references (`reference.<n>`, see [`desk_page::REFERENCE_FIELD`]) and
     /// any other field, which is ignored.
     #[serde(flatten)]
     fields: std::collections::BTreeMap<String, String>,
@@ -120,17 +123,20 @@ async fn decision(
         )
     })?;
     check_csrf(&caller, form.csrf.as_deref())?;
-    let decision = validate(app, &caller, form)?;
+    // Taken before the view is judged and held until the view shows the decision sent: a
+    // second request judges only after the first is shown (or failed), never on the same view.
+    let _claim = app.deciding.take(&form.narrative_id)?;
+    let (ask, decision) = validate(app, &caller, form)?;
     publish(app, &decision).await?;
     app.shared
         .metrics
         .decisions
-        .with_label_values(&[action_name(decision.action)])
+        .with_label_values(&[ask.as_str()])
         .inc();
     tracing::info!(
         reviewer = %decision.reviewer,
         narrative = %decision.narrative_id,
-        action = action_name(decision.action),
+        action = ask.as_str(),
         "decision published"
     );
     // Shown at once; the same decision read back from the topic changes nothing.
@@ -141,7 +147,11 @@ async fn decision(
 
 /// The decision `form` asks for, signed: reviewer, narrative, action, time, and the revision and
 /// posts of the review item the desk shows now (what the reviewer decided on).
-fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDecision, Problem> {
+fn validate(
+    app: &App,
+    caller: &Caller,
+    form: DecisionForm,
+) -> Result<(Ask, ReviewDecision), Problem> {
     let Some(signer) = &app.signer else {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -156,22 +166,21 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
             "only reviewers may confirm or reject",
         ));
     }
-    let action = match form.action.as_str() {
-        "confirm" => DecisionAction::Confirm,
-        "reject" => DecisionAction::Reject,
-        _ => {
-            return Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "bad_action",
-                "action must be confirm or reject",
-            ))
-        }
+    let Some(ask) = Ask::parse(&form.action) else {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad_action",
+            "action must be confirm, reject or release",
+        ));
     };
-    let reason = form
-        .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    if action == DecisionAction::Reject && reason.is_none() {
+    let reason = match ask {
+        Ask::Release => Some(RELEASE_REASON.to_owned()),
+        Ask::Confirm | Ask::Reject => form
+            .reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty()),
+    };
+    if ask == Ask::Reject && reason.is_none() {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
             "reason_required",
@@ -189,88 +198,25 @@ fn validate(app: &App, caller: &Caller, form: DecisionForm) -> Result<ReviewDeci
         ));
     }
     let confirmed_references = ticked_references(&form.fields)?;
-    if action == DecisionAction::Reject && !confirmed_references.is_empty() {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "bad_references",
-            "complaint references can only be confirmed",
-        ));
-    }
-    // Narratives only move forward (pending → confirmed or rejected): a second decision, e.g.
-    // from a double click or a colleague at the same time, would only confuse the audit trail.
-    // The one exception: confirming complaint references of a confirmed narrative, which came
-    // in after (or were not ticked at) its confirmation.
-    // What the desk shows of the narrative now is what the decision is signed on.
-    let settled = app.shared.read(|view| {
-        let narrative = view.narrative_by_id(&form.narrative_id)?;
-        let item = narrative.item.as_ref()?;
-        let shown = || {
-            (
-                item.revision,
-                item.sample_posts.iter().map(|p| p.post.clone()).collect(),
-            )
-        };
-        let more_references = !confirmed_references.is_empty()
-            && item.status != NarrativeStatus::Rejected
-            && narrative
-                .decision
-                .as_ref()
-                .map_or(item.status == NarrativeStatus::Confirmed, |d| {
-                    d.action == DecisionAction::Confirm
-                });
-        let checked = || match unknown_references(item, &confirmed_references) {
-            Some(problem) => Err(problem),
-            None => Ok(shown()),
-        };
-        let conflict = |message| {
-            Err(Problem::new(
-                StatusCode::CONFLICT,
-                "already_decided",
-                message,
-            ))
-        };
-        Some(match (&narrative.decision, item.status) {
-            _ if more_references => checked(),
-            (Some(d), _) => conflict(format!(
-                "narrative {} was already {} by {}",
-                form.narrative_id,
-                decided(d.action),
-                d.reviewer
-            )),
-            (None, NarrativeStatus::PendingReview) => checked(),
-            (None, status) => conflict(format!(
-                "narrative {} is already {}",
-                form.narrative_id,
-                status.as_str()
-            )),
-        })
-    });
-    let (revision, shown_posts) = match settled {
-        None => {
-            return Err(Problem::new(
-                StatusCode::NOT_FOUND,
-                "unknown_narrative",
-                format!("no review item for narrative {}", form.narrative_id),
-            ))
-        }
-        Some(Err(problem)) => return Err(problem),
-        Some(Ok(shown)) => shown,
-    };
+    let shown = app.shared.read(|view| {
+        let narrative = view.narrative_by_id(&form.narrative_id);
+        rules::judge(&form.narrative_id, narrative, ask, &confirmed_references)
+    })?;
     let mut decision = ReviewDecision {
         schema_version: SCHEMA_VERSION,
         decision_id: hex::encode(rand::random::<[u8; 16]>()),
         narrative_id: form.narrative_id,
-        action,
+        action: ask.action(),
         reason,
         reviewer: caller.user.clone(),
         decided_at: now_rfc3339(),
         confirmed_references,
-        revision,
-        shown_posts,
+        revision: shown.revision,
+        shown_posts: shown.posts,
         signature: None,
     };
     signer.sign(&mut decision);
-    Ok(decision)
+    Ok((ask, decision))
 }
 
 /// The posts of the ticked reference boxes, in box order.
@@ -280,7 +226,7 @@ fn ticked_references(
     let bad = |message: String| Problem::new(StatusCode::BAD_REQUEST, "bad_references", message);
     let mut ticked: Vec<(usize, PostRef)> = Vec::new();
     for (name, value) in fields {
-        let Some(index) = name.strip_prefix(pages::REFERENCE_FIELD) else {
+        let Some(index) = name.strip_prefix(desk_page::REFERENCE_FIELD) else {
             continue;
         };
         let index: usize = index
@@ -297,21 +243,6 @@ fn ticked_references(
     }
     ticked.sort();
     Ok(ticked.into_iter().map(|(_, post)| post).collect())
-}
-
-/// Refuses `references` when one is not among those `item` lists.
-fn unknown_references(item: &ReviewItem, references: &[PostRef]) -> Option<Problem> {
-    let unknown = references
-        .iter()
-        .find(|post| !item.complaint_references.iter().any(|r| r.post == **post))?;
-    Some(Problem::new(
-        StatusCode::BAD_REQUEST,
-        "unknown_reference",
-        format!(
-            "{}:{} is not a complaint reference of narrative {}",
-            unknown.platform, unknown.post_id, item.narrative_id
-        ),
-    ))
 }
 
 async fn publish(app: &App, decision: &ReviewDecision) -> Result<(), Problem> {
@@ -342,20 +273,6 @@ fn fragment(id: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
-}
-
-fn decided(action: DecisionAction) -> &'static str {
-    match action {
-        DecisionAction::Confirm => "confirmed",
-        DecisionAction::Reject => "rejected",
-    }
-}
-
-fn action_name(action: DecisionAction) -> &'static str {
-    match action {
-        DecisionAction::Confirm => "confirm",
-        DecisionAction::Reject => "reject",
-    }
 }
 
 #[cfg(test)]

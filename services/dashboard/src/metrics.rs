@@ -48,7 +48,7 @@ impl Metrics {
         );
         let decisions = registrar.counter_vec(
             "patroli_dashboard_decisions_total",
-            "Review decisions published to review.decisions.v1, by action.",
+            "Review decisions published to review.decisions.v1, by action (confirm, reject, release).",
             &["action"],
         );
         let refusals = registrar.counter_vec(
@@ -82,8 +82,8 @@ impl Metrics {
         ] {
             sign_ins.with_label_values(&[outcome]);
         }
-        for action in ["confirm", "reject"] {
-            decisions.with_label_values(&[action]);
+        for ask in crate::rules::Ask::ALL {
+            decisions.with_label_values(&[ask.as_str()]);
         }
         Metrics {
             registry: registrar.registry(),

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use patroli_contracts::{ModelRef, ReviewDecision, ReviewItem};
+use patroli_contracts::{ModelRef, NarrativeStatus, PostRef, ReviewDecision, ReviewItem};
 use serde::Serialize;
 
 use crate::state::{Count, Dimension, View, HISTOGRAM_BINS};
@@ -262,6 +262,13 @@ pub struct ReviewEntry {
     pub item: ReviewItem,
     pub awaiting_review: bool,
     pub decision: Option<ReviewDecision>,
+    /// The narrative's status as the takedown service last published it (`item.status`): what
+    /// it acts on, which a decision sent here changes only once the service has read it.
+    pub takedown_status: NarrativeStatus,
+    /// A decision was sent that the takedown service has not acted on yet.
+    pub awaiting_takedown: bool,
+    /// Protected copies held back until a reviewer releases them (sample posts only).
+    pub held_copies: Vec<PostRef>,
 }
 
 #[derive(Debug, Serialize)]
@@ -274,12 +281,13 @@ pub fn review_items(view: &View) -> ReviewItems {
         items: view
             .review_queue()
             .into_iter()
-            .map(|(item, decision)| ReviewEntry {
-                awaiting_review: view
-                    .narrative_by_id(&item.narrative_id)
-                    .is_some_and(|n| n.awaiting_review()),
+            .map(|(item, narrative)| ReviewEntry {
+                awaiting_review: narrative.awaiting_review(),
+                decision: narrative.decision.clone(),
+                takedown_status: item.status,
+                awaiting_takedown: narrative.awaiting_takedown(),
+                held_copies: narrative.held_copies().into_iter().cloned().collect(),
                 item: item.clone(),
-                decision: decision.cloned(),
             })
             .collect(),
     }

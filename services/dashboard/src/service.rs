@@ -1,11 +1,12 @@
-//! Start-up and graceful shutdown of the dashboard: accounts, the health server, the consumer
-//! thread rebuilding the view, the decision producer and the web server.
+//! Start-up and graceful shutdown of the dashboard: accounts, then its stages under the service
+//! harness (health and metrics until the end, a drain deadline): the consumer thread rebuilding
+//! the view, account reloads, session expiry, the live stream and the web server.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use patroli_runtime::{serve_http, Health};
+use patroli_runtime::{Harness, Health, Shutdown};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
@@ -15,6 +16,7 @@ use crate::app::{router, App};
 use crate::config::DashboardConfig;
 use crate::consume::{self, ConsumeError};
 use crate::metrics::Metrics;
+use crate::rules::Claims;
 use crate::sessions::Sessions;
 use crate::shared::{Shared, READY_REBUILT};
 use crate::signin;
@@ -44,10 +46,10 @@ pub enum DashboardError {
     Kafka(#[from] KafkaError),
     #[error("reading the topics failed: {0}")]
     Consume(#[from] ConsumeError),
-    #[error("the consumer thread panicked")]
-    ConsumerPanicked,
     #[error("the web server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Stopped(#[from] patroli_runtime::HarnessError),
 }
 
 /// Addresses the dashboard listens on, reported once bound (port 0 picks a free one).
@@ -59,7 +61,7 @@ pub struct Bound {
 /// Runs the dashboard until `shutdown`; `on_bound` learns the listening addresses.
 pub async fn run(
     config: DashboardConfig,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), DashboardError> {
     config.validate().map_err(DashboardError::Config)?;
@@ -94,15 +96,15 @@ pub async fn run(
     let metrics = Metrics::new();
     let health = Health::new(&[READY_REBUILT]);
     health.watch_heartbeat(HEARTBEAT_MAX_AGE);
-    let http_stop = CancellationToken::new();
-    let _stop_http_on_return = http_stop.clone().drop_guard();
-    let (http_addr, http) = serve_http(
+    let mut harness = Harness::start(
+        &shutdown,
+        Duration::from_secs(config.drain_timeout_secs),
         config.http_addr,
         metrics.registry.clone(),
         health.clone(),
-        http_stop.clone(),
     )
     .await?;
+    let stop = harness.stop();
 
     let view = View::new(Limits {
         lookback_minutes: (config.lookback_secs / 60) as i64,
@@ -110,17 +112,13 @@ pub async fn run(
         max_requests: config.max_requests,
     });
     let shared = Arc::new(Shared::new(view, health, metrics));
-    let stop = shutdown.child_token();
     let consumer = consume::create_consumer(&config)?;
-    let reading = {
+    {
         let (config, shared, stop) = (config.clone(), shared.clone(), stop.clone());
-        tokio::task::spawn_blocking(move || {
-            let read = consume::run(consumer, config, shared, stop.clone());
-            // Whatever ended the reading ends the service.
-            stop.cancel();
-            read
-        })
-    };
+        harness.spawn_blocking("consumer", move || {
+            consume::run(consumer, config, shared, stop).map_err(DashboardError::Consume)
+        });
+    }
 
     let mut producer_config = config.kafka.idempotent_producer("patroli-dashboard");
     producer_config.set("message.timeout.ms", config.produce_timeout_ms.to_string());
@@ -137,12 +135,19 @@ pub async fn run(
         password_checks: tokio::sync::Semaphore::new(config.sign_in.max_password_checks),
         throttle: Throttle::new(&config.sign_in, config.trust_forwarded_for),
         feed: Feed::new(config.max_stream_clients),
+        deciding: Claims::default(),
         stop: stop.clone(),
     });
 
-    let reloading = tokio::spawn(reload_accounts(app.clone(), stop.clone()));
-    let forgetting = tokio::spawn(signin::forget_idle(app.clone(), stop.clone()));
-    let publishing = tokio::spawn(stream::publish(app.clone(), stop.clone()));
+    harness.spawn(
+        "accounts reload",
+        reload_accounts(app.clone(), stop.clone()),
+    );
+    harness.spawn(
+        "session expiry",
+        signin::forget_idle(app.clone(), stop.clone()),
+    );
+    harness.spawn("live stream", stream::publish(app.clone(), stop.clone()));
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|source| DashboardError::Bind {
@@ -158,28 +163,19 @@ pub async fn run(
     tracing::info!(%web, "dashboard on http://{web}/");
     on_bound(Bound {
         web,
-        http: http_addr,
+        http: harness.http_addr(),
     });
     // The socket peer is the client the sign-in limits count (see `trust_forwarded_for`).
     let service = router(app).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, service)
-        .with_graceful_shutdown({
-            let stop = stop.clone();
-            async move { stop.cancelled().await }
-        })
-        .await;
-    stop.cancel();
-    let _ = reloading.await;
-    let _ = forgetting.await;
-    let _ = publishing.await;
-    let read = reading
-        .await
-        .map_err(|_| DashboardError::ConsumerPanicked)?;
-    let _ = producer.flush(Duration::from_secs(10));
-    http_stop.cancel();
-    let _ = http.await;
-    served.map_err(DashboardError::Serve)?;
-    read?;
+    harness.spawn("web", async move {
+        let served = axum::serve(listener, service)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        // Decisions answered have been acknowledged; anything else is flushed before exit.
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+        served.map_err(DashboardError::Serve)
+    });
+    harness.run().await?;
     tracing::info!("dashboard stopped cleanly");
     Ok(())
 }

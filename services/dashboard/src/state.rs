@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use patroli_contracts::{
-    DlqEvent, Label, ModelRef, NarrativeStatus, Priority, ReviewDecision, ReviewItem, ScoredEvent,
-    TakedownRequest, TakedownStatus,
+    DecisionAction, DlqEvent, Label, ModelRef, NarrativeStatus, PostRef, Priority, ReviewDecision,
+    ReviewItem, ScoredEvent, TakedownRequest, TakedownStatus,
 };
 
 pub use crate::requests::RequestState;
@@ -100,6 +100,39 @@ impl Narrative {
                 .item
                 .as_ref()
                 .is_some_and(|item| item.status == NarrativeStatus::PendingReview)
+    }
+
+    /// A decision was sent that the takedown service has not acted on yet: acting on one, it
+    /// republishes the review item at a later revision than the one decided on.
+    pub fn awaiting_takedown(&self) -> bool {
+        match (&self.item, &self.decision) {
+            (Some(item), Some(decision)) => item.revision <= decision.revision,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        }
+    }
+
+    /// Protected copies the takedown service holds back until a person confirms the narrative
+    /// again: on a narrative it has confirmed, protected sample posts that the latest
+    /// confirmation did not show (those it showed were requested with it). Only sample posts
+    /// are known here, so copies past the sample are released with them but not listed.
+    pub fn held_copies(&self) -> Vec<&PostRef> {
+        let Some(item) = self
+            .item
+            .as_ref()
+            .filter(|item| item.status == NarrativeStatus::Confirmed)
+        else {
+            return Vec::new();
+        };
+        let released: &[PostRef] = match &self.decision {
+            Some(d) if d.action == DecisionAction::Confirm => &d.shown_posts,
+            _ => &[],
+        };
+        item.sample_posts
+            .iter()
+            .filter(|sample| sample.protected && !released.contains(&sample.post))
+            .map(|sample| &sample.post)
+            .collect()
     }
 }
 
@@ -331,11 +364,11 @@ impl View {
 
     /// Review items in desk order: awaiting review first, then high priority, higher score,
     /// more posts; the id breaks ties so the order is stable.
-    pub fn review_queue(&self) -> Vec<(&ReviewItem, Option<&ReviewDecision>)> {
+    pub fn review_queue(&self) -> Vec<(&ReviewItem, &Narrative)> {
         let mut items: Vec<_> = self
             .narratives
             .values()
-            .filter_map(|n| Some((n.item.as_ref()?, n.decision.as_ref(), n.awaiting_review())))
+            .filter_map(|n| Some((n.item.as_ref()?, n, n.awaiting_review())))
             .collect();
         items.sort_by(|(a, _, a_waiting), (b, _, b_waiting)| {
             b_waiting

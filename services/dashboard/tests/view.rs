@@ -1,7 +1,7 @@
 //! The view's folding rules: minute buckets and their eviction, bucket widths, histogram bins,
-//! the per-dimension cap and the narrative cap.
+//! the per-dimension cap, the narrative cap, held copies and decisions awaiting the takedown service.
 
-use patroli_contracts::{Label, ReviewDecision, ReviewItem, ScoredEvent};
+use patroli_contracts::{Label, PostRef, ReviewDecision, ReviewItem, ScoredEvent};
 use patroli_dashboard::state::{
     histogram_bin, Count, Dimension, Limits, View, MAX_VALUES_PER_DIMENSION, OTHER,
 };
@@ -143,4 +143,52 @@ fn past_the_cap_settled_narratives_go_before_those_awaiting_review() {
     let narrative = view.narrative_by_id("waiting-1").unwrap();
     assert!(!narrative.awaiting_review());
     assert_eq!(narrative.decision.as_ref().unwrap().decision_id, "d2");
+}
+
+#[test]
+fn held_copies_are_the_protected_samples_the_latest_confirmation_did_not_show() {
+    let post = |id: &str| PostRef {
+        platform: "x".into(),
+        post_id: id.into(),
+    };
+    let sample = |id: &str, protected: bool| {
+        json!({"post": {"platform": "x", "post_id": id}, "url": null, "author": "a",
+               "created_at": "", "score": 0.9, "text": null, "protected": protected})
+    };
+    let revision = |revision: u64, status: &str| {
+        let mut value = serde_json::to_value(item("n", status)).unwrap();
+        value["revision"] = json!(revision);
+        value["sample_posts"] = json!([sample("p1", false), sample("p2", true)]);
+        serde_json::from_value::<ReviewItem>(value).unwrap()
+    };
+    let confirmed = |id: &str, revision: u64, shown: &[&str]| -> ReviewDecision {
+        serde_json::from_value(json!({
+            "schema_version": 1, "decision_id": id, "narrative_id": "n", "action": "confirm",
+            "reason": null, "reviewer": "r", "decided_at": format!("2024-02-13T0{revision}:00:00Z"),
+            "revision": revision, "shown_posts": shown.iter().map(|p| post(p)).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    };
+    let mut view = view(60, 10);
+    view.review_item(revision(1, "pending_review"));
+    let n = |view: &View| view.narrative_by_id("n").unwrap().clone();
+    assert!(
+        n(&view).held_copies().is_empty(),
+        "pending: nothing is held"
+    );
+    assert!(!n(&view).awaiting_takedown());
+
+    // Confirmed on revision 1 showing only p1; the service acts (revision 2): p2 is held.
+    view.decision(confirmed("d1", 1, &["p1"]));
+    assert!(n(&view).awaiting_takedown());
+    view.review_item(revision(2, "confirmed"));
+    assert!(!n(&view).awaiting_takedown());
+    assert_eq!(n(&view).held_copies(), [&post("p2")]);
+
+    // Released by a confirmation showing p2: nothing held, awaiting the service again.
+    view.decision(confirmed("d2", 2, &["p1", "p2"]));
+    assert!(n(&view).held_copies().is_empty());
+    assert!(n(&view).awaiting_takedown());
+    view.review_item(revision(3, "confirmed"));
+    assert!(!n(&view).awaiting_takedown());
 }

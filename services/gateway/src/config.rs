@@ -1,5 +1,5 @@
 use patroli_contracts::{topics, DEFAULT_MAX_TEXT_BYTES};
-use patroli_runtime::KafkaConfig;
+use patroli_runtime::{KafkaConfig, DEFAULT_DRAIN_TIMEOUT_SECS};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +75,9 @@ pub struct GatewayConfig {
     /// Secret mixed into reporter pseudonyms so they cannot be reversed by hashing phone
     /// numbers; empty = a random one per process (pseudonyms then differ across pods).
     pub reporter_salt: String,
+    /// After SIGTERM, how long the gateway may take to stop (requests answered, records
+    /// flushed) before it exits non-zero naming what still ran; below the pod's grace period.
+    pub drain_timeout_secs: u64,
     pub log_json: bool,
 }
 
@@ -105,6 +108,7 @@ impl Default for GatewayConfig {
             dedup_window_secs: 600,
             dedup_capacity: 1_000_000,
             reporter_salt: String::new(),
+            drain_timeout_secs: DEFAULT_DRAIN_TIMEOUT_SECS,
             log_json: false,
         }
     }
@@ -137,8 +141,8 @@ impl GatewayConfig {
                     .into(),
             );
         }
-        if self.max_concurrent_requests == 0 {
-            return Err("max_concurrent_requests must be at least 1".into());
+        if self.max_concurrent_requests == 0 || self.drain_timeout_secs == 0 {
+            return Err("max_concurrent_requests and drain_timeout_secs must be at least 1".into());
         }
         if self.complaints.per_ip_per_minute == 0 || self.complaints.per_ip_burst == 0 {
             return Err("complaints.per_ip_per_minute and per_ip_burst must be at least 1".into());

@@ -1,5 +1,6 @@
-//! Start-up, background duties (key reloads, broker probe, limiter housekeeping) and
-//! graceful shutdown of the gateway.
+//! Start-up of the gateway and its stages under the service harness (health and metrics until
+//! the end, a drain deadline): background duties (key reloads, broker probe, limiter
+//! housekeeping) and the API server.
 
 use crate::api::{router, App};
 use crate::config::GatewayConfig;
@@ -8,7 +9,7 @@ use crate::limits::PerIpLimiter;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 use patroli_contracts::Limits;
-use patroli_runtime::{serve_http, Health};
+use patroli_runtime::{Harness, Health, Shutdown};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, Producer};
 use std::net::SocketAddr;
@@ -37,6 +38,8 @@ pub enum GatewayError {
     FatalProducer,
     #[error("the API server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Stopped(#[from] patroli_runtime::HarnessError),
 }
 
 /// Addresses the gateway listens on, reported once bound (port 0 picks a free one).
@@ -48,19 +51,18 @@ pub struct Bound {
 /// Runs the gateway until `shutdown`; `on_bound` learns the listening addresses.
 pub async fn run(
     config: GatewayConfig,
-    shutdown: CancellationToken,
+    shutdown: Shutdown,
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), GatewayError> {
     config.validate().map_err(GatewayError::Config)?;
     let metrics = Metrics::new();
     let health = Health::new(&[READY_BROKER]);
-    let http_stop = CancellationToken::new();
-    let _stop_http_on_return = http_stop.clone().drop_guard();
-    let (http_addr, http) = serve_http(
+    let mut harness = Harness::start(
+        &shutdown,
+        Duration::from_secs(config.drain_timeout_secs),
         config.http_addr,
         metrics.registry.clone(),
         health.clone(),
-        http_stop.clone(),
     )
     .await?;
 
@@ -131,45 +133,47 @@ pub async fn run(
     tracing::info!(%api_addr, "gateway API on http://{api_addr}/v1/");
     on_bound(Bound {
         api: api_addr,
-        http: http_addr,
+        http: harness.http_addr(),
     });
 
-    let stop = shutdown.child_token();
-    let duties = tokio::spawn(background(
-        config.clone(),
-        keys,
-        per_ip,
-        producer.clone(),
-        health,
-        metrics,
-        stop.clone(),
-    ));
-    let serving = {
-        let stop = stop.clone();
-        let fatal = fatal.clone();
-        async move {
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = fatal.cancelled() => {}
+    let stop = harness.stop();
+    harness.spawn(
+        "duties",
+        background(
+            config.clone(),
+            keys,
+            per_ip,
+            producer.clone(),
+            health,
+            metrics,
+            stop.clone(),
+        ),
+    );
+    harness.spawn("api", async move {
+        let serving = {
+            let fatal = fatal.clone();
+            async move {
+                tokio::select! {
+                    _ = stop.cancelled() => {}
+                    _ = fatal.cancelled() => {}
+                }
             }
+        };
+        let served = axum::serve(
+            listener,
+            router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(serving)
+        .await;
+        // Requests in flight have had their answers; anything left is flushed before exit.
+        let _ = tokio::task::spawn_blocking(move || producer.flush(Duration::from_secs(10))).await;
+        served.map_err(GatewayError::Serve)?;
+        if fatal.is_cancelled() {
+            return Err(GatewayError::FatalProducer);
         }
-    };
-    let served = axum::serve(
-        listener,
-        router(app).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(serving)
-    .await;
-    stop.cancel();
-    let _ = duties.await;
-    // Requests in flight have had their answers; anything left is flushed before exit.
-    let _ = producer.flush(Duration::from_secs(10));
-    http_stop.cancel();
-    let _ = http.await;
-    served.map_err(GatewayError::Serve)?;
-    if fatal.is_cancelled() {
-        return Err(GatewayError::FatalProducer);
-    }
+        Ok(())
+    });
+    harness.run().await?;
     tracing::info!("gateway stopped cleanly");
     Ok(())
 }

@@ -91,20 +91,25 @@ fn serve<C, Run, Fut, E>(
 ) -> anyhow::Result<()>
 where
     C: serde::Serialize + serde::de::DeserializeOwned + Default,
-    Run: FnOnce(C, tokio_util::sync::CancellationToken) -> Fut,
+    Run: FnOnce(C, patroli_runtime::Shutdown) -> Fut,
     Fut: std::future::Future<Output = Result<(), E>>,
     anyhow::Error: From<E>,
 {
     let config: C = patroli_runtime::load_config(args.config.as_deref(), std::env::vars())
         .with_context(|| format!("loading the {name} configuration"))?;
     patroli_runtime::init_tracing(log_json(&config));
-    runtime()?.block_on(async {
+    let runtime = runtime()?;
+    let served = runtime.block_on(async {
         let shutdown = patroli_runtime::shutdown_on_signals();
         run(config, shutdown)
             .await
             .map_err(anyhow::Error::from)
             .with_context(|| format!("{name} failed"))
-    })
+    });
+    // A service that gave up its drain leaves threads blocked in a client: exit without
+    // waiting for them (a clean stop has none left).
+    runtime.shutdown_background();
+    served
 }
 
 // Inference allocates and frees activations of a few MB per layer and batch;
@@ -122,13 +127,13 @@ fn main() -> anyhow::Result<()> {
                 "classifier",
                 args,
                 |c: &ClassifierConfig| c.log_json,
-                patroli_classifier::run,
+                |config, shutdown| patroli_classifier::run(config, shutdown.draining().clone()),
             ),
             Service::Takedown(args) => serve(
                 "takedown",
                 args,
                 |c: &TakedownConfig| c.log_json,
-                patroli_takedown::run,
+                |config, shutdown| patroli_takedown::run(config, shutdown.draining().clone()),
             ),
             Service::Gateway(args) => serve(
                 "gateway",

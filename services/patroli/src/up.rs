@@ -75,7 +75,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     );
     let takedown = tokio::spawn(patroli_takedown::run(
         takedown_config,
-        shutdown.child_token(),
+        shutdown.draining().child_token(),
     ));
 
     let sample = std::fs::read(&args.sample)
@@ -91,7 +91,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
 
     let classifier = tokio::spawn(patroli_classifier::run(
         config.clone(),
-        shutdown.child_token(),
+        shutdown.draining().child_token(),
     ));
     eprintln!(
         "metrics:    http://{}/metrics  (readiness: /readyz)",
@@ -109,7 +109,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let dashboard = tokio::spawn(patroli_dashboard::run(
         dashboard_config,
-        shutdown.child_token(),
+        shutdown.child(),
         move |bound| {
             let _ = bound_tx.send(bound.web);
         },
@@ -138,8 +138,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         produce_lines(&producer, topics::POSTS_RAW, &lines, pause).await
     });
 
-    let outcome = watch(&config, lines.len(), &texts, args.exit_when_done, &shutdown).await;
-    shutdown.cancel();
+    let outcome = watch(
+        &config,
+        lines.len(),
+        &texts,
+        args.exit_when_done,
+        shutdown.draining(),
+    )
+    .await;
+    shutdown.drain();
     replay.abort();
     match classifier.await {
         Ok(result) => result.context("classifier failed")?,
