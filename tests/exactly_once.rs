@@ -51,21 +51,14 @@ async fn a_zombie_with_the_same_transactional_id_is_fenced() {
     // only learns its fate when it writes.
     zombie.signal(libc::SIGCONT);
     stream.produce_posts(&producer, POSTS..TOTAL).await;
-    let woke = Instant::now();
-    let status = loop {
-        if let Ok(Some(status)) = zombie.child.try_wait() {
-            break status;
-        }
-        assert!(
-            woke.elapsed() < Duration::from_secs(60),
-            "the fenced zombie kept running"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert!(
-        !status.success(),
-        "a fenced instance must exit non-zero, got {status}"
+    let status = zombie.wait_exit(Duration::from_secs(60));
+    let stderr = zombie.stderr();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a fenced instance exits 1: {stderr}"
     );
+    assert!(stderr.contains("FENCED_TODO"), "{stderr}");
     collector.wait_for(TOTAL, Duration::from_secs(120));
     let outputs = collector.finish();
 
