@@ -42,6 +42,10 @@ fn up_runs_the_whole_stack_on_the_sample_stream() {
         .unwrap_or_else(|| panic!("no summary for {total} posts in:\n{stderr}"));
     assert!(summary.ends_with(", 3 dead-lettered"), "{summary}");
     assert_eq!(stderr.matches("  DLQ    ").count(), 3, "{stderr}");
+    // A clean run logs no error, not even librdkafka's about the broker it
+    // stopped itself at the end.
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors, Vec::<&str>::new(), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
