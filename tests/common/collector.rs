@@ -248,13 +248,17 @@ fn read(
 /// Runs `instances` classifiers from `spawn(instance)` and, `kills` times,
 /// SIGKILLs a random one and restarts it at once, as Kubernetes would. Each
 /// kill comes after a random number of distinct outputs, once output is
-/// flowing (a new message was read after that point), plus a random few ms:
-/// so it lands while batches are being written, mid-transaction in
-/// exactly-once mode. Every kill must hit a running instance and end it
-/// (`ServiceProcess::sigkill`). Returns the instances still running. The
-/// seed is printed; `PATROLI_CRASH_SEED` reproduces a run.
+/// flowing (a new message was read after that point), plus a random few ms,
+/// so it lands while batches are being written. With `uncommitted`, a
+/// `read_uncommitted` reader of the same topics, a kill instead comes the
+/// moment that reader holds messages `collector` has not read: outputs of a
+/// transaction still open, so the kill lands inside it. Every kill must hit
+/// a running instance and end it (`ServiceProcess::sigkill`). Returns the
+/// instances still running. The seed is printed; `PATROLI_CRASH_SEED`
+/// reproduces a run.
 pub fn kill_repeatedly(
     collector: &Collector,
+    uncommitted: Option<&Collector>,
     expected: usize,
     kills: usize,
     instances: usize,
@@ -288,13 +292,27 @@ pub fn kill_repeatedly(
             Duration::from_secs(240),
             |o| o.unique_total() >= *at,
         );
-        let read = collector.messages();
-        collector.wait_until(
-            &format!("{before}: output flowing again"),
-            Duration::from_secs(240),
-            |o| o.scored.len() + o.dlq.len() > read,
-        );
-        std::thread::sleep(Duration::from_millis(rng.random_range(0..150)));
+        let pause = rng.random_range(0..150);
+        match uncommitted {
+            Some(uncommitted) => {
+                // Aborted outputs of earlier kills stay in the gap: wait for it to grow.
+                let gap = uncommitted.messages().saturating_sub(collector.messages());
+                uncommitted.wait_until(
+                    &format!("{before}: a transaction's outputs ahead of its commit"),
+                    Duration::from_secs(240),
+                    |o| o.scored.len() + o.dlq.len() > collector.messages() + gap,
+                );
+            }
+            None => {
+                let read = collector.messages();
+                collector.wait_until(
+                    &format!("{before}: output flowing again"),
+                    Duration::from_secs(240),
+                    |o| o.scored.len() + o.dlq.len() > read,
+                );
+                std::thread::sleep(Duration::from_millis(pause));
+            }
+        }
         running[*victim].sigkill();
         eprintln!(
             "{before} (instance {victim}) after {} distinct outputs",
