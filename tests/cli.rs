@@ -6,7 +6,8 @@ mod common;
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn sample_lines() -> usize {
@@ -42,6 +43,102 @@ fn up_runs_the_whole_stack_on_the_sample_stream() {
         .unwrap_or_else(|| panic!("no summary for {total} posts in:\n{stderr}"));
     assert!(summary.ends_with(", 3 dead-lettered"), "{summary}");
     assert_eq!(stderr.matches("  DLQ    ").count(), 3, "{stderr}");
+    // A clean run logs no error, not even librdkafka's about the broker it
+    // stopped itself at the end.
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors, Vec::<&str>::new(), "{stderr}");
+}
+
+/// `patroli score` run as a person would, from `cwd`, on one post.
+fn score_from(cwd: &Path, model: Option<&str>, home: Option<&Path>) -> Output {
+    use std::io::Write;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_patroli"));
+    command
+        .current_dir(cwd)
+        .args(["score", "--input", "-", "--output", "-"])
+        .env_remove("PATROLI_HOME")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(model) = model {
+        command.args(["--model", model]);
+    }
+    if let Some(home) = home {
+        command.env("PATROLI_HOME", home);
+    }
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"id\":\"a\",\"text\":\"KPU menunda pemilu\"}\n")
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// One scored line for the post `a`.
+fn assert_scored(output: &Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["id"], "a", "{stdout}");
+    assert!(lines[0]["score"].is_f64(), "{stdout}");
+}
+
+/// The default model is found from outside the checkout (the checkout this
+/// binary was built from), and a relative `--model` under `PATROLI_HOME`.
+#[test]
+fn score_finds_its_model_from_any_working_directory() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert_scored(&score_from(elsewhere.path(), None, None));
+
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir(home.path().join("models")).unwrap();
+    patroli_training::build_tiny_model(&home.path().join("models/tiny"), 7).unwrap();
+    assert_scored(&score_from(
+        elsewhere.path(),
+        Some("models/tiny"),
+        Some(home.path()),
+    ));
+}
+
+/// A model found nowhere: the error names every path tried, and how to get one.
+#[test]
+fn a_missing_model_lists_every_path_tried_and_how_to_install() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let cwd = elsewhere.path().canonicalize().unwrap();
+    let home = Path::new("/nonexistent-patroli-home");
+    let output = score_from(&cwd, Some("models/no-such-model"), Some(home));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let checkout = repo_root().canonicalize().unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_patroli"));
+    let checkout_is = if binary.starts_with(&checkout) {
+        "the checkout holding this binary"
+    } else {
+        "the checkout this binary was built from"
+    };
+    assert_eq!(
+        stderr,
+        format!(
+            "Error: no model models/no-such-model (patroli.json) in any of:\n  \
+             {}/models/no-such-model (the working directory)\n  \
+             /nonexistent-patroli-home/models/no-such-model (PATROLI_HOME)\n  \
+             {}/models/no-such-model ({checkout_is})\n\
+             the trained models ship in the patroli checkout's models/ folder: run from it, \
+             set PATROLI_HOME to it, or pass the model directory; the base encoder they need \
+             is installed by models/install-base.sh\n",
+            cwd.display(),
+            checkout.display()
+        )
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -62,29 +62,32 @@ async fn produce_failures_longer_than_the_delivery_timeout_lose_nothing() {
 }
 
 /// Without permission to write its output, retrying cannot help: the
-/// classifier stops with a non-zero exit status instead of retrying forever
-/// (its orchestrator restarts it and alerts on the crash loop).
+/// classifier stops with exit status 1 and says why, instead of retrying
+/// forever (its orchestrator restarts it and alerts on the crash loop). The
+/// reason is its write stage's: it had started, consumed and scored posts
+/// before the refusal, so it did not fail on anything else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_authorization_failure_stops_the_classifier_with_an_error() {
     let mock = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
     let stream = Stream::on_mock(&mock);
     let model = tiny_model();
+    // The mock fails the next produce requests of any client, so the posts
+    // go in first; the classifier's writes are the ones refused.
     stream.produce_posts(&stream.producer(), 0..10).await;
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 100],
     );
     let mut classifier = ClassifierProcess::spawn(&stream, model.path(), "faults-authz", &[]);
-    let started = std::time::Instant::now();
-    let status = loop {
-        if let Some(status) = classifier.child.try_wait().expect("wait for classifier") {
-            break status;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the classifier kept running without write permission"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    assert_eq!(status.code(), Some(1));
+    let status = classifier.wait_exit(Duration::from_secs(120));
+    let stderr = classifier.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.ends_with(
+            "Error: classifier failed\n\nCaused by:\n    the broker refuses the classifier's \
+             output for good, check the topic and its ACLs: Message production error: \
+             TopicAuthorizationFailed (Broker: Topic authorization failed)\n"
+        ),
+        "{stderr}"
+    );
 }

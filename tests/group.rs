@@ -1,6 +1,7 @@
 //! Scaling: two classifier instances in one consumer group split the
-//! partitions; stopping one (SIGTERM, as Kubernetes does) hands its
-//! partitions to the other without losing a post.
+//! partitions; stopping one (SIGTERM, as Kubernetes does) while posts flow
+//! hands its partitions to the other without losing or repeating a post: it
+//! finishes and commits its in-flight batches before it leaves.
 
 mod common;
 
@@ -42,9 +43,18 @@ async fn two_instances_split_partitions_and_hand_over_on_stop() {
         std::thread::sleep(Duration::from_millis(200));
     }
     stream.produce_posts(&producer, 2000..6000).await;
-    // Stop the first one while posts are still flowing.
-    std::thread::sleep(Duration::from_millis(300));
+    // Stop the first one while the new posts are being scored.
+    collector.wait_until(
+        "the hand-over's posts being scored",
+        Duration::from_secs(120),
+        |o| o.unique_total() > 2000,
+    );
+    let stopped_at = collector.unique_total();
     let status = first.terminate();
+    assert!(
+        stopped_at < 6000,
+        "the first instance was stopped only after every post was scored ({stopped_at})"
+    );
     assert!(
         status.success(),
         "SIGTERM must end the classifier cleanly, got {status}"
@@ -64,9 +74,10 @@ async fn two_instances_split_partitions_and_hand_over_on_stop() {
         "posts lost in the hand-over"
     );
     assert_eq!(outputs.unique_scored().len(), 8000);
-    eprintln!(
-        "hand-over: {} scored messages for 8000 posts ({} duplicates)",
+    assert_eq!(
         outputs.scored.len(),
-        outputs.scored.len() - 8000
+        8000,
+        "a graceful hand-over repeats no post"
     );
+    eprintln!("hand-over after {stopped_at} of 8000 posts: 8000 scored messages, 0 duplicates");
 }

@@ -3,6 +3,12 @@
 
 use super::{service_wrapper, ServiceProcess, Stream};
 use std::path::Path;
+use std::time::Duration;
+
+/// The consumer-group session timeout every test classifier runs with: a
+/// SIGKILLed instance's partitions are handed on (and its uncommitted tail
+/// re-delivered) only once it has passed.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
 
 /// A `patroli serve classifier` child process.
 pub struct ClassifierProcess(ServiceProcess);
@@ -21,7 +27,10 @@ impl ClassifierProcess {
             ("PATROLI_KAFKA__BROKERS".into(), stream.brokers.clone()),
             ("PATROLI_MODEL_DIR".into(), model_dir.display().to_string()),
             ("PATROLI_GROUP_ID".into(), stream.unique(group)),
-            ("PATROLI_SESSION_TIMEOUT_MS".into(), "6000".into()),
+            (
+                "PATROLI_SESSION_TIMEOUT_MS".into(),
+                SESSION_TIMEOUT.as_millis().to_string(),
+            ),
             ("PATROLI_THREADS".into(), "1".into()),
         ];
         env.extend(stream.classifier_env());

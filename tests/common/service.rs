@@ -2,13 +2,18 @@
 //! with a clean environment, reached over its HTTP endpoints.
 
 use std::ffi::OsStr;
+use std::io::BufRead;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct ServiceProcess {
     pub child: Child,
     /// `/healthz`, `/readyz` and `/metrics`.
     pub http_port: u16,
+    /// Everything the service wrote to stderr so far (its logs and its
+    /// exit error), so a test can assert why it stopped.
+    stderr: Arc<Mutex<String>>,
 }
 
 impl ServiceProcess {
@@ -20,7 +25,7 @@ impl ServiceProcess {
         V: AsRef<OsStr>,
     {
         let http_port = super::free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_patroli"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_patroli"))
             .args(["serve", service])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -31,14 +36,75 @@ impl ServiceProcess {
             .env("PATROLI_HTTP_ADDR", format!("127.0.0.1:{http_port}"))
             .envs(env)
             .stdin(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("spawn patroli serve {service}: {e}"));
-        ServiceProcess { child, http_port }
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let (pipe, kept) = (child.stderr.take().expect("piped stderr"), stderr.clone());
+        // Kept for assertions and still shown, as when it was inherited. Ends
+        // at the service's exit (end of the pipe).
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("{line}");
+                let mut kept = kept.lock().unwrap();
+                kept.push_str(&line);
+                kept.push('\n');
+            }
+        });
+        ServiceProcess {
+            child,
+            http_port,
+            stderr,
+        }
     }
 
+    /// What the service wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Ends the service if it still runs (clean-up; see `sigkill` for a kill
+    /// a test relies on).
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// SIGKILLs the service and reaps it. Fails the test unless it was still
+    /// running and died of that signal: a kill that lands on a process that
+    /// had already exited proves nothing about crash safety.
+    pub fn sigkill(&mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        if let Some(status) = self.child.try_wait().expect("poll the service") {
+            panic!(
+                "the service had already exited ({status}) before the SIGKILL; its stderr:\n{}",
+                self.stderr()
+            );
+        }
+        self.child.kill().expect("SIGKILL the service");
+        let status = self.child.wait().expect("reap the service");
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the service ended with {status}, not by the SIGKILL"
+        );
+    }
+
+    /// Waits for the service to exit by itself within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll the service") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the service was still running after {limit:?}; its stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn signal(&self, signal: i32) {

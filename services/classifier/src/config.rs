@@ -116,3 +116,86 @@ impl Default for ClassifierConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ClassifierConfig;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    /// The backticked words of a README table cell, in order.
+    fn backticked(cell: &str) -> Vec<&str> {
+        cell.split('`').skip(1).step_by(2).collect()
+    }
+
+    /// The README's classifier configuration table is what operators read:
+    /// every setting of `ClassifierConfig` is in it, under its own key, with
+    /// the default the code has (a cell without a value, "unset" or "CPU
+    /// quota", means none), so the table cannot drift from the code.
+    #[test]
+    fn the_readme_table_states_every_setting_and_its_default() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .expect("README.md");
+        let table = readme
+            .split("\n## Configuration (classifier)\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("the README's classifier configuration section");
+        let defaults = serde_json::to_value(ClassifierConfig::default()).unwrap();
+        let mut documented = BTreeSet::new();
+        for row in table.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.split(" | ").collect();
+            // `a.b` / `c`: a key without a section is in the one before it.
+            let mut section = "";
+            let keys: Vec<String> = backticked(cells[0])
+                .into_iter()
+                .map(|key| match key.split_once('.') {
+                    Some((s, _)) => {
+                        section = s;
+                        key.to_owned()
+                    }
+                    None if section.is_empty() => key.to_owned(),
+                    None => format!("{section}.{key}"),
+                })
+                .collect();
+            let stated = backticked(cells[2]);
+            for (i, key) in keys.iter().enumerate() {
+                let pointer = format!("/{}", key.replace('.', "/"));
+                let default = defaults
+                    .pointer(&pointer)
+                    .unwrap_or_else(|| panic!("the README documents `{key}`, not a setting"));
+                let shown = match default {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Null => None,
+                    Value::Object(o) if o.is_empty() => Some("{}".into()),
+                    other => Some(other.to_string()),
+                };
+                let stated = if stated.is_empty() {
+                    None
+                } else {
+                    assert_eq!(stated.len(), keys.len(), "one default per key: {row}");
+                    Some(stated[i].to_owned())
+                };
+                assert_eq!(stated, shown, "the README's default for `{key}`");
+                documented.insert(key.clone());
+            }
+        }
+        let mut settings = BTreeSet::new();
+        for (name, value) in defaults.as_object().unwrap() {
+            match value {
+                Value::Object(fields) => {
+                    settings.extend(fields.keys().map(|field| format!("{name}.{field}")))
+                }
+                _ => {
+                    settings.insert(name.clone());
+                }
+            }
+        }
+        let undocumented: Vec<_> = settings.difference(&documented).collect();
+        assert!(
+            undocumented.is_empty(),
+            "not in the README's table: {undocumented:?}"
+        );
+    }
+}

@@ -87,7 +87,7 @@ pub async fn run(
         threads: config.threads,
         int8: None,
     };
-    let model_dir = config.model_dir.clone();
+    let model_dir = patroli_inference::locate_model_dir(&config.model_dir)?;
     let classifier = tokio::task::spawn_blocking(move || Classifier::load(&model_dir, &options))
         .await
         .map_err(|e| ClassifierError::Stage(e.to_string()))??;

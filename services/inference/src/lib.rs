@@ -25,6 +25,7 @@ mod heads;
 mod int8;
 mod kernels;
 mod load;
+mod locate;
 pub mod network;
 pub mod ngram;
 pub mod spec;
@@ -40,6 +41,7 @@ pub use bert::BertConfig;
 pub use budget::{in_batches, token_budget_batches, TokenBudget};
 pub use claims::{Claim, ClaimIndex, ClaimMatch, Verdict, MATCH_FEATURES};
 pub use classifier::{Classifier, InferenceOptions, ModelInfo, Prediction};
+pub use locate::{locate_model_dir, HOME_ENV};
 pub use spec::{ModelSpec, BASE_DIR_ENV};
 pub use text::Tokenized;
 pub use vocab::VOCAB_FILE;
@@ -50,8 +52,9 @@ pub fn int8_supported() -> bool {
     int8::Int8Linear::supported()
 }
 
-/// The shipped model, relative to the repository root: what every command,
-/// the classifier service and the container use unless told otherwise.
+/// The shipped model, relative to the repository root (found from any
+/// working directory by [`locate_model_dir`]): what every command, the
+/// classifier service and the container use unless told otherwise.
 pub const DEFAULT_MODEL_DIR: &str = "models/patroli-id-v7";
 
 /// Everything that can go wrong loading, running or training a model.
@@ -73,6 +76,12 @@ pub enum ModelError {
     Candle(#[from] candle_core::Error),
     #[error("bad data: {0}")]
     Data(String),
+    #[error("{}", locate::not_found_message(dir, tried))]
+    NotFound {
+        dir: PathBuf,
+        /// Each place looked in, and why it was.
+        tried: Vec<(PathBuf, &'static str)>,
+    },
 }
 
 impl ModelError {

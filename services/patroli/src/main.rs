@@ -121,7 +121,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Up(args) => runtime()?.block_on(up::run(args)),
+        Command::Up(args) => {
+            let runtime = runtime()?;
+            let mut broker = None;
+            let outcome = runtime.block_on(up::run(args, &mut broker));
+            // Tasks still holding a client end with the runtime, before the
+            // broker stops (see `up::run`).
+            runtime.shutdown_timeout(std::time::Duration::from_secs(30));
+            drop(broker);
+            outcome
+        }
         Command::Serve { service } => match service {
             Service::Classifier(args) => serve(
                 "classifier",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use patroli_inference::spec::SPEC_FILE;
-use patroli_inference::{Classifier, InferenceOptions};
+use patroli_inference::{locate_model_dir, Classifier, InferenceOptions};
 use patroli_training::{DistillOptions, Split, StackOptions, TrainOptions};
 
 pub(crate) const DEFAULT_MODEL: &str = patroli_inference::DEFAULT_MODEL_DIR;
@@ -233,6 +233,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
             max_len,
             threads,
         } => {
+            let model = locate_model_dir(&model)?;
             let clf = Classifier::load(
                 &model,
                 &InferenceOptions {
@@ -405,6 +406,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 "all" => None,
                 s => Some(s.parse::<Split>().map_err(anyhow::Error::msg)?),
             };
+            let model = locate_model_dir(&model)?;
             let report = patroli_training::evaluate(&model, &data, split, &report)?;
             print!("{}", report.to_markdown());
             Ok(())
@@ -428,6 +430,7 @@ pub fn run(command: ModelCommand) -> anyhow::Result<()> {
                 std::fs::write(&path, lines)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+            let model = locate_model_dir(&model)?;
             for r in patroli_training::bench(&model, &texts, &threads, max_len, int8)? {
                 if json {
                     println!("{}", serde_json::to_string(&r)?);

@@ -39,12 +39,16 @@ pub struct UpArgs {
     pub exit_when_done: bool,
 }
 
-pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+/// The local broker it starts goes into `broker`, for the caller to stop
+/// only once the runtime, and with it every client, is gone: librdkafka
+/// reports a broker that vanishes under a live client as an error.
+pub async fn run(args: UpArgs, broker: &mut Option<LocalBroker>) -> anyhow::Result<()> {
     // Keep the terminal for the live view; warnings still show.
     patroli_runtime::init_tracing_or(false, "warn");
     let shutdown = patroli_runtime::shutdown_on_signals();
 
-    let (_broker, brokers) = local_or_given_broker("patroli up").await?;
+    let (local, brokers) = local_or_given_broker("patroli up").await?;
+    *broker = local;
     eprintln!("broker:     {brokers}");
 
     let mut config: ClassifierConfig = patroli_runtime::load_config(None, std::env::vars())?;
