@@ -652,7 +652,10 @@ impl Forgery<'_> {
         // Every audit record is in partition 0 (the summary above), among transaction
         // markers, which take offsets too: the forged record lands after all of them.
         assert_eq!(partition, 0);
-        assert!(offset > records, "offset {offset} after {records} records and markers");
+        assert!(
+            offset > records,
+            "offset {offset} after {records} records and markers"
+        );
         let broken = verify();
         assert!(!broken.status.success());
         let stderr = String::from_utf8_lossy(&broken.stderr);
