@@ -25,6 +25,11 @@ impl TakedownProcess {
         let env = [
             ("PATROLI_KAFKA__BROKERS", brokers.to_owned()),
             ("PATROLI_GROUP_ID", group.to_owned()),
+            // One per group: tests sharing a broker do not fence each other.
+            (
+                "PATROLI_TRANSACTIONAL_ID",
+                format!("patroli-takedown-{group}"),
+            ),
             ("PATROLI_POLICY_FILE", policy.display().to_string()),
             (
                 "PATROLI_DECISION_KEYS_FILE",
@@ -157,7 +162,7 @@ impl TakedownOutputs {
     }
 }
 
-/// Reads the takedown output topics from the beginning in the background.
+/// Reads the takedown output topics (committed records) from the beginning in the background.
 pub struct TakedownCollector {
     outputs: Arc<Mutex<TakedownOutputs>>,
     stop: Arc<std::sync::atomic::AtomicBool>,
@@ -174,6 +179,8 @@ impl TakedownCollector {
             )
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
+            // What partners and the dashboard see: the service writes in transactions.
+            .set("isolation.level", "read_committed")
             .create()
             .expect("collector consumer");
         consumer

@@ -15,12 +15,12 @@ use crate::output::{rejected_record, OutRecord, Outcome};
 use crate::rebalance::{InFlight, ServiceConsumer};
 use crate::score::ScoredBatch;
 use crate::service::ClassifierError;
+use patroli_runtime::produce::{classify, Failure};
 use patroli_runtime::Health;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -81,38 +81,6 @@ fn count_outcomes(records: &[OutRecord], metrics: &Metrics) {
             Outcome::Scored(label) => metrics.scored.with_label_values(&[label.as_str()]).inc(),
             Outcome::DeadLetter(reason) => metrics.dlq.with_label_values(&[reason]).inc(),
         }
-    }
-}
-
-/// What a failed delivery means.
-#[derive(Debug, PartialEq)]
-enum Failure {
-    /// The broker or the network may recover: produce it again.
-    Transient,
-    /// This record can never be written: dead-letter it instead.
-    Rejected,
-    /// Nothing will be written until someone fixes topics or permissions.
-    Fatal,
-}
-
-fn classify(error: &KafkaError) -> Failure {
-    use RDKafkaErrorCode as Code;
-    match error.rdkafka_error_code() {
-        Some(Code::MessageSizeTooLarge | Code::InvalidMessageSize | Code::InvalidRecord) => {
-            Failure::Rejected
-        }
-        Some(
-            Code::TopicAuthorizationFailed
-            | Code::ClusterAuthorizationFailed
-            | Code::TransactionalIdAuthorizationFailed
-            | Code::SaslAuthenticationFailed
-            | Code::Authentication
-            | Code::UnknownTopicOrPartition
-            | Code::UnknownTopic
-            | Code::UnknownPartition
-            | Code::Fatal,
-        ) => Failure::Fatal,
-        _ => Failure::Transient,
     }
 }
 

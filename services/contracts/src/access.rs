@@ -131,9 +131,16 @@ pub const PRINCIPALS: &[Principal] = &[
             topic(topics::TAKEDOWN_AUDIT, WRITE),
             topic(topics::CLAIMS, WRITE),
             topic(topics::TAKEDOWN_STATE, READ_WRITE),
+            // Its consumer group, whose offsets it commits inside its transactions.
             Grant {
                 resource: Resource::Group("patroli-takedown"),
                 operations: READ,
+            },
+            // Exactly-once: outputs, state and input offsets in one transaction
+            // (`transactional_id`, one replica).
+            Grant {
+                resource: Resource::TransactionalIdPrefix("patroli-takedown"),
+                operations: WRITE,
             },
             IDEMPOTENT,
         ],

@@ -101,7 +101,7 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
         &group,
         &args.topic,
         None,
-        |partition, low| cell.borrow_mut().partition(partition, low),
+        |partition, low, _| cell.borrow_mut().partition(partition, low),
         |message| {
             use rdkafka::message::Message;
             records += 1;

@@ -10,6 +10,7 @@ pub mod http;
 pub mod kafka;
 pub mod local_broker;
 pub mod metrics;
+pub mod produce;
 pub mod shutdown;
 pub mod telemetry;
 

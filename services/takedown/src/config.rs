@@ -2,6 +2,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use patroli_runtime::KafkaConfig;
+
+use crate::bounds::Bounds;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,31 +17,49 @@ pub struct TakedownConfig {
     /// base64 public key; `patroli keys generate` writes it). Required: without it no decision
     /// could be believed.
     pub decision_keys_file: Option<PathBuf>,
-    /// Raw post texts remembered for joining with their scored events.
-    pub text_cache_posts: usize,
+    /// Bytes of raw post texts remembered for joining with their scored events (oldest out).
+    pub text_cache_bytes: usize,
     /// At start-up, the texts of this many of the latest messages per raw-topic partition are
     /// read back, so a restart does not forget texts whose scored events are still to come.
     pub text_rebuild_per_partition: i64,
     pub http_addr: SocketAddr,
     pub log_json: bool,
     pub session_timeout_ms: u64,
-    /// How often stored offsets are committed.
-    pub commit_interval_ms: u64,
+    /// The producer's transactional id: each input's outputs, state records and offset commit
+    /// form one Kafka transaction. One replica holds it; a new one fences the old.
+    pub transactional_id: String,
+    /// Largest record the service produces (key and value), as the output topics'
+    /// `max.message.bytes`: a larger output is replaced by an audit entry saying so.
+    pub max_message_bytes: usize,
+    /// Most posts one takedown request lists; larger sets go out as several pages.
+    pub max_posts_per_request: usize,
+}
+
+impl TakedownConfig {
+    pub fn bounds(&self) -> Bounds {
+        Bounds {
+            text_cache_bytes: self.text_cache_bytes,
+            max_posts_per_request: self.max_posts_per_request,
+        }
+    }
 }
 
 impl Default for TakedownConfig {
     fn default() -> Self {
+        let bounds = Bounds::default();
         TakedownConfig {
             kafka: KafkaConfig::default(),
             group_id: "patroli-takedown".into(),
             policy_file: None,
             decision_keys_file: None,
-            text_cache_posts: 200_000,
+            text_cache_bytes: bounds.text_cache_bytes,
             text_rebuild_per_partition: 20_000,
             http_addr: SocketAddr::from(([127, 0, 0, 1], 9467)),
             log_json: false,
             session_timeout_ms: 10_000,
-            commit_interval_ms: 1_000,
+            transactional_id: "patroli-takedown".into(),
+            max_message_bytes: 1_000_000,
+            max_posts_per_request: bounds.max_posts_per_request,
         }
     }
 }

@@ -18,14 +18,17 @@ use patroli_contracts::{
     SCHEMA_VERSION,
 };
 
+use crate::bounds::{Bounds, MAX_DECISION_BYTES};
 use crate::steps::AuditRecord;
 use crate::trust::decided_status;
 
 use crate::metrics::Metrics;
 use crate::narrative::{narrative_id, NarrativeIndex};
 use crate::policy::Policy;
-use crate::state::{ComplaintRecord, NarrativeRecord, PostRecord, StateRecord, TextCache};
-use crate::time_of;
+use crate::queue::QueueGauges;
+use crate::state::{
+    ComplaintRecord, NarrativeRecord, PostRecord, RequestRecord, StateRecord, TextCache,
+};
 
 /// Who automatic steps are attributed to in the audit trail.
 pub const POLICY_ACTOR: &str = "policy";
@@ -65,7 +68,8 @@ pub struct Engine {
     pub(crate) narratives: BTreeMap<String, NarrativeRecord>,
     pub(crate) posts: HashMap<String, PostRecord>,
     pub(crate) members: HashMap<String, BTreeSet<String>>,
-    pub(crate) request_narrative: HashMap<String, String>,
+    /// Every request sent, by request id.
+    pub(crate) requests: HashMap<String, RequestRecord>,
     pub(crate) index: NarrativeIndex,
     /// Complaints attached to narratives, by complaint id (never in `posts`).
     pub(crate) complaints: HashMap<String, ComplaintRecord>,
@@ -74,6 +78,8 @@ pub struct Engine {
     /// that arrives later is never requested a second time.
     pub(crate) requested_references: HashMap<PostRef, String>,
     texts: TextCache,
+    pub(crate) queue: QueueGauges,
+    pub(crate) bounds: Bounds,
     pub(crate) metrics: Metrics,
 }
 
@@ -84,15 +90,20 @@ pub(crate) struct Effects {
     pub(crate) dirty_posts: BTreeSet<String>,
     pub(crate) dirty_narratives: BTreeSet<String>,
     pub(crate) dirty_complaints: BTreeSet<String>,
+    pub(crate) dirty_requests: BTreeSet<String>,
 }
 
 impl Engine {
     pub fn new(
         policy: Policy,
         verifier: DecisionVerifier,
-        text_cache: usize,
+        bounds: Bounds,
         metrics: Metrics,
     ) -> Self {
+        assert!(
+            bounds.max_posts_per_request > 0,
+            "a request lists at least one post"
+        );
         Engine {
             policy,
             verifier,
@@ -100,12 +111,14 @@ impl Engine {
             narratives: BTreeMap::new(),
             posts: HashMap::new(),
             members: HashMap::new(),
-            request_narrative: HashMap::new(),
+            requests: HashMap::new(),
             index: NarrativeIndex::default(),
             complaints: HashMap::new(),
             complaints_of: HashMap::new(),
             requested_references: HashMap::new(),
-            texts: TextCache::new(text_cache),
+            texts: TextCache::new(bounds.text_cache_bytes),
+            queue: QueueGauges::default(),
+            bounds,
             metrics,
         }
     }
@@ -141,30 +154,37 @@ impl Engine {
                     .insert(key.clone());
                 self.posts.insert(key, *post);
             }
-            StateRecord::Narrative(narrative) => {
-                for (request_id, request) in &narrative.requests {
-                    self.request_narrative
-                        .insert(request_id.clone(), narrative.narrative_id.clone());
-                    let old = self
-                        .narratives
-                        .get(&narrative.narrative_id)
-                        .and_then(|n| n.requests.get(request_id))
-                        .map(|r| r.state);
-                    if old != Some(request.state) {
-                        self.metrics.request_moved(
-                            &request.platform,
-                            &request.category,
-                            old,
-                            request.state,
-                        );
+            StateRecord::Narrative(mut narrative) => {
+                // A record from before requests had their own: they come along, unless a
+                // request record (always newer) is already in.
+                for (request_id, mut request) in std::mem::take(&mut narrative.legacy_requests) {
+                    if !self.requests.contains_key(&request_id) {
+                        request.request_id = request_id;
+                        request.narrative_id = narrative.narrative_id.clone();
+                        self.restore_request(request);
                     }
                 }
-                self.narratives
-                    .insert(narrative.narrative_id.clone(), *narrative);
+                self.queue.enter(&narrative);
+                if let Some(old) = self
+                    .narratives
+                    .insert(narrative.narrative_id.clone(), *narrative)
+                {
+                    self.queue.leave(&old);
+                }
             }
+            StateRecord::Request(request) => self.restore_request(*request),
             StateRecord::Complaint(complaint) => self.restore_complaint(*complaint),
         }
         Vec::new()
+    }
+
+    fn restore_request(&mut self, request: RequestRecord) {
+        let old = self.requests.get(&request.request_id).map(|r| r.state);
+        if old != Some(request.state) {
+            self.metrics
+                .request_moved(&request.platform, &request.category, old, request.state);
+        }
+        self.requests.insert(request.request_id.clone(), request);
     }
 
     /// Remembers a raw post's text; a post already in a narrative gets it (and, once decided,
@@ -212,6 +232,12 @@ impl Engine {
             .find(fingerprint, self.policy.max_distance)
             .map(str::to_owned);
         let narrative_id = match found {
+            // Its posts are known but its record is not (state written before outputs were
+            // atomic): the narrative is reviewed again rather than trusted or lost.
+            Some(id) if !self.narratives.contains_key(&id) => {
+                self.reopen(&id, now, &mut fx);
+                id
+            }
             Some(id) => id,
             None if event.score >= review => {
                 let id = narrative_id(fingerprint, &key);
@@ -286,6 +312,20 @@ impl Engine {
         now: &str,
     ) -> Vec<Outgoing> {
         let mut fx = Effects::default();
+        let size = serde_json::to_vec(&decision)
+            .expect("contract types serialise")
+            .len();
+        if size > MAX_DECISION_BYTES {
+            self.metrics
+                .ignored
+                .with_label_values(&["oversized_decision"])
+                .inc();
+            let why = format!(
+                "decision {} refused: {size} bytes, over the {MAX_DECISION_BYTES} a narrative's state record can carry",
+                decision.decision_id
+            );
+            return self.reject_input(subject, &why, now);
+        }
         if let Err(why) = self.check_decision(&decision) {
             self.metrics
                 .ignored
@@ -317,7 +357,9 @@ impl Engine {
         let narrative_id = decision.narrative_id.clone();
         match (from, to) {
             (NarrativeStatus::PendingReview, _) => {
+                self.queue.leave(narrative);
                 narrative.status = to;
+                self.queue.enter(narrative);
                 narrative.decision = Some(decision.clone());
                 self.metrics.decision(decision.action);
                 let why = decision.reason.clone().unwrap_or_else(|| match to {
@@ -341,7 +383,13 @@ impl Engine {
                 if to == NarrativeStatus::Confirmed {
                     self.request_unrequested(&narrative_id, &decision, now, &mut fx);
                 }
-                let keys: Vec<String> = self.members[&narrative_id].iter().cloned().collect();
+                let keys: Vec<String> = self
+                    .members
+                    .get(&narrative_id)
+                    .into_iter()
+                    .flatten()
+                    .cloned()
+                    .collect();
                 for key in keys {
                     self.label_post(&key, &mut fx);
                 }
@@ -390,18 +438,10 @@ impl Engine {
     pub fn on_status(&mut self, status: TakedownStatus, now: &str) -> Vec<Outgoing> {
         let mut fx = Effects::default();
         let subject = format!("status:{}:{:?}", status.request_id, status.status);
-        let Some(narrative_id) = self.request_narrative.get(&status.request_id).cloned() else {
+        let Some(request) = self.requests.get_mut(&status.request_id) else {
             let why = format!("status for unknown request {}", status.request_id);
             return self.reject_input(&subject, &why, now);
         };
-        let narrative = self
-            .narratives
-            .get_mut(&narrative_id)
-            .expect("every indexed request has its narrative");
-        let request = narrative
-            .requests
-            .get_mut(&status.request_id)
-            .expect("every indexed request is in its narrative");
         if request.platform != status.platform {
             let why = format!(
                 "status from platform {} for a request to {}",
@@ -418,10 +458,10 @@ impl Engine {
         };
         let from = request.state;
         request.state = next;
-        let (platform, category) = (request.platform.clone(), request.category.clone());
+        let narrative_id = request.narrative_id.clone();
         self.metrics
-            .request_moved(&platform, &category, Some(from), next);
-        fx.dirty_narratives.insert(narrative_id.clone());
+            .request_moved(&request.platform, &request.category, Some(from), next);
+        fx.dirty_requests.insert(status.request_id.clone());
         let why = status
             .reason
             .clone()
@@ -469,33 +509,8 @@ impl Engine {
         fx.out
     }
 
-    /// Recomputes the review-queue gauges (depth and oldest age at `now`).
+    /// Publishes the review-queue gauges (depth and oldest age at `now`).
     pub fn refresh_gauges(&self, now: time::OffsetDateTime) {
-        let mut by_status: BTreeMap<&str, i64> = BTreeMap::new();
-        let mut oldest: Option<time::OffsetDateTime> = None;
-        for narrative in self.narratives.values() {
-            *by_status.entry(narrative.status.as_str()).or_default() += 1;
-            if narrative.status == NarrativeStatus::PendingReview {
-                if let Some(queued) = time_of(&narrative.queued_at) {
-                    oldest = Some(oldest.map_or(queued, |o| o.min(queued)));
-                }
-            }
-        }
-        for status in [
-            NarrativeStatus::PendingReview,
-            NarrativeStatus::Confirmed,
-            NarrativeStatus::Rejected,
-        ] {
-            let count = by_status.get(status.as_str()).copied().unwrap_or(0);
-            self.metrics
-                .narratives
-                .with_label_values(&[status.as_str()])
-                .set(count);
-        }
-        self.metrics
-            .review_queue_depth
-            .set(by_status.get("pending_review").copied().unwrap_or(0));
-        let age = oldest.map_or(0, |o| (now - o).whole_seconds().max(0));
-        self.metrics.review_queue_oldest_seconds.set(age);
+        self.queue.publish(&self.metrics, now);
     }
 }

@@ -3,6 +3,7 @@
 //! end, reviewers' decisions turned into training labels, and every state change audited.
 
 pub mod audit_chain;
+pub mod bounds;
 pub mod burst;
 mod complaints;
 pub mod config;
@@ -11,11 +12,15 @@ pub mod metrics;
 pub mod narrative;
 mod outputs;
 pub mod policy;
+mod queue;
+mod rebuild;
 pub mod service;
 pub mod state;
 mod steps;
 mod trust;
+mod write;
 
+pub use bounds::Bounds;
 pub use config::TakedownConfig;
 pub use engine::{Engine, Outgoing};
 pub use metrics::Metrics;

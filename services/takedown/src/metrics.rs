@@ -18,6 +18,7 @@ pub struct Metrics {
     pub decisions: IntCounterVec,
     pub labels: IntCounterVec,
     pub first_post_to_request_seconds: Histogram,
+    pub refused_outputs: IntCounterVec,
 }
 
 impl Metrics {
@@ -72,6 +73,11 @@ impl Metrics {
                 "From the narrative's first post (created_at) to a request for it.",
                 // 1 minute .. ~11 days.
                 exponential_buckets(60.0, 2.0, 15).expect("valid buckets"),
+            ),
+            refused_outputs: registrar.counter_vec(
+                "patroli_takedown_refused_outputs_total",
+                "Outputs not sent and audited instead, by topic and reason (too_large: over max_message_bytes; rejected: the broker refused it for good).",
+                &["topic", "reason"],
             ),
             registry: registrar.registry(),
         };

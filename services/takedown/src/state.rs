@@ -1,7 +1,8 @@
 //! What the service remembers, as records of its compacted state topic: one per post that joined
 //! a narrative (`post:<platform:post_id>`), one per complaint attached to one
-//! (`complaint:<complaint_id>`, a key space of its own) and one per narrative (`narrative:<id>`),
-//! so no record grows with a narrative's size. The latest record per key is the state; start-up reads the
+//! (`complaint:<complaint_id>`, a key space of its own), one per takedown request
+//! (`request:<request_id>`) and one per narrative (`narrative:<id>`), so no record grows with a
+//! narrative's size. The latest record per key is the state; start-up reads the
 //! topic to its end before consuming anything else.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 const POST_PREFIX: &str = "post:";
 const NARRATIVE_PREFIX: &str = "narrative:";
 const COMPLAINT_PREFIX: &str = "complaint:";
+const REQUEST_PREFIX: &str = "request:";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PostRecord {
@@ -66,7 +68,10 @@ pub struct NarrativeRecord {
     pub decision: Option<ReviewDecision>,
     /// Every decision id applied or ignored, so a re-delivered decision is a no-op.
     pub decisions_seen: BTreeSet<String>,
-    pub requests: BTreeMap<String, RequestRecord>,
+    /// Requests as records written before they had their own (`request:` keys); read at
+    /// start-up only, never written (docs/architecture.md, "Takedown state").
+    #[serde(default, rename = "requests", skip_serializing)]
+    pub legacy_requests: BTreeMap<String, RequestRecord>,
 }
 
 /// A request's life at the partner. Moves only forward: `sent` → `acknowledged` →
@@ -110,8 +115,14 @@ impl RequestState {
     }
 }
 
+/// A takedown request the service sent, and how far its partner got with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestRecord {
+    /// Empty in a legacy record (inside its narrative's, keyed by request id).
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default)]
+    pub narrative_id: String,
     pub platform: String,
     pub category: String,
     pub state: RequestState,
@@ -124,6 +135,7 @@ pub enum StateRecord {
     Post(Box<PostRecord>),
     Narrative(Box<NarrativeRecord>),
     Complaint(Box<ComplaintRecord>),
+    Request(Box<RequestRecord>),
 }
 
 impl StateRecord {
@@ -132,6 +144,7 @@ impl StateRecord {
             Self::Post(post) => format!("{POST_PREFIX}{}", post.post.key()),
             Self::Narrative(narrative) => format!("{NARRATIVE_PREFIX}{}", narrative.narrative_id),
             Self::Complaint(complaint) => format!("{COMPLAINT_PREFIX}{}", complaint.complaint_id),
+            Self::Request(request) => format!("{REQUEST_PREFIX}{}", request.request_id),
         }
     }
 
@@ -140,6 +153,7 @@ impl StateRecord {
             Self::Post(post) => serde_json::to_vec(post),
             Self::Narrative(narrative) => serde_json::to_vec(narrative),
             Self::Complaint(complaint) => serde_json::to_vec(complaint),
+            Self::Request(request) => serde_json::to_vec(request),
         }
         .expect("state records serialise")
     }
@@ -158,6 +172,19 @@ impl StateRecord {
             serde_json::from_slice(value)
                 .map(|complaint| Self::Complaint(Box::new(complaint)))
                 .map_err(|e| format!("complaint record {key}: {e}"))
+        } else if let Some(id) = key.strip_prefix(REQUEST_PREFIX) {
+            serde_json::from_slice::<RequestRecord>(value)
+                .map_err(|e| format!("request record {key}: {e}"))
+                .and_then(|request| {
+                    if request.request_id == id && !request.narrative_id.is_empty() {
+                        Ok(Self::Request(Box::new(request)))
+                    } else {
+                        Err(format!(
+                            "request record {key}: names request {:?} of narrative {:?}",
+                            request.request_id, request.narrative_id
+                        ))
+                    }
+                })
         } else {
             Err(format!("unknown state key {key:?}"))
         }
@@ -165,38 +192,53 @@ impl StateRecord {
 }
 
 /// Texts of recently seen raw posts by post key: scored events carry no text, and reviewers,
-/// partners and retraining need it. Bounded, oldest out first.
+/// partners and retraining need it. Bounded in bytes (keys and texts), oldest out first: texts
+/// run from a word to the input limit, so a count would bound nothing.
 #[derive(Debug, Default)]
 pub struct TextCache {
     texts: HashMap<String, String>,
     order: VecDeque<String>,
-    capacity: usize,
+    bytes: usize,
+    capacity_bytes: usize,
 }
 
 impl TextCache {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(capacity_bytes: usize) -> Self {
         TextCache {
-            capacity,
+            capacity_bytes,
             ..TextCache::default()
         }
     }
 
     pub fn insert(&mut self, key: String, text: String) {
-        if self.capacity == 0 {
+        let size = key.len() + text.len();
+        if size > self.capacity_bytes {
             return;
         }
-        if self.texts.insert(key.clone(), text).is_none() {
-            self.order.push_back(key);
+        match self.texts.insert(key.clone(), text) {
+            Some(old) => self.bytes = self.bytes - old.len() + size - key.len(),
+            None => {
+                self.bytes += size;
+                self.order.push_back(key);
+            }
         }
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.texts.remove(&old);
+        while self.bytes > self.capacity_bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(text) = self.texts.remove(&old) {
+                self.bytes -= old.len() + text.len();
             }
         }
     }
 
     pub fn get(&self, key: &str) -> Option<&String> {
         self.texts.get(key)
+    }
+
+    /// Bytes of keys and texts held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 }
 
@@ -226,14 +268,21 @@ mod tests {
     }
 
     #[test]
-    fn text_cache_forgets_the_oldest() {
-        let mut cache = TextCache::new(2);
-        cache.insert("a".into(), "1".into());
-        cache.insert("b".into(), "2".into());
-        cache.insert("a".into(), "1b".into());
-        cache.insert("c".into(), "3".into());
+    fn text_cache_holds_at_most_its_bytes_oldest_out_first() {
+        // Each entry: a 1-byte key and its text.
+        let mut cache = TextCache::new(10);
+        cache.insert("a".into(), "1234".into());
+        cache.insert("b".into(), "1234".into());
+        assert_eq!(cache.bytes(), 10);
+        cache.insert("a".into(), "12".into());
+        assert_eq!(cache.bytes(), 8);
+        cache.insert("c".into(), "123".into());
         assert_eq!(cache.get("a"), None);
-        assert_eq!(cache.get("b").map(String::as_str), Some("2"));
-        assert_eq!(cache.get("c").map(String::as_str), Some("3"));
+        assert_eq!(cache.get("b").map(String::as_str), Some("1234"));
+        assert_eq!(cache.get("c").map(String::as_str), Some("123"));
+        assert_eq!(cache.bytes(), 9);
+        // Larger than the whole cache: not kept, nothing else lost.
+        cache.insert("d".into(), "x".repeat(10));
+        assert_eq!((cache.get("d"), cache.bytes()), (None, 9));
     }
 }

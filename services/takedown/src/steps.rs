@@ -8,6 +8,7 @@ use patroli_contracts::{
     ReviewDecision, ReviewLabel, ScoredEvent, TakedownRequest, SCHEMA_VERSION,
 };
 
+use crate::bounds::AUDIT_WHY_CHARS;
 use crate::engine::{Effects, Engine, Outgoing, AUDIT_PARTITION, POLICY_ACTOR};
 use crate::state::{NarrativeRecord, RequestRecord, RequestState, StateRecord};
 use crate::{outputs, time_of};
@@ -43,22 +44,25 @@ impl Engine {
     }
 
     pub(crate) fn insert_pending(&mut self, id: &str, now: &str, fx: &mut Effects) {
-        self.narratives.insert(
-            id.to_owned(),
-            NarrativeRecord {
-                narrative_id: id.to_owned(),
-                status: NarrativeStatus::PendingReview,
-                revision: 0,
-                queued_at: now.to_owned(),
-                decision: None,
-                decisions_seen: BTreeSet::new(),
-                requests: BTreeMap::new(),
-            },
-        );
+        let record = NarrativeRecord {
+            narrative_id: id.to_owned(),
+            status: NarrativeStatus::PendingReview,
+            revision: 0,
+            queued_at: now.to_owned(),
+            decision: None,
+            decisions_seen: BTreeSet::new(),
+            legacy_requests: BTreeMap::new(),
+        };
+        self.queue.enter(&record);
+        if let Some(old) = self.narratives.insert(id.to_owned(), record) {
+            self.queue.leave(&old);
+        }
         fx.dirty_narratives.insert(id.to_owned());
     }
 
-    /// One request per platform listing every post of the narrative not requested yet.
+    /// Requests for every post of the narrative not requested yet: per platform, pages of at
+    /// most `max_posts_per_request` posts in post-key order, so the same posts always make the
+    /// same pages (and request ids).
     pub(crate) fn request_unrequested(
         &mut self,
         narrative_id: &str,
@@ -67,7 +71,7 @@ impl Engine {
         fx: &mut Effects,
     ) {
         let mut by_platform: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for key in &self.members[narrative_id] {
+        for key in self.members.get(narrative_id).into_iter().flatten() {
             let post = &self.posts[key];
             if post.requested_in.is_none() {
                 by_platform
@@ -77,15 +81,17 @@ impl Engine {
             }
         }
         for (platform, keys) in by_platform {
-            self.request(
-                narrative_id,
-                &platform,
-                keys,
-                RequestBasis::Confirmed,
-                decision,
-                now,
-                fx,
-            );
+            for page in keys.chunks(self.bounds.max_posts_per_request) {
+                self.request(
+                    narrative_id,
+                    &platform,
+                    page.to_vec(),
+                    RequestBasis::Confirmed,
+                    decision,
+                    now,
+                    fx,
+                );
+            }
         }
     }
 
@@ -137,19 +143,15 @@ impl Engine {
         let platform = request.platform.as_str();
         let basis = request.basis;
         let record = RequestRecord {
+            request_id: request.request_id.clone(),
+            narrative_id: narrative_id.to_owned(),
             platform: platform.to_owned(),
             category: request.category.clone(),
             state: RequestState::Sent,
             created_at: now.to_owned(),
         };
-        self.narratives
-            .get_mut(narrative_id)
-            .expect("requests belong to known narratives")
-            .requests
-            .insert(request.request_id.clone(), record);
-        self.request_narrative
-            .insert(request.request_id.clone(), narrative_id.to_owned());
-        fx.dirty_narratives.insert(narrative_id.to_owned());
+        self.requests.insert(request.request_id.clone(), record);
+        fx.dirty_requests.insert(request.request_id.clone());
         let basis_name = match basis {
             RequestBasis::Confirmed => "confirmed",
             RequestBasis::ConfirmedNarrativeCopy => "confirmed_narrative_copy",
@@ -199,7 +201,11 @@ impl Engine {
         if post.labelled || post.text.is_none() {
             return;
         }
-        let Some(decision) = self.narratives[&post.narrative_id].decision.clone() else {
+        let Some(decision) = self
+            .narratives
+            .get(&post.narrative_id)
+            .and_then(|n| n.decision.clone())
+        else {
             return;
         };
         let label = outputs::label(self, post, &decision);
@@ -276,6 +282,7 @@ impl Engine {
     /// Links `event` to the last audit record and makes it the new last one. Every audit record
     /// goes through here, to [`AUDIT_PARTITION`], in the order the service produces them.
     pub(crate) fn chain_audit(&mut self, fx: &mut Effects, key: String, mut event: AuditEvent) {
+        cap_why(&mut event.why);
         event.prev_hash = std::mem::take(&mut self.audit_tip);
         let mut out = Outgoing::json(topics::TAKEDOWN_AUDIT, key, &event);
         out.partition = Some(AUDIT_PARTITION);
@@ -294,6 +301,10 @@ impl Engine {
             let record = StateRecord::Complaint(Box::new(self.complaints[id].clone()));
             fx.out.push(state_message(&record));
         }
+        for id in &fx.dirty_requests {
+            let record = StateRecord::Request(Box::new(self.requests[id].clone()));
+            fx.out.push(state_message(&record));
+        }
         for id in &fx.dirty_narratives {
             let record = StateRecord::Narrative(Box::new(self.narratives[id].clone()));
             fx.out.push(state_message(&record));
@@ -302,6 +313,14 @@ impl Engine {
             self.refresh_gauges(time::OffsetDateTime::now_utc());
         }
         fx.out
+    }
+}
+
+fn cap_why(why: &mut String) {
+    if let Some((cut, _)) = why.char_indices().nth(AUDIT_WHY_CHARS) {
+        let bytes = why.len();
+        why.truncate(cut);
+        why.push_str(&format!("… (truncated, {bytes} bytes)"));
     }
 }
 

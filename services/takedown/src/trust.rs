@@ -54,25 +54,31 @@ impl Engine {
             .collect();
         let mut fx = Effects::default();
         for id in orphans {
-            self.insert_pending(&id, now, &mut fx);
-            let why = "narrative record missing or ignored at start-up: queued for review again";
-            self.audit(
-                &mut fx,
-                AuditRecord {
-                    narrative_id: &id,
-                    subject: AuditSubject::Narrative,
-                    subject_id: &id,
-                    from: None,
-                    to: NarrativeStatus::PendingReview.as_str(),
-                    who: TAKEDOWN_ACTOR,
-                    when: now,
-                    why,
-                    cause: "reopened",
-                },
-            );
-            self.bump_review_item(&id, now, &mut fx);
+            self.reopen(&id, now, &mut fx);
         }
         self.finish(fx)
+    }
+
+    /// Queues narrative `id`, whose posts are known but whose record is not, for review again,
+    /// audited.
+    pub(crate) fn reopen(&mut self, id: &str, now: &str, fx: &mut Effects) {
+        self.insert_pending(id, now, fx);
+        let why = "narrative record missing or ignored: queued for review again";
+        self.audit(
+            fx,
+            AuditRecord {
+                narrative_id: id,
+                subject: AuditSubject::Narrative,
+                subject_id: id,
+                from: None,
+                to: NarrativeStatus::PendingReview.as_str(),
+                who: TAKEDOWN_ACTOR,
+                when: now,
+                why,
+                cause: "reopened",
+            },
+        );
+        self.bump_review_item(id, now, fx);
     }
 
     /// Why `decision` is not believed, if it is not: a bad signature, or a narrative, revision

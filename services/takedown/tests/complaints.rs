@@ -11,7 +11,7 @@ use patroli_contracts::{
 };
 use patroli_contracts::{DecisionSigner, DecisionVerifier};
 use patroli_takedown::state::StateRecord;
-use patroli_takedown::{Engine, Metrics, Outgoing, Policy};
+use patroli_takedown::{Bounds, Engine, Metrics, Outgoing, Policy};
 
 const HOAX: &str = "Surat suara di TPS 05 Kelurahan Cempaka sudah dicoblos duluan untuk paslon nomor 2 sebelum pemilih datang. Petugas KPPS diam saja, Bawaslu tdk bertindak. Sebarkan sebelum dihapus!";
 const GENUINE: &str = "Jadwal pemungutan suara 14 Februari 2024 pukul 07.00 sampai 13.00 WIB, jangan lupa bawa KTP elektronik dan surat pemberitahuan memilih ke TPS masing-masing";
@@ -33,7 +33,7 @@ fn engine() -> Engine {
     Engine::new(
         Policy::parse(policy, "test").expect("valid policy"),
         DecisionVerifier::parse(&keys, "test").unwrap(),
-        1000,
+        Bounds::default(),
         Metrics::new(),
     )
 }
