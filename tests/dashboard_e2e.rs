@@ -1,6 +1,7 @@
 //! The dashboard end to end in real headless Chromium (Debian's `chromium`, driven by
 //! playwright-core from tests/e2e, installed by `npm ci`): the overview counts change as this
-//! test produces events, a reviewer signs in and confirms a narrative, and the decision is
+//! test produces events, a reviewer signs in and confirms a narrative, then releases the
+//! protected copy the takedown service held back after that confirmation; both decisions are
 //! then read back from review.decisions.v1. Screenshots land in target/e2e-artifacts/.
 
 mod common;
@@ -37,7 +38,7 @@ fn posts(range: std::ops::Range<usize>) -> Vec<(String, Vec<u8>)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reviewer_confirms_a_narrative_in_headless_chromium() {
+async fn a_reviewer_confirms_a_narrative_and_releases_its_held_copy_in_headless_chromium() {
     let e2e = repo_root().join("tests/e2e");
     assert!(
         e2e.join("node_modules/playwright-core").is_dir(),
@@ -109,6 +110,15 @@ async fn a_reviewer_confirms_a_narrative_in_headless_chromium() {
                 // The browser shows the first numbers: now more posts arrive.
                 produce(&producer, &topics.scored, &keyed(posts(40..55))).await;
             }
+            if line.starts_with("decided ") {
+                // The takedown service confirms n1, holding back a copy from a protected source.
+                produce(
+                    &producer,
+                    &topics.review,
+                    &keyed(vec![n1_holding_a_protected_copy()]),
+                )
+                .await;
+            }
             said.push(line);
         }
         node.wait().await.expect("wait for node")
@@ -121,7 +131,7 @@ async fn a_reviewer_confirms_a_narrative_in_headless_chromium() {
         "the browser script failed after {said:?} (see {})",
         artifacts.display()
     );
-    assert_eq!(said.len(), 3, "{said:?}");
+    assert_eq!(said.len(), 5, "{said:?}");
     assert_eq!(said[0], "overview 40");
     let changed: u64 = said[1]
         .strip_prefix("overview-changed ")
@@ -129,13 +139,25 @@ async fn a_reviewer_confirms_a_narrative_in_headless_chromium() {
         .unwrap_or_else(|| panic!("{said:?}"));
     assert!((41..=55).contains(&changed), "{said:?}");
     assert_eq!(said[2], "decided n1");
+    assert_eq!(
+        said[3],
+        "held Held back (protected sources, not requested until released): x:n1-p2"
+    );
+    assert_eq!(said[4], "released n1");
 
-    assert_one_confirmation_of_n1(
+    assert_decisions_on_n1(
         &brokers,
         &topics.decisions,
         "Checked with KPU: these ballots are fake",
+        true,
     );
-    for shot in ["overview.png", "review.png", "review-decided.png"] {
+    for shot in [
+        "overview.png",
+        "review.png",
+        "review-decided.png",
+        "review-held.png",
+        "review-released.png",
+    ] {
         assert!(artifacts.join(shot).is_file(), "{shot} saved");
     }
 }

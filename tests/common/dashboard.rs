@@ -1,15 +1,18 @@
 //! Dashboard harness: the `patroli serve dashboard` child process on a test's own topics, an
-//! HTTP client that keeps no cookies (tests pass them explicitly), and builders for the events
-//! the dashboard reads.
+//! HTTP client that keeps no cookies (tests pass them explicitly), the builders of the events
+//! the dashboard reads (dashboard_events.rs), and what the tests assert about its decisions.
 #![allow(dead_code)] // each dashboard test binary uses a different part
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use patroli_contracts::{topics, DecisionAction, DecisionSigner, DecisionVerifier, ReviewDecision};
 use patroli_runtime::ensure_topics;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+#[path = "dashboard_events.rs"]
+mod events;
+pub use events::*;
 
 use super::{free_port, kafka, partitions_of, service_wrapper, ServiceProcess, Stream};
 
@@ -322,117 +325,52 @@ pub fn accounts_file(users: &[(&str, &str, &str)]) -> tempfile::NamedTempFile {
     file
 }
 
-/// A scored event as the classifier writes it.
-pub fn scored(
-    i: usize,
-    platform: &str,
-    category: &str,
-    region: Option<&str>,
-    score: f32,
-) -> (String, Vec<u8>) {
-    let flagged = score >= 0.5;
-    let label = if flagged {
-        "disinformation"
-    } else {
-        "not_disinformation"
-    };
-    let categories: BTreeMap<&str, f32> = [(category, score), ("lainnya", 1.0 - score)].into();
-    let value = json!({
-        "schema_version": 1, "event_id": format!("ev{i}"), "source_kind": "post",
-        "post": {"platform": platform, "post_id": format!("p{i}")}, "complaint_id": null,
-        "author": format!("anon-{i}"), "created_at": "2024-02-10T08:00:00Z", "url": null,
-        "region": region, "lang": "id", "score": score, "label": label, "category": category,
-        "categories": categories, "model": {"name": "patroli-e5s1", "version": "2.0.0"},
-        "scored_at": "2024-02-10T08:00:01Z",
-        "latency": {"processing_ms": 3.0, "end_to_end_ms": null},
-        "fingerprint": "0123456789abcdef", "reasons": {"top_tokens": ["dicoblos"]},
-        "source": {"topic": "posts.raw.v1", "partition": 0, "offset": i},
-    });
-    (format!("{platform}:p{i}"), value.to_string().into_bytes())
+/// Revision 2 of n1 as the takedown service republishes it after rina's confirmation:
+/// confirmed, with n1-p2 joined from a protected source and held back until released.
+pub fn n1_holding_a_protected_copy() -> (String, Vec<u8>) {
+    item_with("n1", 2, "confirmed", &[("n1-p1", false), ("n1-p2", true)])
 }
 
-pub fn dlq(i: usize, reason: &str) -> (String, Vec<u8>) {
-    let value = json!({
-        "schema_version": 1, "event_id": format!("dlq{i}"),
-        "source": {"topic": "posts.raw.v1", "partition": 0, "offset": i},
-        "key": null, "original_base64": "bm90IGpzb24=", "reason": reason,
-        "detail": "test", "failed_at": "2024-02-10T08:00:00Z",
-    });
-    (
-        format!("posts.raw.v1:0:{i}"),
-        value.to_string().into_bytes(),
-    )
-}
-
-/// Revision `revision` of a narrative's review item.
-pub fn review_item(
-    narrative: &str,
-    revision: u64,
-    post_count: u64,
-    high: bool,
-    text: &str,
-) -> (String, Vec<u8>) {
-    let coordinated = high.then(|| {
-        json!({"distinct_authors": 12, "window_minutes": 60, "window_start": "2024-02-10T07:30:00Z"})
-    });
-    let value = json!({
-        "schema_version": 1, "event_id": format!("{narrative}-{revision}"),
-        "narrative_id": narrative, "revision": revision, "status": "pending_review",
-        "priority": if high { "high" } else { "normal" }, "coordinated": coordinated,
-        "category": "kecurangan", "score": 0.93, "categories": {"kecurangan": 0.93, "lainnya": 0.07},
-        "reason_words": ["dicoblos", "sebarkan"], "post_count": post_count,
-        "platforms": ["facebook", "x"], "first_seen": "2024-02-10T07:31:00Z",
-        "last_seen": format!("2024-02-10T08:{revision:02}:00Z"),
-        "sample_posts": [{
-            "post": {"platform": "x", "post_id": format!("{narrative}-p1")}, "url": null,
-            "author": "anon-1", "created_at": "2024-02-10T07:31:00Z", "score": 0.93,
-            "text": text, "protected": false,
-        }],
-        "policy_version": "test", "updated_at": "2024-02-10T08:00:00Z",
-    });
-    (narrative.to_owned(), value.to_string().into_bytes())
-}
-
-pub fn request(id: &str, platform: &str) -> (String, Vec<u8>) {
-    let value = json!({
-        "schema_version": 1, "request_id": id, "platform": platform, "narrative_id": "n1",
-        "posts": [{"post_id": "p1", "url": null}], "category": "kecurangan", "score": 0.93,
-        "evidence_excerpt": null, "basis": "confirmed", "decision_id": "d1", "coordinated": null,
-        "policy_version": "test", "created_at": "2024-02-10T09:00:00Z",
-    });
-    (platform.to_owned(), value.to_string().into_bytes())
-}
-
-pub fn status(request: &str, status: &str) -> (String, Vec<u8>) {
-    let value = json!({
-        "schema_version": 1, "request_id": request, "platform": "x", "status": status,
-        "reason": null, "reported_by": "x-trust-safety", "reported_at": "2024-02-10T10:00:00Z",
-    });
-    (request.to_owned(), value.to_string().into_bytes())
-}
-
-/// `(key, value)` pairs as `produce` takes them.
-pub fn keyed(messages: Vec<(String, Vec<u8>)>) -> Vec<(Option<String>, Option<Vec<u8>>)> {
-    messages
-        .into_iter()
-        .map(|(k, v)| (Some(k), Some(v)))
-        .collect()
-}
-
-/// Reads `topic` and asserts that it holds exactly one decision: reviewer rina confirmed
-/// narrative n1 with `reason`. Both the desk test and the browser test end on it.
-pub fn assert_one_confirmation_of_n1(brokers: &str, topic: &str, reason: &str) -> ReviewDecision {
-    let records = super::gateway::read_topic(brokers, topic, 1, Duration::from_secs(2));
-    assert_eq!(records.len(), 1);
-    assert_eq!(records[0].key, "n1");
-    let decision: ReviewDecision = serde_json::from_slice(&records[0].payload).unwrap();
-    assert_eq!(decision.narrative_id, "n1");
-    assert_eq!(decision.action, DecisionAction::Confirm);
-    assert_eq!(decision.reviewer, "rina");
-    assert_eq!(decision.reason.as_deref(), Some(reason));
-    // Signed with the dashboard's key, over what the desk showed.
-    assert!(signed_by_the_dashboard(&decision));
-    decision
+/// Reads `topic` and asserts that it holds rina's confirmation of narrative n1 with `reason`
+/// and, when `released`, after it exactly one release of what `n1_holding_a_protected_copy`
+/// held back, and nothing else. Both the desk test and the browser test end on it; it returns
+/// the confirmation.
+pub fn assert_decisions_on_n1(
+    brokers: &str,
+    topic: &str,
+    reason: &str,
+    released: bool,
+) -> ReviewDecision {
+    let expected = 1 + usize::from(released);
+    let records = super::gateway::read_topic(brokers, topic, expected, Duration::from_secs(2));
+    assert_eq!(records.len(), expected);
+    let decisions: Vec<ReviewDecision> = records
+        .iter()
+        .map(|r| {
+            assert_eq!(r.key, "n1");
+            serde_json::from_slice(&r.payload).unwrap()
+        })
+        .collect();
+    for (decision, reason) in decisions.iter().zip([reason, "release held copies"]) {
+        assert_eq!(decision.narrative_id, "n1");
+        assert_eq!(decision.action, DecisionAction::Confirm);
+        assert_eq!(decision.reviewer, "rina");
+        assert_eq!(decision.reason.as_deref(), Some(reason));
+        assert!(decision.confirmed_references.is_empty());
+        // Signed with the dashboard's key, over what the desk showed.
+        assert!(signed_by_the_dashboard(decision));
+    }
+    if let [confirmation, release] = &decisions[..] {
+        assert_ne!(release.decision_id, confirmation.decision_id);
+        assert_eq!(release.revision, 2);
+        let shown: Vec<(&str, &str)> = release
+            .shown_posts
+            .iter()
+            .map(|p| (p.platform.as_str(), p.post_id.as_str()))
+            .collect();
+        assert_eq!(shown, [("x", "n1-p1"), ("x", "n1-p2")]);
+    }
+    decisions.into_iter().next().unwrap()
 }
 
 /// Whether `decision` carries a valid signature of the test dashboards' key.

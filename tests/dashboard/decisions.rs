@@ -59,30 +59,6 @@ async fn entry(
     }
 }
 
-/// Revision `revision` of `narrative`'s review item as the takedown service republishes it,
-/// with `status` and sample posts `(post_id on x, protected)`.
-fn item_with(
-    narrative: &str,
-    revision: u64,
-    status: &str,
-    samples: &[(&str, bool)],
-) -> (String, Vec<u8>) {
-    let (key, value) = review_item(narrative, revision, 2, false, "Pemilu diundur");
-    let mut value: Value = serde_json::from_slice(&value).unwrap();
-    value["status"] = json!(status);
-    value["sample_posts"] = samples
-        .iter()
-        .map(|(id, protected)| {
-            json!({
-                "post": {"platform": "x", "post_id": id}, "url": null, "author": "anon-1",
-                "created_at": "2024-02-10T07:31:00Z", "score": 0.93, "text": "Pemilu diundur",
-                "protected": protected,
-            })
-        })
-        .collect();
-    (key, value.to_string().into_bytes())
-}
-
 fn on_x(post_id: &str) -> PostRef {
     PostRef {
         platform: "x".into(),

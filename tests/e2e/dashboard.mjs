@@ -1,11 +1,14 @@
 // The dashboard in Debian's headless Chromium, driven by playwright-core (no downloaded
 // browser): the overview updates live as the Rust side produces events, a reviewer signs in
-// and confirms a narrative on the review desk. Screenshots go to <artifact-dir>.
+// and confirms a narrative on the review desk, then releases the protected copy the takedown
+// service held back after that confirmation. Screenshots go to <artifact-dir>.
 //
 // Usage: node tests/e2e/dashboard.mjs <dashboard-url> <artifact-dir>
 // Env: E2E_USER, E2E_PASSWORD (a reviewer account), E2E_NARRATIVE (the item to confirm).
 // Protocol with tests/dashboard_e2e.rs on stdout: `overview <n>` once the overview is live
-// with n posts (the Rust side then produces more), `overview-changed <m>`, `decided <id>`.
+// with n posts (the Rust side then produces more), `overview-changed <m>`, `decided <id>` (the
+// Rust side then republishes the item confirmed, with a held copy), `held <the held line>`,
+// `released <id>`.
 import { chromium } from "playwright-core";
 import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -76,10 +79,34 @@ try {
     throw new Error(`the page does not show the decision: ${decision}`);
   }
   await page.screenshot({ path: path.join(artifacts, "review-decided.png"), fullPage: true });
+  console.log(`decided ${narrative}`);
+
+  // The desk is server-rendered: reload until the held copy and its button show.
+  const release = item.locator("button[value=release]");
+  const deadline = Date.now() + 60_000;
+  await page.goto(url + "/review");
+  while ((await release.count()) === 0) {
+    if (Date.now() > deadline) {
+      throw new Error("the desk never offered to release a held copy");
+    }
+    await page.waitForTimeout(250);
+    await page.reload();
+  }
+  console.log(`held ${(await item.locator(".held").textContent()).trim()}`);
+  await page.screenshot({ path: path.join(artifacts, "review-held.png"), fullPage: true });
+  await Promise.all([page.waitForURL(`${url}/review#n-${narrative}`), release.click()]);
+  const released = await item.locator(".decision").textContent();
+  if (!released.startsWith(`Confirmed by ${user} at `) || !released.endsWith(": release held copies")) {
+    throw new Error(`the page does not show the release: ${released}`);
+  }
+  if ((await release.count()) !== 0 || (await item.locator(".held").count()) !== 0) {
+    throw new Error("the page still offers to release after the release");
+  }
+  await page.screenshot({ path: path.join(artifacts, "review-released.png"), fullPage: true });
   if (errors.length) {
     throw new Error(`script errors on the pages: ${errors.join("; ")}`);
   }
-  console.log(`decided ${narrative}`);
+  console.log(`released ${narrative}`);
 } catch (e) {
   await page.screenshot({ path: path.join(artifacts, "failure.png"), fullPage: true }).catch(() => {});
   console.error(e);

@@ -305,25 +305,6 @@ mod tests {
     use crate::{DecisionAction, PostRef};
     use proptest::prelude::*;
 
-    fn decision() -> ReviewDecision {
-        ReviewDecision {
-            schema_version: 1,
-            decision_id: "d1".into(),
-            narrative_id: "n-1".into(),
-            action: DecisionAction::Confirm,
-            reason: None,
-            reviewer: "rina".into(),
-            decided_at: "2024-02-13T09:00:00Z".into(),
-            confirmed_references: Vec::new(),
-            revision: 3,
-            shown_posts: vec![PostRef {
-                platform: "x".into(),
-                post_id: "a1".into(),
-            }],
-            signature: None,
-        }
-    }
-
     fn pair() -> (DecisionSigner, DecisionVerifier) {
         let signer = DecisionSigner::generate("k1").unwrap();
         let keys = DecisionVerifier::add_to("", &signer, "test").unwrap();
@@ -333,7 +314,7 @@ mod tests {
     #[test]
     fn canonical_bytes_sort_keys_and_leave_out_signature_and_empty_members() {
         let (signer, _) = pair();
-        let mut d = decision();
+        let mut d = ReviewDecision::example();
         signer.sign(&mut d);
         assert_eq!(
             String::from_utf8(canonical_bytes(&d)).unwrap(),
@@ -344,12 +325,12 @@ mod tests {
     #[test]
     fn each_kind_of_forgery_is_named() {
         let (signer, verifier) = pair();
-        let mut d = decision();
+        let mut d = ReviewDecision::example();
         assert_eq!(verifier.verify(&d), Err(SignatureError::Unsigned));
         signer.sign(&mut d);
         assert_eq!(verifier.verify(&d), Ok(()));
         let other = DecisionSigner::generate("k2").unwrap();
-        let mut foreign = decision();
+        let mut foreign = ReviewDecision::example();
         other.sign(&mut foreign);
         assert_eq!(
             verifier.verify(&foreign),
@@ -369,7 +350,7 @@ mod tests {
     fn a_signer_survives_its_key_file() {
         let (signer, verifier) = pair();
         let loaded = DecisionSigner::parse(&signer.to_toml(), "test").unwrap();
-        let mut d = decision();
+        let mut d = ReviewDecision::example();
         loaded.sign(&mut d);
         assert_eq!(verifier.verify(&d), Ok(()));
         assert_eq!(loaded.key_id(), "k1");
@@ -413,7 +394,7 @@ mod tests {
             number in 0u64..1000,
         ) {
             let (signer, verifier) = pair();
-            let mut d = decision();
+            let mut d = ReviewDecision::example();
             signer.sign(&mut d);
             let before = d.clone();
             match field {

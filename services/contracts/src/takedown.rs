@@ -175,6 +175,31 @@ pub struct ReviewDecision {
     pub signature: Option<DecisionSignature>,
 }
 
+/// One unsigned confirmation for tests to start from (struct update syntax changes what a test
+/// is about), so a new field is added in one place.
+#[cfg(any(test, feature = "test-support"))]
+impl ReviewDecision {
+    #[doc(hidden)]
+    pub fn example() -> Self {
+        ReviewDecision {
+            schema_version: 1,
+            decision_id: "d1".into(),
+            narrative_id: "n-1".into(),
+            action: DecisionAction::Confirm,
+            reason: None,
+            reviewer: "rina".into(),
+            decided_at: "2024-02-13T09:00:00Z".into(),
+            confirmed_references: Vec::new(),
+            revision: 3,
+            shown_posts: vec![PostRef {
+                platform: "x".into(),
+                post_id: "a1".into(),
+            }],
+            signature: None,
+        }
+    }
+}
+
 /// Why a request went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]

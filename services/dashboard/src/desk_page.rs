@@ -387,22 +387,6 @@ mod reference_tests {
         }
     }
 
-    fn confirmed() -> ReviewDecision {
-        ReviewDecision {
-            schema_version: 1,
-            decision_id: "d1".into(),
-            narrative_id: "n-1".into(),
-            action: DecisionAction::Confirm,
-            reason: None,
-            reviewer: "budi".into(),
-            decided_at: "2024-02-14T09:30:00Z".into(),
-            confirmed_references: Vec::new(),
-            revision: 1,
-            shown_posts: Vec::new(),
-            signature: None,
-        }
-    }
-
     const TICK: &str = "<label class=\"reference\"><input type=\"checkbox\" name=\"reference.0\" \
         value=\"{&quot;platform&quot;:&quot;x&quot;,&quot;post_id&quot;:&quot;1\\&quot;&gt;&lt;b&gt;&quot;}\"> \
         also request x:1&quot;&gt;&lt;b&gt;</label>\n";
@@ -426,7 +410,7 @@ mod reference_tests {
     fn a_confirmed_narrative_offers_its_unconfirmed_references_only_to_reviewers() {
         let page = render(
             item(NarrativeStatus::Confirmed),
-            Some(confirmed()),
+            Some(ReviewDecision::example()),
             &reviewer(),
         );
         assert!(page.contains("Confirm ticked posts"), "{page}");
@@ -437,11 +421,15 @@ mod reference_tests {
             role: Role::Viewer,
             ..reviewer()
         };
-        let page = render(item(NarrativeStatus::Confirmed), Some(confirmed()), &viewer);
+        let page = render(
+            item(NarrativeStatus::Confirmed),
+            Some(ReviewDecision::example()),
+            &viewer,
+        );
         assert!(!page.contains("<form method=\"post\" action=\"/review/decisions\""));
         let mut all_done = item(NarrativeStatus::Confirmed);
         all_done.complaint_references.remove(0);
-        let page = render(all_done, Some(confirmed()), &reviewer());
+        let page = render(all_done, Some(ReviewDecision::example()), &reviewer());
         assert!(!page.contains("Confirm ticked posts"));
     }
 }

@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use hmac::{Hmac, Mac};
+use patroli_runtime::http::client_ip;
 use sha2::Sha256;
 
 use crate::config::SignInLimits;
@@ -96,22 +97,9 @@ impl Throttle {
         self.per_user.shrink_to_fit();
     }
 
-    /// The client: the socket peer, or behind a trusted ingress the last `X-Forwarded-For`
-    /// entry (earlier ones are whatever the client sent). IPv6 clients are counted per /64.
+    /// The client ([`client_ip`]), with IPv6 clients counted per /64.
     pub fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        let forwarded = self
-            .trust_forwarded_for
-            .then(|| {
-                headers
-                    .get_all("x-forwarded-for")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .flat_map(|v| v.split(','))
-                    .next_back()
-                    .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-            })
-            .flatten();
-        per_subscriber(forwarded.unwrap_or(peer.ip()))
+        per_subscriber(client_ip(headers, peer, self.trust_forwarded_for))
     }
 
     /// The device cookie's value for `user`: proof that this browser signed in as `user`.

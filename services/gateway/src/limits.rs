@@ -4,6 +4,7 @@
 use axum::http::HeaderMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, NotUntil, Quota};
+use patroli_runtime::http::client_ip;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ impl PerIpLimiter {
 
     /// `Err(wait)` when this client has used its allowance.
     pub fn check(&self, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Duration> {
-        let ip = self.client_ip(peer, headers);
+        let ip = client_ip(headers, peer, self.trust_forwarded_for);
         self.limiter.check_key(&ip).map_err(retry_after)
     }
 
@@ -34,22 +35,6 @@ impl PerIpLimiter {
     pub fn forget_idle(&self) {
         self.limiter.retain_recent();
         self.limiter.shrink_to_fit();
-    }
-
-    fn client_ip(&self, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-        if self.trust_forwarded_for {
-            let last_hop = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|ip| ip.trim().parse().ok())
-                .next_back();
-            if let Some(ip) = last_hop {
-                return ip;
-            }
-        }
-        peer.ip()
     }
 }
 

@@ -1,12 +1,13 @@
 //! `/healthz` (the process answers), `/readyz` (every named readiness check
 //! holds: model loaded, broker reachable, partitions assigned ...) and
-//! `/metrics` (Prometheus text format) for every service.
+//! `/metrics` (Prometheus text format) for every service; and who a request's client is.
 
-use axum::{extract::State, http::StatusCode, response::IntoResponse, routing::get, Json, Router};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{extract::State, response::IntoResponse, routing::get, Json, Router};
 use prometheus::{Encoder, Registry, TextEncoder};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
@@ -170,10 +171,98 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// The client address of a request: the socket peer, or behind a trusted ingress
+/// (`trust_forwarded_for`) the last `X-Forwarded-For` entry, the one the ingress appended. Earlier
+/// entries are whatever the client sent, so when the last one is not an address the peer is
+/// used rather than any of them.
+pub fn client_ip(headers: &HeaderMap, peer: SocketAddr, trust_forwarded_for: bool) -> IpAddr {
+    let forwarded = || {
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .next_back()?
+            .to_str()
+            .ok()?
+            .rsplit(',')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    trust_forwarded_for
+        .then(forwarded)
+        .flatten()
+        .unwrap_or(peer.ip())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const PEER: &str = "10.0.0.9:4000";
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_ingress_is_trusted_and_then_its_last_entry() {
+        let peer = PEER.parse().unwrap();
+        let headers = forwarded(&["6.6.6.6, 203.0.113.7"]);
+        assert_eq!(client_ip(&headers, peer, false), ip("10.0.0.9"));
+        assert_eq!(client_ip(&headers, peer, true), ip("203.0.113.7"));
+        // Two header lines are one list: the ingress's entry is the last of the last line.
+        let headers = forwarded(&["6.6.6.6", "198.51.100.1 , 2001:db8::1"]);
+        assert_eq!(client_ip(&headers, peer, true), ip("2001:db8::1"));
+        // An unreadable last entry never lets a client-sent one through.
+        for last in ["6.6.6.6, unknown", "6.6.6.6,", "6.6.6.6, 203.0.113.7:443"] {
+            assert_eq!(
+                client_ip(&forwarded(&[last]), peer, true),
+                ip("10.0.0.9"),
+                "{last}"
+            );
+        }
+        assert_eq!(client_ip(&HeaderMap::new(), peer, true), ip("10.0.0.9"));
+    }
+
+    proptest! {
+        #[test]
+        fn only_the_last_entry_counts_and_only_when_trusted(
+            // Printable text without commas: each an entry a client made up.
+            sent in proptest::collection::vec("[ -+.-~]{0,20}", 0..4),
+            last in any::<IpAddr>(),
+        ) {
+            let peer: SocketAddr = PEER.parse().unwrap();
+            let mut entries = sent;
+            entries.push(last.to_string());
+            let headers = forwarded(&[entries.join(", ").as_str()]);
+            prop_assert_eq!(client_ip(&headers, peer, true), last);
+            prop_assert_eq!(client_ip(&headers, peer, false), peer.ip());
+        }
+
+        #[test]
+        fn without_an_address_last_the_peer_is_the_client(
+            sent in proptest::collection::vec(any::<IpAddr>(), 0..4),
+            junk in "[ -+.-~]{0,20}"
+                .prop_filter("not an address", |j| j.trim().parse::<IpAddr>().is_err()),
+        ) {
+            let peer: SocketAddr = PEER.parse().unwrap();
+            let mut entries: Vec<String> = sent.iter().map(IpAddr::to_string).collect();
+            entries.push(junk);
+            let headers = forwarded(&[entries.join(",").as_str()]);
+            prop_assert_eq!(client_ip(&headers, peer, true), peer.ip());
+        }
+    }
 
     async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
