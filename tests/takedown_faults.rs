@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{kafka, produce, shared_brokers};
+use common::{kafka, produce, start_broker};
 use harness::{DecisionKeys, TakedownCollector, TakedownOutputs, TakedownProcess, TestPost};
 use patroli_contracts::{topics, AuditSubject, DecisionAction, ReviewDecision, ReviewItem};
 use rdkafka::producer::FutureProducer;
@@ -38,6 +38,8 @@ fn env_usize(name: &str, default: usize) -> usize {
 }
 
 struct Setup {
+    /// Each test's own: both read the same topics whole.
+    _broker: patroli_runtime::LocalBroker,
     brokers: String,
     producer: FutureProducer,
     keys: DecisionKeys,
@@ -48,7 +50,8 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
-        let brokers = shared_brokers();
+        let broker = start_broker();
+        let brokers = broker.bootstrap_servers();
         patroli_runtime::ensure_topics(&kafka(&brokers), &topics::LOCAL_PARTITIONS)
             .await
             .expect("create topics");
@@ -59,6 +62,7 @@ impl Setup {
             .create()
             .expect("producer");
         Setup {
+            _broker: broker,
             collector: TakedownCollector::start(&brokers),
             group: format!("takedown-faults-{}", rand::random::<u32>()),
             keys: DecisionKeys::generate(),
