@@ -1,3 +1,5 @@
+//! size: one end-to-end workflow, then the attacks run against the same broker and service, which share its setup.
+//!
 //! The takedown service end to end on the broker: near-duplicate grouping across platforms,
 //! re-deliveries and out-of-order input, review → signed confirm/reject → requests and labels,
 //! partner statuses, protected sources, a SIGKILL and a restart in the middle changing nothing;

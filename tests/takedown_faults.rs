@@ -1,3 +1,5 @@
+//! size: the poison-input and crash scenarios, each with every assertion the issue names.
+//!
 //! The takedown service under poison inputs and SIGKILLs, on the broker: inputs that would
 //! make an oversized or broken record are audited and the service goes on; a service killed
 //! again and again while posts and decisions flow requests every confirmed post exactly once.

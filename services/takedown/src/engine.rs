@@ -1,3 +1,5 @@
+//! size: the state machine's entry points, one per input kind, and its restore; the steps they share are steps.rs, the messages outputs.rs.
+//!
 //! The takedown workflow as a pure state machine: each input (scored event, raw text, decision,
 //! partner status) changes the state and yields the messages to produce, including the state
 //! records themselves. No Kafka here, so every rule is tested without a broker.

@@ -1,3 +1,5 @@
+//! size: one test per complaint rule, over the shared builders in tests/support.
+//!
 //! Complaints are evidence, never posts: a complaint naming a platform post with a confirmed
 //! hoax's text attaches to the narrative as a reference and requests nothing; the post it names
 //! keeps its own slot and text; only a reviewer's decision confirming that very post requests it.

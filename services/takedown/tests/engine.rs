@@ -1,3 +1,5 @@
+//! size: one test per engine rule, over the shared builders in tests/support.
+//!
 //! The workflow rules, without a broker: grouping, review, requests, labels, statuses, audit,
 //! idempotence and rebuilding from the state records.
 
