@@ -84,13 +84,7 @@ fn item_with(outputs: &TakedownOutputs, post_id: &str) -> Option<ReviewItem> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_complaint_naming_a_post_requests_nothing_until_a_reviewer_confirms_that_post() {
-    let broker = start_broker();
-    let brokers = broker.bootstrap_servers();
-    patroli_runtime::ensure_topics(&kafka(&brokers), &topics::LOCAL_PARTITIONS)
-        .await
-        .expect("create topics");
-    let policy = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(policy.path(), POLICY).unwrap();
+    let (_broker, brokers, policy) = harness::broker_with_policy(POLICY).await;
     let keys = tempfile::NamedTempFile::new().unwrap();
     let producer: FutureProducer = kafka(&brokers)
         .idempotent_producer("complaints-test")

@@ -13,7 +13,7 @@ mod harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{kafka, produce, start_broker};
+use common::{kafka, produce};
 use harness::{listed_by_platform, DecisionKeys, TakedownCollector, TakedownProcess, TestPost};
 use patroli_contracts::{
     topics, AuditSubject, DecisionAction, DecisionSigner, NarrativeStatus, RequestBasis,
@@ -114,13 +114,7 @@ fn status(request: &str, platform: &str, status: &str, reason: Option<&str>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takedown_workflow_end_to_end() {
-    let broker = start_broker();
-    let brokers = broker.bootstrap_servers();
-    patroli_runtime::ensure_topics(&kafka(&brokers), &topics::LOCAL_PARTITIONS)
-        .await
-        .expect("create topics");
-    let policy = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(policy.path(), POLICY).unwrap();
+    let (_broker, brokers, policy) = harness::broker_with_policy(POLICY).await;
     let keys = DecisionKeys::generate();
     let producer: FutureProducer = kafka(&brokers)
         .idempotent_producer("takedown-test")

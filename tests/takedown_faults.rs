@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
-use common::{kafka, produce, start_broker};
+use common::{kafka, produce};
 use harness::{DecisionKeys, TakedownCollector, TakedownOutputs, TakedownProcess, TestPost};
 use patroli_contracts::{topics, AuditSubject, DecisionAction, ReviewDecision, ReviewItem};
 use rdkafka::producer::FutureProducer;
@@ -52,13 +52,7 @@ struct Setup {
 
 impl Setup {
     async fn new() -> Self {
-        let broker = start_broker();
-        let brokers = broker.bootstrap_servers();
-        patroli_runtime::ensure_topics(&kafka(&brokers), &topics::LOCAL_PARTITIONS)
-            .await
-            .expect("create topics");
-        let policy = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(policy.path(), POLICY).unwrap();
+        let (broker, brokers, policy) = harness::broker_with_policy(POLICY).await;
         let producer = kafka(&brokers)
             .idempotent_producer("takedown-faults")
             .create()

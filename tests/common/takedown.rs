@@ -364,3 +364,22 @@ pub fn listed_by_platform<'a>(
     }
     listed
 }
+
+/// A broker holding every patroli topic, its bootstrap servers, and `policy` written to the
+/// file the takedown service is pointed at.
+pub async fn broker_with_policy(
+    policy: &str,
+) -> (
+    patroli_runtime::LocalBroker,
+    String,
+    tempfile::NamedTempFile,
+) {
+    let broker = crate::common::start_broker();
+    let brokers = broker.bootstrap_servers();
+    patroli_runtime::ensure_topics(&kafka(&brokers), &topics::LOCAL_PARTITIONS)
+        .await
+        .expect("create topics");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), policy).unwrap();
+    (broker, brokers, file)
+}

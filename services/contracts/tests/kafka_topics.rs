@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use patroli_contracts::topics;
 
+mod generated;
+
 fn deploy(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../deploy/k8s")
@@ -14,17 +16,12 @@ fn deploy(file: &str) -> PathBuf {
 
 #[test]
 fn the_committed_kafka_topics_are_the_topic_table() {
-    let path = deploy("base/kafkatopics.yaml");
-    let expected = topics::strimzi_topics();
-    if std::env::var_os("UPDATE_KAFKA_TOPICS").is_some() {
-        std::fs::write(&path, &expected).expect("write kafkatopics.yaml");
-    }
-    let committed = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == expected,
-        "{} differs from patroli_contracts::topics::TABLE; rewrite it with \
-         `UPDATE_KAFKA_TOPICS=1 cargo test -p patroli-contracts --test kafka_topics`",
-        path.display()
+    generated::assert_committed(
+        "k8s/base/kafkatopics.yaml",
+        &topics::strimzi_topics(),
+        "UPDATE_KAFKA_TOPICS",
+        "patroli_contracts::topics::TABLE",
+        "kafka_topics",
     );
 }
 

@@ -1,43 +1,23 @@
-//! size: one test per complaint rule, over the shared builders in tests/support.
-//!
 //! Complaints are evidence, never posts: a complaint naming a platform post with a confirmed
 //! hoax's text attaches to the narrative as a reference and requests nothing; the post it names
 //! keeps its own slot and text; only a reviewer's decision confirming that very post requests it.
 
-use std::collections::BTreeMap;
+mod support;
 
 use patroli_contracts::{
-    fingerprint, topics, AuditEvent, AuditSubject, ComplaintReference, DecisionAction, Label,
-    LabelRecord, Latency, ModelRef, NarrativeStatus, PostRef, Reasons, RequestBasis, RequestedPost,
-    ReviewDecision, ReviewItem, ScoredEvent, SourceKind, SourceOffset, TakedownRequest,
+    fingerprint, topics, AuditEvent, AuditSubject, ComplaintReference, DecisionAction, LabelRecord,
+    NarrativeStatus, PostRef, RequestBasis, RequestedPost, ReviewDecision, ReviewItem, ScoredEvent,
+    SourceKind, TakedownRequest,
 };
-use patroli_contracts::{DecisionSigner, DecisionVerifier};
 use patroli_takedown::state::StateRecord;
-use patroli_takedown::{Bounds, Engine, Metrics, Outgoing, Policy};
+use patroli_takedown::{Engine, Outgoing};
+use support::{of, signer, AT, HOAX, NOW};
 
-const HOAX: &str = "Surat suara di TPS 05 Kelurahan Cempaka sudah dicoblos duluan untuk paslon nomor 2 sebelum pemilih datang. Petugas KPPS diam saja, Bawaslu tdk bertindak. Sebarkan sebelum dihapus!";
 const GENUINE: &str = "Jadwal pemungutan suara 14 Februari 2024 pukul 07.00 sampai 13.00 WIB, jangan lupa bawa KTP elektronik dan surat pemberitahuan memilih ke TPS masing-masing";
-const NOW: &str = "2024-02-14T10:00:00Z";
 const NAMED: &str = "1999999999999999999";
 
-/// Where the decisions of these tests were "read".
-const AT: &str = "review.decisions.v1:0:7";
-
-/// The dashboard's key in these tests; the engines hold its public key only.
-fn signer() -> &'static DecisionSigner {
-    static SIGNER: std::sync::OnceLock<DecisionSigner> = std::sync::OnceLock::new();
-    SIGNER.get_or_init(|| DecisionSigner::generate("dashboard-1").unwrap())
-}
-
 fn engine() -> Engine {
-    let policy = "version = \"test-1\"\n[defaults]\nreview = 0.7\n[protected]\naccounts = [\"x:kpu_ri\"]\ndomains = [\"kpu.go.id\"]\n";
-    let keys = DecisionVerifier::add_to("", signer(), "test").unwrap();
-    Engine::new(
-        Policy::parse(policy, "test").expect("valid policy"),
-        DecisionVerifier::parse(&keys, "test").unwrap(),
-        Bounds::default(),
-        Metrics::new(),
-    )
+    support::engine("")
 }
 
 fn x(post_id: &str) -> PostRef {
@@ -47,43 +27,15 @@ fn x(post_id: &str) -> PostRef {
     }
 }
 
-/// A scored post on x.
+/// A scored post on x, as its platform links it.
 fn post(post_id: &str, text: &str, score: f32) -> ScoredEvent {
     ScoredEvent {
-        schema_version: 1,
         event_id: format!("ev-{post_id}"),
-        source_kind: SourceKind::Post,
         post: x(post_id),
-        complaint_id: None,
-        referenced_post: None,
         author: format!("u-{post_id}"),
         created_at: "2024-02-13T08:00:00Z".into(),
         url: Some(format!("https://x.com/i/status/{post_id}")),
-        region: None,
-        lang: Some("id".into()),
-        score,
-        label: Label::Disinformation,
-        category: "ballot_fraud".into(),
-        categories: BTreeMap::from([("ballot_fraud".to_owned(), score)]),
-        model: ModelRef {
-            name: "m".into(),
-            version: "1".into(),
-        },
-        scored_at: NOW.into(),
-        latency: Latency {
-            processing_ms: 1.0,
-            end_to_end_ms: None,
-        },
-        fingerprint: fingerprint(text),
-        reasons: Reasons {
-            top_tokens: vec!["dicoblos".into()],
-        },
-        matches: Vec::new(),
-        source: SourceOffset {
-            topic: topics::POSTS_SCORED.into(),
-            partition: 0,
-            offset: 1,
-        },
+        ..support::scored("x", 1, text, "unused", 0, score)
     }
 }
 
@@ -122,13 +74,6 @@ fn decide(id: &str, narrative: &str, action: DecisionAction, refs: Vec<PostRef>)
     };
     signer().sign(&mut decision);
     decision
-}
-
-fn of<T: serde::de::DeserializeOwned>(out: &[Outgoing], topic: &str) -> Vec<T> {
-    out.iter()
-        .filter(|o| o.topic == topic)
-        .map(|o| serde_json::from_slice(&o.payload).expect("valid JSON"))
-        .collect()
 }
 
 fn last_item(out: &[Outgoing]) -> ReviewItem {
