@@ -22,11 +22,25 @@ impl Engine {
         now: &str,
         fx: &mut Effects,
     ) {
-        self.insert_pending(id, now, fx);
         let why = format!(
             "score {:.2} >= review threshold {review:.2} for {}/{}",
             event.score, event.post.platform, event.category
         );
+        self.queue_for_review(id, POLICY_ACTOR, &why, &event.event_id, now, fx);
+    }
+
+    /// Puts narrative `id` in the review queue, audited as `who`'s step for `why`, caused by
+    /// `cause`.
+    pub(crate) fn queue_for_review(
+        &mut self,
+        id: &str,
+        who: &str,
+        why: &str,
+        cause: &str,
+        now: &str,
+        fx: &mut Effects,
+    ) {
+        self.insert_pending(id, now, fx);
         self.audit(
             fx,
             AuditRecord {
@@ -35,10 +49,10 @@ impl Engine {
                 subject_id: id,
                 from: None,
                 to: NarrativeStatus::PendingReview.as_str(),
-                who: POLICY_ACTOR,
+                who,
                 when: now,
-                why: &why,
-                cause: &event.event_id,
+                why,
+                cause,
             },
         );
     }

@@ -2,11 +2,10 @@
 //! narrative as reviewers saw it; a decided narrative's state record only with its verified
 //! decision. Everything else is refused with an audit entry naming why.
 
-use patroli_contracts::{AuditSubject, DecisionAction, NarrativeStatus, ReviewDecision};
+use patroli_contracts::{DecisionAction, NarrativeStatus, ReviewDecision};
 
 use crate::engine::{Effects, Engine, Outgoing, TAKEDOWN_ACTOR};
 use crate::state::NarrativeRecord;
-use crate::steps::AuditRecord;
 
 pub(crate) fn decided_status(action: DecisionAction) -> NarrativeStatus {
     match action {
@@ -62,22 +61,8 @@ impl Engine {
     /// Queues narrative `id`, whose posts are known but whose record is not, for review again,
     /// audited.
     pub(crate) fn reopen(&mut self, id: &str, now: &str, fx: &mut Effects) {
-        self.insert_pending(id, now, fx);
         let why = "narrative record missing or ignored: queued for review again";
-        self.audit(
-            fx,
-            AuditRecord {
-                narrative_id: id,
-                subject: AuditSubject::Narrative,
-                subject_id: id,
-                from: None,
-                to: NarrativeStatus::PendingReview.as_str(),
-                who: TAKEDOWN_ACTOR,
-                when: now,
-                why,
-                cause: "reopened",
-            },
-        );
+        self.queue_for_review(id, TAKEDOWN_ACTOR, why, "reopened", now, fx);
         self.bump_review_item(id, now, fx);
     }
 
