@@ -41,10 +41,7 @@ impl Engine {
             .clone()
             .or_else(|| (event.post != own).then(|| event.post.clone()));
         if self.complaints.contains_key(&complaint_id) {
-            self.metrics
-                .ignored
-                .with_label_values(&["duplicate_complaint"])
-                .inc();
+            self.metrics.ignore("duplicate_complaint");
             return vec![];
         }
         let Some(fingerprint) = patroli_contracts::parse_fingerprint(&event.fingerprint) else {
@@ -56,10 +53,7 @@ impl Engine {
             .find(fingerprint, self.policy.max_distance)
             .map(str::to_owned)
         else {
-            self.metrics
-                .ignored
-                .with_label_values(&["complaint_without_narrative"])
-                .inc();
+            self.metrics.ignore("complaint_without_narrative");
             return vec![];
         };
         let mut fx = Effects::default();

@@ -216,10 +216,7 @@ impl Engine {
         let mut fx = Effects::default();
         let key = event.post.key();
         if self.posts.contains_key(&key) {
-            self.metrics
-                .ignored
-                .with_label_values(&["duplicate_post"])
-                .inc();
+            self.metrics.ignore("duplicate_post");
             return vec![];
         }
         let Some(fingerprint) = patroli_contracts::parse_fingerprint(&event.fingerprint) else {
@@ -247,10 +244,7 @@ impl Engine {
                 id
             }
             None => {
-                self.metrics
-                    .ignored
-                    .with_label_values(&["below_review"])
-                    .inc();
+                self.metrics.ignore("below_review");
                 return vec![];
             }
         };
@@ -318,10 +312,7 @@ impl Engine {
             .expect("contract types serialise")
             .len();
         if size > MAX_DECISION_BYTES {
-            self.metrics
-                .ignored
-                .with_label_values(&["oversized_decision"])
-                .inc();
+            self.metrics.ignore("oversized_decision");
             let why = format!(
                 "decision {} refused: {size} bytes, over the {MAX_DECISION_BYTES} a narrative's state record can carry",
                 decision.decision_id
@@ -329,10 +320,7 @@ impl Engine {
             return self.reject_input(subject, &why, now);
         }
         if let Err(why) = self.check_decision(&decision) {
-            self.metrics
-                .ignored
-                .with_label_values(&["unverified_decision"])
-                .inc();
+            self.metrics.ignore("unverified_decision");
             let why = format!("decision {} ignored: {why}", decision.decision_id);
             return self.reject_input(subject, &why, now);
         }
@@ -347,10 +335,7 @@ impl Engine {
             .decisions_seen
             .insert(decision.decision_id.clone())
         {
-            self.metrics
-                .ignored
-                .with_label_values(&["duplicate_decision"])
-                .inc();
+            self.metrics.ignore("duplicate_decision");
             return vec![];
         }
         fx.dirty_narratives.insert(decision.narrative_id.clone());
@@ -406,10 +391,7 @@ impl Engine {
                 self.bump_review_item(&narrative_id, now, &mut fx);
             }
             (from, _) => {
-                self.metrics
-                    .ignored
-                    .with_label_values(&["conflicting_decision"])
-                    .inc();
+                self.metrics.ignore("conflicting_decision");
                 let why = format!(
                     "decision to {} ignored: narrative already {}",
                     to.as_str(),
@@ -452,10 +434,7 @@ impl Engine {
             return self.reject_input(&subject, &why, now);
         }
         let Some(next) = request.state.advance(status.status) else {
-            self.metrics
-                .ignored
-                .with_label_values(&["stale_status"])
-                .inc();
+            self.metrics.ignore("stale_status");
             return vec![];
         };
         let from = request.state;
@@ -489,10 +468,7 @@ impl Engine {
     /// silently.
     pub fn reject_input(&mut self, subject_id: &str, why: &str, now: &str) -> Vec<Outgoing> {
         let mut fx = Effects::default();
-        self.metrics
-            .ignored
-            .with_label_values(&["rejected_input"])
-            .inc();
+        self.metrics.ignore("rejected_input");
         let event = AuditEvent {
             schema_version: SCHEMA_VERSION,
             event_id: audit_event_id(subject_id, "rejected", why),

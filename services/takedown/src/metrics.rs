@@ -90,6 +90,11 @@ impl Metrics {
         metrics
     }
 
+    /// Counts an input the service did not act on, by why.
+    pub fn ignore(&self, why: &str) {
+        self.ignored.with_label_values(&[why]).inc();
+    }
+
     pub fn decision(&self, action: DecisionAction) {
         let action = match action {
             DecisionAction::Confirm => "confirm",
