@@ -38,7 +38,8 @@ pub(crate) async fn desk(
     (topics, dash, accounts)
 }
 
-fn refused(answer: &Answer, status: u16, message: &str) {
+/// Asserts `answer` is a refusal with `status`, showing `message` as the page's error.
+pub fn refused(answer: &Answer, status: u16, message: &str) {
     assert_eq!(answer.status, status, "{}", answer.text);
     assert!(
         answer
