@@ -13,7 +13,7 @@ use patroli_contracts::access::{self, PRINCIPALS};
 use patroli_contracts::topics;
 use patroli_runtime::{ensure_topics, KafkaConfig, LocalBroker};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{BaseProducer, FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use serde_json::json;
 use std::time::Duration;
@@ -70,6 +70,13 @@ async fn each_principal_writes_only_its_own_topics() {
         write(&takedown, topics::POSTS_RAW).await,
         Err(RDKafkaErrorCode::TopicAuthorizationFailed)
     );
+    // Only the takedown service may use its transactional id: any other credentials could
+    // otherwise fence it, aborting the transaction that holds its requests and their state.
+    assert_eq!(
+        init_transactions(&as_user(access::CLASSIFIER), "patroli-takedown"),
+        Err(RDKafkaErrorCode::TransactionalIdAuthorizationFailed)
+    );
+    assert_eq!(init_transactions(&takedown, "patroli-takedown"), Ok(()));
     // KEDA only reads offsets.
     assert_eq!(
         write(&as_user(access::KEDA), topics::POSTS_RAW).await,
@@ -137,6 +144,16 @@ async fn the_gateway_publishes_under_its_own_principal(broker: &LocalBroker, kaf
     let records = read_topic_with(&admin, topics::POSTS_RAW, 2, Duration::from_millis(500));
     let keys: Vec<&str> = records.iter().map(|r| r.key.as_str()).collect();
     assert_eq!(keys, ["probe", "x:acl-1"]);
+}
+
+/// Starts transactions under `id` as the principal `kafka` names: Ok, or the broker's refusal.
+fn init_transactions(kafka: &KafkaConfig, id: &str) -> Result<(), RDKafkaErrorCode> {
+    let mut config = kafka.idempotent_producer("acl-test");
+    config.set("transactional.id", id);
+    let producer: BaseProducer = config.create().expect("producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .map_err(|e| e.rdkafka_error_code().expect("the broker's error code"))
 }
 
 /// One record on `topic` as the principal `kafka` names: Ok once acknowledged, else the
